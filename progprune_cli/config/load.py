@@ -1,0 +1,125 @@
+"""Turn the composed config (a plain dict) into a validated RunConfig, or raise a one-line UserError."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from progprune_cli.config.schema import (
+    DatasetConfig,
+    EvaluateConfig,
+    ModelConfig,
+    OptimizerConfig,
+    RunConfig,
+    ScheduleConfig,
+    StageConfig,
+    StrategyConfig,
+    TrainConfig,
+)
+from progprune_cli.config.strict import from_dict
+from progprune_cli.errors import UserError
+
+_TOP_KEYS = {f.name for f in dataclasses.fields(RunConfig)}
+
+
+def load_run_config(data: Mapping[str, Any]) -> RunConfig:
+    """Validate every key and value that does not depend on a component's own options."""
+    data = {k: v for k, v in data.items() if k != "hydra"}
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise UserError(f"{unknown[0]}: unknown key; allowed keys are {', '.join(sorted(_TOP_KEYS))}")
+    strategy = data.get("strategy")
+    cfg = RunConfig(
+        seed=from_dict(_Seed, {"seed": data.get("seed", 0)}, "").seed,
+        device=from_dict(_Device, {"device": data.get("device", "auto")}, "").device,
+        dataset=_component(DatasetConfig, data.get("dataset"), "dataset"),
+        model=_component(ModelConfig, data.get("model"), "model"),
+        optimizer=_component(OptimizerConfig, data.get("optimizer"), "optimizer"),
+        strategy=None if strategy is None else _component(StrategyConfig, strategy, "strategy"),
+        schedule=_component(ScheduleConfig, data.get("schedule"), "schedule"),
+        train=from_dict(TrainConfig, data.get("train"), "train"),
+        prune=from_dict(StageConfig, data.get("prune"), "prune"),
+        finetune=from_dict(StageConfig, data.get("finetune"), "finetune"),
+        evaluate=from_dict(EvaluateConfig, data.get("evaluate"), "evaluate"),
+    )
+    _check_ranges(cfg)
+    return cfg
+
+
+@dataclasses.dataclass(frozen=True)
+class _Seed:
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Device:
+    device: Any  # checked below with the allowed values in the message
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise UserError(f"device: got {self.device!r}; allowed values are auto, cpu, cuda")
+
+
+def _component(cls: type, data: Any, group: str) -> Any:
+    """Split a group's keys into the typed common ones and the component's own `options`."""
+    if not isinstance(data, Mapping) or "name" not in data:
+        raise UserError(f"{group}: missing; choose one with {group}=NAME")
+    common = {f.name for f in dataclasses.fields(cls)} - {"options"}
+    typed = {k: v for k, v in data.items() if k in common}
+    typed["options"] = {k: v for k, v in data.items() if k not in common}
+    return from_dict(cls, typed, group)
+
+
+def _check_ranges(cfg: RunConfig) -> None:
+    """Range checks that the types alone cannot express."""
+    for stage in ("train", "prune", "finetune"):
+        section = getattr(cfg, stage)
+        _at_least(section.epochs, 0, f"{stage}.epochs")
+        _at_least(section.batch_size, 1, f"{stage}.batch_size")
+    ev = cfg.evaluate
+    for key in ("batch_size", "latency_batch", "repeats", "threads"):
+        _at_least(getattr(ev, key), 1, f"evaluate.{key}")
+    _at_least(ev.warmup, 0, "evaluate.warmup")
+    opt = cfg.optimizer
+    if opt.lr <= 0:
+        raise UserError(f"optimizer.lr: got {opt.lr}; must be > 0")
+    if opt.clip_grad_norm is not None and opt.clip_grad_norm <= 0:
+        raise UserError(f"optimizer.clip_grad_norm: got {opt.clip_grad_norm}; must be > 0 or null")
+    for key in ("l1", "l2"):
+        if getattr(opt, key) < 0:
+            raise UserError(f"optimizer.{key}: got {getattr(opt, key)}; must be >= 0")
+    if cfg.strategy is not None:
+        _check_strategy(cfg.strategy)
+        _check_schedule(cfg.schedule)
+
+
+def _check_strategy(s: StrategyConfig) -> None:
+    if s.threshold is not None and s.threshold < 0:
+        raise UserError(f"strategy.threshold: got {s.threshold}; must be >= 0")
+    if s.threshold is None:
+        if s.sparsity is None:
+            raise UserError("strategy.sparsity: null needs strategy.threshold; set one of them")
+        _fraction(s.sparsity, "strategy.sparsity")
+    for layer, value in s.layers.items():
+        _fraction(value, f"strategy.layers.{layer}")
+
+
+def _check_schedule(s: ScheduleConfig) -> None:
+    _at_least(s.start, 0, "schedule.start")
+    _at_least(s.frequency, 1, "schedule.frequency")
+    if s.end is not None and s.end < s.start:
+        raise UserError(f"schedule.end: got {s.end}; must be >= schedule.start ({s.start})")
+    _fraction(s.initial_sparsity, "schedule.initial_sparsity")
+    if s.rewind is not None and s.rewind != "init" and not (isinstance(s.rewind, int) and s.rewind >= 0):
+        raise UserError(f"schedule.rewind: got {s.rewind!r}; allowed values are null, init, or an epoch >= 0")
+
+
+def _fraction(value: float, key: str) -> None:
+    if not 0.0 <= value < 1.0:
+        raise UserError(f"{key}: got {value}; must be in [0, 1)")
+
+
+def _at_least(value: int, low: int, key: str) -> None:
+    if value < low:
+        raise UserError(f"{key}: got {value}; must be >= {low}")
