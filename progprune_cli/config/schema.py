@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Optional, Union
 
 
@@ -111,3 +111,8 @@ class RunConfig:
     prune: StageConfig
     finetune: StageConfig
     evaluate: EvaluateConfig
+
+
+def common_keys(cls: type) -> tuple[str, ...]:
+    """The keys a group's YAML may hold besides the component's own options (for error messages)."""
+    return tuple(f.name for f in fields(cls) if f.name != "options")

@@ -13,15 +13,21 @@ from progprune_cli.errors import UserError
 T = TypeVar("T")
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
-    """`cls(**data)` with every key checked; `where` is the dotted config path used in error messages."""
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+    """A component with no keys of its own: any extra key is an error."""
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str, also: tuple[str, ...] = ()) -> T:
+    """`cls(**data)` with every key checked; `where` is the dotted config path used in error messages,
+    `also` the group's common keys, listed with the allowed ones when a key is unknown."""
     data = dict(data or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         key = f"{where}.{unknown[0]}" if where else unknown[0]
-        allowed = ", ".join(sorted(fields)) or "(none)"
+        allowed = ", ".join(sorted(set(fields) | set(also))) or "(none)"
         raise UserError(f"{key}: unknown key; allowed keys are {allowed}")
     values = {}
     for name, field in fields.items():

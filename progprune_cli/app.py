@@ -1,0 +1,54 @@
+"""The Hydra edge: the `progprune train` task turns the composed config into a RunConfig and runs it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from progprune_cli.config import load_run_config
+from progprune_cli.errors import UserError
+
+# Unique per process: two runs started in the same second still get two folders.
+_UID = f"{os.getpid()}{secrets.token_hex(1)}"
+OmegaConf.register_new_resolver("progprune_uid", lambda: _UID, replace=True)
+
+
+@hydra.main(config_path="pkg://progprune_cli.conf", config_name="config", version_base="1.3")
+def train_task(cfg: DictConfig) -> Any:
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=150)  # piped output: wide tables instead of wrapped cells
+    container: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    try:
+        from progprune_cli.runner import run  # torch is imported only once a job really starts
+
+        cache = Path(hc.runtime.cwd) / "runs" / ".cache"
+        return run(load_run_config(container), container, list(hc.overrides.task), run_dir, console, cache)["status"]
+    except UserError as error:
+        print(f"progprune: error: {error}", file=sys.stderr)
+        if multirun:
+            raise  # the sweep goes on with its other jobs; this one shows as failed in the summary
+        raise SystemExit(2) from None
+    finally:
+        if multirun:
+            _sweep_summary(Path(hc.sweep.dir), console)
+
+
+def _sweep_summary(sweep_dir: Path, console: Console) -> None:
+    """Rebuilt from the files on disk after every job, so it is right even if a later job dies."""
+    from progprune_cli.report.summary import write_sweep_summary
+
+    path = write_sweep_summary(sweep_dir)
+    console.print(f"sweep summary: {path}")

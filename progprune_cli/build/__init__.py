@@ -1,0 +1,1 @@
+"""Builders: turn typed config into data, model, strategy, schedule and optimizer objects."""

@@ -1,0 +1,59 @@
+"""Schedules are pure functions: (horizon, initial, final, options) → the pruning events of the prune stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from progprune_cli.config import ScheduleConfig
+from progprune_cli.errors import UserError
+from progprune_cli.registry import Registry
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """Pruning may happen at t = start, start + frequency, ..., ≤ end (epochs or steps of the prune stage)."""
+
+    start: int
+    end: int
+    frequency: int
+
+    def times(self) -> list[int]:
+        return list(range(self.start, self.end + 1, self.frequency))
+
+    def fraction(self, t: int) -> float:
+        """How far t is from start to end, in [0, 1] (1 when start == end)."""
+        return 1.0 if self.end == self.start else (t - self.start) / (self.end - self.start)
+
+
+@dataclass(frozen=True)
+class Event:
+    """Prune to `target` (sparsity, or threshold in threshold mode) before training unit `t`."""
+
+    t: int
+    target: float
+
+
+class ScheduleFn(Protocol):
+    def __call__(self, horizon: Horizon, initial: float, final: float, options: dict[str, Any],
+                 what: str = "sparsity") -> list[Event]: ...
+
+
+SCHEDULES: Registry[ScheduleFn] = Registry("schedule")
+
+
+def build_events(cfg: ScheduleConfig, units: int, initial: float, final: float,
+                 what: str = "sparsity") -> list[Event]:
+    """The events for a prune stage of `units` epochs (or steps); `what` says whether targets are sparsities
+    or thresholds. Fails before training on a bad horizon."""
+    if units < 1:
+        raise UserError("prune.epochs: got 0; a strategy needs at least 1 prune epoch (or drop +strategy)")
+    end = units - 1 if cfg.end is None else cfg.end
+    if cfg.start > units - 1:
+        raise UserError(f"schedule.start: got {cfg.start}; the prune stage has {cfg.unit}s 0..{units - 1}")
+    if end > units - 1:
+        raise UserError(f"schedule.end: got {end}; the prune stage has {cfg.unit}s 0..{units - 1}")
+    if end < cfg.start:
+        raise UserError(f"schedule.end: got {end}; must be >= schedule.start ({cfg.start})")
+    horizon = Horizon(cfg.start, end, cfg.frequency)
+    return SCHEDULES.get(cfg.name)(horizon, initial, final, dict(cfg.options), what)

@@ -1,0 +1,7 @@
+"""Strategy registry: `conf/strategy/<name>.yaml` ↔ `STRATEGIES.register("<name>")` in `<name>.py`."""
+
+from progprune_cli.build.strategies.base import STRATEGIES, PruneContext, StepReport, Strategy, build_strategy
+
+from progprune_cli.build.strategies import weight  # noqa: F401,E402  (registers)
+
+__all__ = ["STRATEGIES", "PruneContext", "StepReport", "Strategy", "build_strategy"]

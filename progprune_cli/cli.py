@@ -1,0 +1,74 @@
+"""`progprune` entry point: dispatches subcommands without importing torch (so `--help` is instant)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from progprune_cli import __version__
+
+HELP = f"""usage: progprune COMMAND [ARGS]
+
+progprune {__version__}: progressive neural-network pruning experiments (train → prune → finetune → evaluate).
+
+commands:
+  train [OVERRIDES]     run one experiment (Hydra overrides; -m for a sweep)
+                          progprune train                          dense baseline
+                          progprune train +strategy=weight         prune by weight magnitude
+                          progprune train +strategy=weight strategy.threshold=0.2 optimizer=sgd
+                          progprune train -m +strategy=weight strategy.sparsity=0.5,0.8,0.9
+                        progprune train --help lists every config group and key
+  compare RUN [RUN...]  one row per run folder (or sweep folder, or glob); --help for options
+  report RUN_DIR        print a run's tables from its files
+
+Each run writes a folder under runs/ with results.md, results.json, metrics.csv, plots and checkpoints.
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(HELP, end="")
+        sys.exit(0 if args else 2)
+    if args[0] in ("-V", "--version"):
+        print(f"progprune {__version__}")
+        sys.exit(0)
+    commands: dict[str, Callable[[list[str]], int]] = {"train": _train, "compare": _compare, "report": _report}
+    if args[0] not in commands:
+        print(f"progprune: error: unknown command {args[0]!r}; choose one of {', '.join(commands)}",
+              file=sys.stderr)
+        sys.exit(2)
+    sys.exit(commands[args[0]](args[1:]))
+
+
+def _train(args: list[str]) -> int:
+    from progprune_cli.errors import UserError
+    from progprune_cli.preflight import check, normalize
+
+    args = normalize(args)
+    passthrough = {"--help", "-h", "--hydra-help", "--info", "--cfg", "-c", "--shell-completion", "--version"}
+    if not passthrough.intersection(args):
+        multirun = "-m" in args or "--multirun" in args
+        overrides = [a for a in args if not a.startswith("-")]
+        try:
+            check(overrides, multirun)
+        except UserError as error:
+            print(f"progprune: error: {error}", file=sys.stderr)
+            return 2
+    from progprune_cli.app import train_task
+
+    sys.argv = ["progprune train", *args]
+    train_task()
+    return 0
+
+
+def _compare(args: list[str]) -> int:
+    from progprune_cli.report.compare_cli import main as compare_main
+
+    return compare_main(args)
+
+
+def _report(args: list[str]) -> int:
+    from progprune_cli.report.report_cli import main as report_main
+
+    return report_main(args)

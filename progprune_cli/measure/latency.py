@@ -1,0 +1,85 @@
+"""Wall-clock inference time of a model over a fixed input tensor: median and spread of repeated full passes."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from progprune_cli.measure.modes import evaluating
+
+
+def spread(samples: list[float]) -> dict[str, float]:
+    """`{"median", "p10", "p90"}` by linear interpolation, so p10 <= median <= p90 always holds."""
+    p10, median, p90 = np.percentile(np.asarray(samples, dtype=float), [10, 50, 90])
+    return {"median": float(median), "p10": float(p10), "p90": float(p90)}
+
+
+def _clock(device: torch.device) -> float:
+    # CUDA calls return before the kernels finish; without a sync the clock would time the launch, not the work.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def _check_device(model: nn.Module, device: torch.device) -> None:
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        if tensor.device.type != device.type:
+            raise ValueError(f"model holds a tensor on {tensor.device}, but latency is measured on {device}")
+
+
+def measure_latency(model: nn.Module, inputs: torch.Tensor, batch_size: int, warmup: int, repeats: int,
+                    threads: int, device: torch.device) -> dict:
+    """Seconds for one full pass over `inputs` in batches of `batch_size`: `{"median", "p10", "p90", "samples"}`.
+
+    The model must already be on `device`; the inputs are moved there before any timing, so data transfer is
+    never timed. `warmup` untimed passes come first (allocator, oneDNN/cuDNN kernel selection).
+    """
+    if len(inputs) == 0 or batch_size < 1 or repeats < 1 or warmup < 0 or threads < 1:
+        raise ValueError(f"need inputs, batch_size >= 1, repeats >= 1, warmup >= 0, threads >= 1 "
+                         f"(got {len(inputs)} inputs, {batch_size=}, {repeats=}, {warmup=}, {threads=})")
+    _check_device(model, device)
+    batches = inputs.to(device).split(batch_size)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with evaluating(model), torch.inference_mode():
+            samples = []
+            for i in range(warmup + repeats):
+                start = _clock(device)
+                for batch in batches:
+                    model(batch)
+                elapsed = _clock(device) - start
+                if i >= warmup:
+                    samples.append(elapsed)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return {**spread(samples), "samples": samples}
+
+
+def latency_report(model: nn.Module, inputs: torch.Tensor, eval_batch_size: int, latency_batch: int, warmup: int,
+                   repeats: int, threads: int, device: torch.device) -> dict:
+    """The MODEL.latency dict of results.json, less `measured_speedup` (the caller divides the original's median).
+
+    `eval_runtime_s` times the whole evaluation tensor at `eval_batch_size`; `batch1_ms` is milliseconds per sample
+    over the first (up to) 64 samples fed `latency_batch` at a time; `throughput_sps` uses the median runtime.
+    """
+    settings = {"warmup": warmup, "repeats": repeats, "threads": threads, "device": device}
+    runtime = measure_latency(model, inputs, eval_batch_size, **settings)
+    few = inputs[:64]
+    per_pass = measure_latency(model, few, latency_batch, **settings)
+    # Scaling by a positive constant keeps the order, so these are still the per-sample median/p10/p90.
+    per_sample_ms = {key: per_pass[key] * 1000.0 / len(few) for key in ("median", "p10", "p90")}
+    return {
+        "device": str(device),
+        "threads": threads,
+        "warmup": warmup,
+        "repeats": repeats,
+        "eval_batch_size": eval_batch_size,
+        "eval_samples": len(inputs),
+        "eval_runtime_s": {key: runtime[key] for key in ("median", "p10", "p90")},
+        "batch1_ms": per_sample_ms,
+        "throughput_sps": len(inputs) / runtime["median"] if runtime["median"] > 0 else None,
+    }

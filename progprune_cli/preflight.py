@@ -1,0 +1,101 @@
+"""Check a `progprune train` command line before Hydra makes a run folder: every sweep combination composed,
+typed and validated, so bad input fails in one line with no training started."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from importlib import resources
+from typing import Any
+
+from hydra import compose, initialize_config_module
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from progprune_cli.config import RunConfig, load_run_config
+from progprune_cli.errors import UserError
+
+CONFIG_MODULE = "progprune_cli.conf"
+
+
+def group_options() -> dict[str, list[str]]:
+    """Config groups (folders of conf/) and their choices (YAML names)."""
+    root = resources.files(CONFIG_MODULE)
+    return {d.name: sorted(f.name[:-5] for f in d.iterdir() if f.name.endswith(".yaml"))
+            for d in root.iterdir() if d.is_dir() and not d.name.startswith("_")}
+
+
+def normalize(overrides: list[str]) -> list[str]:
+    """`strategy=NAME` means `+strategy=NAME`: strategy is not in the defaults list, so Hydra needs the `+`."""
+    return ["+" + o if re.match(r"^strategy=", o) else o for o in overrides]
+
+
+def check(overrides: list[str], multirun: bool) -> list[RunConfig]:
+    """The typed config of every job the command would run, or a one-line UserError."""
+    ours = [o for o in overrides if not re.match(r"^[+~]*hydra[./]", o)]
+    _check_groups(ours)
+    try:
+        parsed = OverridesParser.create().parse_overrides(ours)
+    except HydraException as error:
+        raise UserError(f"bad override: {_first_line(error)}") from None
+    if not multirun and any(o.is_sweep_override() for o in parsed):
+        raise UserError(f"{next(o.input_line for o in parsed if o.is_sweep_override())}: a sweep needs -m "
+                        "(progprune train -m ...)")
+    jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch] if multirun else [ours]
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        return [_typed(job) for job in jobs]
+
+
+def _typed(job: list[str]) -> RunConfig:
+    data = _compose(job)
+    cfg = load_run_config(data)
+    from progprune_cli.stages.checks import check_components  # torch: only once the config is sound
+
+    check_components(cfg)
+    return cfg
+
+
+def _compose(job: list[str]) -> dict[str, Any]:
+    try:
+        return OmegaConf.to_container(compose(config_name="config", overrides=job), resolve=True)  # type: ignore
+    except (HydraException, OmegaConfBaseException) as error:
+        message = str(error)
+        missing = re.search(r"Could not override '([^']+)'", message)
+        if missing:
+            raise UserError(_unknown_key(missing.group(1), job)) from None
+        raise UserError(_first_line(error)) from None
+
+
+def _unknown_key(key: str, job: list[str]) -> str:
+    """`strategy.thresh: unknown key; allowed keys under strategy are ...` for a typo'd override."""
+    parent, _, leaf = key.rpartition(".")
+    rest = [o for o in job if not o.lstrip("+~").startswith(key + "=")]
+    try:
+        node = compose(config_name="config", overrides=rest)
+        node = OmegaConf.select(node, parent) if parent else node
+        keys = ", ".join(sorted(node.keys())) if node is not None else ""  # type: ignore[union-attr]
+    except (HydraException, OmegaConfBaseException):
+        keys = ""
+    where = f" under {parent}" if parent else ""
+    return f"{key}: unknown key; allowed keys{where} are {keys}" if keys else f"{key}: unknown key"
+
+
+def _check_groups(overrides: Iterable[str]) -> None:
+    groups = group_options()
+    for line in overrides:
+        match = re.match(r"^([+~]*)(\w+)=(.*)$", line)
+        if not match or match.group(2) not in groups:
+            continue
+        group, values = match.group(2), match.group(3)
+        if group == "strategy" and not match.group(1):
+            continue  # normalize() already added the '+'; a plain '~strategy' is Hydra's business
+        for value in values.split(","):
+            if value and value not in groups[group]:
+                raise UserError(f"{group}={value}: unknown {group}; choose one of {', '.join(groups[group])}")
+
+
+def _first_line(error: BaseException) -> str:
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)

@@ -1,0 +1,252 @@
+"""Turn RunRecords into a compare table: headline figures, only-changed config, --where, --sort, --baseline, --diff."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import operator
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from progprune_cli.errors import UserError
+from progprune_cli.report.runs import RunRecord
+
+FIXED = ("run", "status")
+HEADLINE = ("test_acc", "val_acc", "test_acc_vs_orig", "sparsity", "nonzero", "physical",
+            "theoretical_speedup", "measured_speedup", "runtime_median_s")
+# --baseline: differences (run - base) for these; runtime becomes a ratio, speedup_vs_base (measured).
+BASE_DIFFS = ("test_acc", "val_acc", "sparsity", "nonzero")
+BASE_COLUMNS = tuple(f"{key}_vs_base" for key in BASE_DIFFS) + ("speedup_vs_base",)
+OPS: dict[str, Callable[[Any, Any], bool]] = {">=": operator.ge, "<=": operator.le, "==": operator.eq,
+                                               "!=": operator.ne, ">": operator.gt, "<": operator.lt}
+_WHERE = re.compile(r"^\s*([^\s<>=!]+)\s*(>=|<=|==|!=|>|<)\s*(\S.*?)\s*$")
+_WHERE_HELP = "expected KEY OP VALUE with OP one of > >= < <= == != (e.g. 'sparsity>0.8')"
+# Timestamps always differ between two runs; showing them in --diff would only hide the real differences.
+_DIFF_SKIP = {"run.id", "run.started", "run.finished"}
+_MISSING = "\0missing"  # a key absent from one config differs from the same key set to null
+
+
+@dataclass
+class Table:
+    """Rows of raw values; `key_column` names the column whose value says how to format a row (--diff)."""
+
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    key_column: str | None = None
+
+    def text(self, row: dict[str, Any], column: str) -> str:
+        key = str(row.get(self.key_column)) if self.key_column else column
+        return format_cell(key, row.get(column), signed=True if column == "delta" else None)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _sub(a: Any, b: Any) -> float | int | None:
+    # Rounded so 0.94 - 0.95 prints and serialises as -0.01, not -0.010000000000000009.
+    return round(a - b, 10) if _is_number(a) and _is_number(b) else None
+
+
+def headline(record: RunRecord) -> dict[str, Any]:
+    """The final model's figures (finetuned, else pruned, else original); latency and physical size are
+    taken from the deployed model (compacted or sparse_kernels when present), where pruning pays off."""
+    figures = record.results
+    models = {key.split(".", 2)[1] for key in figures if key.startswith("models.")}
+    final = next((m for m in ("finetuned", "pruned", "original") if m in models), None)
+    if final is None:
+        return {}
+    deployed = next(m for m in ("compacted", "sparse_kernels", final) if m in models)
+
+    def get(model: str, path: str) -> Any:
+        return figures.get(f"models.{model}.{path}")
+
+    row = {"test_acc": get(final, "accuracy.test"), "val_acc": get(final, "accuracy.val"),
+           "sparsity": get(final, "params.sparsity"), "nonzero": get(final, "params.nonzero"),
+           "physical": get(deployed, "params.physical"), "macs_effective": get(final, "macs.effective"),
+           "theoretical_speedup": get(final, "macs.theoretical_speedup"),
+           "measured_speedup": get(deployed, "latency.measured_speedup"),
+           "runtime_median_s": get(deployed, "latency.eval_runtime_s.median")}
+    row["test_acc_vs_orig"] = _sub(row["test_acc"], get("original", "accuracy.test"))
+    row["test_acc_vs_long"] = _sub(row["test_acc"], get("dense_long", "accuracy.test"))
+    return {key: value for key, value in row.items() if value is not None}
+
+
+def _hashable(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def config_columns(records: list[RunRecord], all_params: bool = False) -> list[str]:
+    """Config keys whose value differs between the runs that have a config (all keys with all_params)."""
+    configs = [r.config for r in records if r.config]
+    keys = list(dict.fromkeys(key for config in configs for key in config))
+    if all_params:
+        return keys
+    return [k for k in keys if len({_hashable(c.get(k, _MISSING)) for c in configs}) > 1]
+
+
+def build_row(record: RunRecord, label: str, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    row: dict[str, Any] = dict(record.config)
+    row.update(run=label, status=record.status, **headline(record))
+    if base is not None:
+        for key in BASE_DIFFS:
+            row[f"{key}_vs_base"] = _sub(row.get(key), base.get(key))
+        mine, theirs = row.get("runtime_median_s"), base.get("runtime_median_s")
+        if _is_number(mine) and _is_number(theirs) and mine > 0:
+            row["speedup_vs_base"] = round(theirs / mine, 10)
+    if record.error:
+        row["error"] = record.error
+    return row
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One --where term; `text` is the unparsed value, used when the cell is a string (run "0")."""
+
+    key: str
+    op: str
+    text: str
+    value: Any
+
+
+def parse_where(expr: str) -> Condition:
+    match = _WHERE.match(expr)
+    if not match:
+        raise UserError(f"--where {expr!r}: {_WHERE_HELP}")
+    key, op, text = match.groups()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
+    value: Any = {"null": None, "none": None, "true": True, "false": False}.get(text.lower(), text)
+    with contextlib.suppress(ValueError):
+        value = float(text)
+    return Condition(key, op, text, value)
+
+
+def matches(row: dict[str, Any], cond: Condition) -> bool:
+    """SQL-like: a missing cell matches nothing except `KEY==null`."""
+    cell = row.get(cond.key)
+    if cond.value is None:
+        return (cond.op == "==" and cell is None) or (cond.op == "!=" and cell is not None)
+    if cell is None:
+        return False
+    if isinstance(cell, bool) or isinstance(cond.value, bool):
+        return cell is cond.value if cond.op == "==" else cond.op == "!=" and cell is not cond.value
+    if _is_number(cell) and _is_number(cond.value):
+        return OPS[cond.op](cell, cond.value)
+    if isinstance(cell, str):
+        return OPS[cond.op](cell, cond.text)
+    return cond.op == "!="
+
+
+def sort_rows(rows: list[dict[str, Any]], spec: str, known: list[str]) -> list[dict[str, Any]]:
+    """`KEY` ascending, `-KEY` descending; runs without the value go last either way."""
+    key = spec[1:] if spec[:1] in "+-" else spec
+    if key not in known and not any(key in row for row in rows):
+        raise UserError(f"--sort {spec!r}: unknown key; known columns: {', '.join(known)} "
+                        "(or a dotted config key)")
+    present = [row for row in rows if row.get(key) is not None]
+    # Numbers before text, so a column mixing both still sorts instead of raising TypeError.
+    present.sort(key=lambda row: (0, row[key], "") if _is_number(row[key]) else (1, 0, str(row[key])),
+                 reverse=spec.startswith("-"))
+    return present + [row for row in rows if row.get(key) is None]
+
+
+def compare_table(records: list[RunRecord], labels: list[str], *, where: Sequence[str] = (),
+                  sort: str | None = None, baseline: RunRecord | None = None,
+                  all_params: bool = False) -> Table:
+    """Filter, pick columns from the runs left, then sort; errors name what is allowed."""
+    base = headline(baseline) if baseline is not None else None
+    pairs = [(rec, build_row(rec, label, base)) for rec, label in zip(records, labels)]
+    conditions = [parse_where(expr) for expr in where]
+    known = set(FIXED + HEADLINE + BASE_COLUMNS).union(*(row for _, row in pairs))
+    for cond, expr in zip(conditions, where):
+        if cond.key not in known:
+            raise UserError(f"--where {expr!r}: unknown key {cond.key!r}; use a column "
+                            f"({', '.join(FIXED + HEADLINE)}) or a dotted config key (e.g. strategy.sparsity)")
+    pairs = [(rec, row) for rec, row in pairs if all(matches(row, cond) for cond in conditions)]
+    columns = [*FIXED, *config_columns([rec for rec, _ in pairs], all_params), *HEADLINE]
+    columns += list(BASE_COLUMNS) if baseline is not None else []
+    columns += ["error"] if any("error" in row for _, row in pairs) else []
+    rows = [row for _, row in pairs]
+    return Table(columns, sort_rows(rows, sort, columns) if sort else rows)
+
+
+def diff_table(a: RunRecord, b: RunRecord, label_a: str, label_b: str) -> Table:
+    """Two runs side by side: status, differing config, all headline figures, differing result figures."""
+    rows: list[dict[str, Any]] = [{"section": "run", "key": "status", label_a: a.status, label_b: b.status}]
+
+    def add(section: str, key: str, va: Any, vb: Any) -> None:
+        rows.append({"section": section, "key": key, label_a: va, label_b: vb, "delta": _sub(vb, va)})
+
+    for key in dict.fromkeys([*a.config, *b.config]):
+        if _hashable(a.config.get(key, _MISSING)) != _hashable(b.config.get(key, _MISSING)):
+            add("config", key, a.config.get(key), b.config.get(key))
+    ha, hb = headline(a), headline(b)
+    for key in HEADLINE:
+        add("headline", key, ha.get(key), hb.get(key))
+    for key in dict.fromkeys([*a.results, *b.results]):
+        if key not in _DIFF_SKIP and a.results.get(key) != b.results.get(key):
+            add("results", key, a.results.get(key), b.results.get(key))
+    return Table(["section", "key", label_a, label_b, "delta"], rows, key_column="key")
+
+
+def _format_float(key: str, value: float, signed: bool) -> str:
+    sign = "+" if signed else ""
+    name = key.rsplit(".", 1)[-1]
+    if "speedup" in name or "compression" in name:
+        return f"{value:{sign}.2f}"
+    if "acc" in name or "sparsity" in name or "loss" in key or "accuracy" in key or name in ("train", "val", "test"):
+        return f"{value:{sign}.4f}"
+    return f"{value:{sign}.4g}"
+
+
+def format_cell(key: str, value: Any, signed: bool | None = None) -> str:
+    """Text for rich and markdown; deltas (`*_vs_*`, --diff's delta) carry a sign unless signed=False."""
+    if signed is None:
+        signed = key.rsplit("_vs_", 1)[-1] in ("orig", "base", "long") and "speedup" not in key
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value:+d}" if signed else str(value)
+    if isinstance(value, float):
+        return _format_float(key, value, signed)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def to_markdown(table: Table) -> str:
+    """GitHub markdown; numeric columns right-aligned."""
+    numeric = [table.key_column is None and all(_is_number(r[c]) for r in table.rows if r.get(c) is not None)
+               for c in table.columns]
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
+    for row in table.rows:
+        cells = (table.text(row, c).replace("|", "\\|").replace("\n", " ") for c in table.columns)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _raw(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def to_csv(table: Table) -> str:
+    """Full-precision values, empty where missing: for spreadsheets and pandas."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(table.columns)
+    writer.writerows([_raw(row.get(c)) for c in table.columns] for row in table.rows)
+    return buffer.getvalue()
+
+
+def to_json(table: Table) -> str:
+    return json.dumps([{c: row.get(c) for c in table.columns} for row in table.rows], indent=1) + "\n"

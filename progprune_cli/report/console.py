@@ -1,0 +1,46 @@
+"""Print one run's summary to a rich console: what was run, the answers, and the tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table as RichTable
+from rich.text import Text
+
+from progprune_cli.report.markdown import run_lines
+from progprune_cli.report.tables import Table, accuracy_table, answers, layers_table, params_table
+from progprune_cli.report.tables import speed_table, steps_table
+
+
+def rich_table(table: Table) -> RichTable:
+    """Cells go in as Text so a layer name like `features[0]` is never read as rich markup."""
+    out = RichTable(title=table.title, title_justify="left", caption_justify="left",
+                    caption="\n".join(f"• {n}" for n in table.footnotes) or None)
+    for i, header in enumerate(table.headers):
+        # The model name never wraps or truncates: a narrow terminal squeezes the number columns instead.
+        out.add_column(Text(header), justify="left" if i == 0 else "right", no_wrap=i == 0)
+    for row in table.rows:
+        out.add_row(*(Text(c) for c in row))
+    return out
+
+
+def print_summary(results: dict[str, Any], console: Console, verbose: bool = False) -> None:
+    """Accuracy, speed and parameters always; per-layer and every pruning step only when verbose."""
+    run_id = (results.get("run") or {}).get("id", "?")
+    console.print(Text(f"progprune run {run_id}", style="bold"))
+    for line in run_lines(results):
+        console.print(Text(line))
+    for line in answers(results):
+        console.print(Text(f"• {line}"))
+    for table in (accuracy_table(results), speed_table(results), params_table(results)):
+        console.print(rich_table(table))
+    steps = steps_table(results)
+    if verbose:
+        for extra in (layers_table(results), steps):
+            if extra is not None:
+                console.print(rich_table(extra))
+    elif steps is not None and steps.footnotes:
+        # Pruning notes (e.g. a zero-width guard) change how to read the numbers, so they show even when brief.
+        for note in steps.footnotes:
+            console.print(Text(f"note: {note}"))

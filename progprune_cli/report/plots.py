@@ -1,0 +1,127 @@
+"""Draw a run's plots (progress over iterations, per-layer sparsity) from metrics.csv and results.json."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: runs draw plots on servers and in CI, where no display exists
+
+import matplotlib.pyplot as plt  # noqa: E402  (must follow the backend choice)
+from matplotlib.figure import Figure  # noqa: E402
+
+STAGES = ("train", "prune", "finetune")
+SHADES = {"train": "#dbe9f6", "prune": "#fbe3d6", "finetune": "#e2f0d9"}
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """metrics.csv rows with numbers parsed; an empty cell (a value that does not apply) becomes None."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    numeric = ("epoch", "iteration", "val_acc", "target_sparsity", "achieved_sparsity")
+    try:
+        for row in rows:
+            for key in numeric:
+                row[key] = float(row[key]) if row.get(key) not in (None, "") else None
+    except ValueError:
+        return []  # a corrupt file: skip the plot rather than draw a wrong one
+    return [r for r in rows if r["iteration"] is not None]
+
+
+def save(fig: Figure, path: Path) -> None:
+    """Write NAME.tmp then rename, so a reader never sees half a PNG."""
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)  # pyplot keeps every open figure alive; a sweep draws hundreds
+
+
+def shade_stages(ax: Any, rows: list[dict[str, Any]]) -> None:
+    """One band per stage, from the previous stage's last iteration to this stage's last one."""
+    start = 0.0
+    for stage in STAGES:
+        its = [r["iteration"] for r in rows if r["stage"] == stage]
+        if not its:
+            continue
+        end = max(its)
+        ax.axvspan(start, end, color=SHADES[stage], alpha=0.6, lw=0)
+        ax.text((start + end) / 2, 1.01, stage, transform=ax.get_xaxis_transform(), ha="center", va="bottom")
+        start = end
+
+
+def series(rows: list[dict[str, Any]], key: str, stages: tuple[str, ...]) -> tuple[list[float], list[float]]:
+    picked = [r for r in rows if r["stage"] in stages and r[key] is not None]
+    return [r["iteration"] for r in picked], [100 * r[key] for r in picked]
+
+
+def draw_progress(rows: list[dict[str, Any]], path: Path) -> bool:
+    epochs = [r for r in rows if r["event"] == "epoch"]
+    x_acc, acc = series(epochs, "val_acc", STAGES)
+    if not acc:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    shade_stages(ax, rows)
+    ax.plot(x_acc, acc, "o-", color="tab:blue", zorder=5, label="val accuracy")
+    x_long, long = series(epochs, "val_acc", ("dense_long",))
+    if long:
+        ax.plot(x_long, long, "o--", color="tab:gray", label="val accuracy, dense same epochs")
+    x_t, target = series(rows, "target_sparsity", STAGES)
+    if target:
+        # Drawn over the achieved line: when a schedule hits its targets exactly the two coincide.
+        ax.step(x_t, target, where="post", ls="--", lw=2, color="tab:red", zorder=4, label="target sparsity")
+    x_s, achieved = series(rows, "achieved_sparsity", STAGES)
+    if achieved:
+        ax.step(x_s, achieved, "s-", where="post", ms=4, lw=3, alpha=0.7, color="tab:orange",
+                label="achieved sparsity")
+    ax.set(xlabel="iteration (optimizer steps)", ylabel="%", ylim=(0, 102), xlim=(0, None))
+    ax.legend(loc="lower right", fontsize="small")
+    save(fig, path)
+    return True
+
+
+def draw_layer_sparsity(results: dict[str, Any], path: Path) -> bool:
+    layers = results.get("layers") or []
+    if not layers:
+        return False
+    names = [str(layer.get("name")) for layer in layers]
+    values = [100 * float(layer.get("sparsity") or 0.0) for layer in layers]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(layers) + 2), 4))
+    bars = ax.bar(range(len(names)), values, color="tab:orange")
+    ax.bar_label(bars, fmt="%.1f", fontsize="small")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    pruning = results.get("pruning") or {}
+    if pruning.get("mode") == "sparsity" and pruning.get("target") is not None:
+        ax.axhline(100 * pruning["target"], ls="--", color="tab:red", label="target sparsity")
+        ax.legend(loc="upper right", fontsize="small")
+    ax.set(ylabel="sparsity (%)", ylim=(0, 105), title="per-layer sparsity")
+    save(fig, path)
+    return True
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # no or unreadable results.json: nothing to draw
+    return results if isinstance(results, dict) else {}
+
+
+def draw_plots(run_dir: Path) -> list[str]:
+    """Write plots/progress.png and plots/layer_sparsity.png where their data exists; return their relative paths."""
+    out = Path(run_dir) / "plots"
+    drawn = []
+    if draw_progress(read_metrics(Path(run_dir) / "metrics.csv"), out / "progress.png"):
+        drawn.append("plots/progress.png")
+    if draw_layer_sparsity(read_results(Path(run_dir) / "results.json"), out / "layer_sparsity.png"):
+        drawn.append("plots/layer_sparsity.png")
+    return drawn

@@ -1,0 +1,94 @@
+"""`progprune report RUN_DIR [--md] [--verbose]`: show one run from its folder's files, never importing torch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from progprune_cli.errors import UserError
+from progprune_cli.report.console import print_summary
+from progprune_cli.report.markdown import render_markdown
+
+PROG = "progprune report"
+SCHEMA_VERSION = 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Show one run's tables from its run folder.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (holds status.json and, when complete, "
+                                                      "results.json)")
+    p.add_argument("--md", action="store_true", help="print results.md-style markdown instead of tables")
+    p.add_argument("--verbose", action="store_true", help="also show per-layer and per-step tables")
+    return p
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot read ({err})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def status_line(shown: str, status: dict[str, Any]) -> str:
+    """One line for a run that has no results yet: what state it is in, where, and why it stopped."""
+    state, stage, error = status.get("status", "unknown"), status.get("stage"), status.get("error")
+    line = f"{shown}: {state}" + (f" in stage {stage}" if stage else "")
+    line += f": {error}" if error else ""
+    line += f" (updated {status['updated']})" if status.get("updated") else ""
+    if state == "running":
+        line += "; results.json is written when the run completes"
+    elif state == "complete":
+        line += "; but results.json is missing"
+    return line
+
+
+def plot_paths(run_dir: Path) -> list[str]:
+    """PNGs already drawn under plots/, relative to the run folder so the links survive a copy."""
+    found = sorted(p.relative_to(run_dir).as_posix() for p in (run_dir / "plots").glob("*.png"))
+    return sorted(found, key=lambda p: p != "plots/progress.png")  # the run's story first, as draw_plots orders
+
+
+def show(shown: str, md: bool, verbose: bool) -> int:
+    run_dir = Path(shown)
+    results_path, status_path = run_dir / "results.json", run_dir / "status.json"
+    if not run_dir.is_dir() or not (results_path.is_file() or status_path.is_file()):
+        raise UserError(f"RUN_DIR: {shown} is not a run folder (no status.json or results.json)")
+    if not results_path.is_file():
+        print(status_line(shown, read_json(status_path)))
+        return 1
+    results = read_json(results_path)
+    if results.get("schema_version") != SCHEMA_VERSION:
+        raise UserError(f"{results_path}: schema_version {results.get('schema_version')!r}, "
+                        f"this progprune reads {SCHEMA_VERSION}")
+    try:
+        if md:
+            sys.stdout.write(render_markdown(results, plot_paths(run_dir)))
+        else:
+            print_summary(results, Console(), verbose=verbose)
+    except (TypeError, ValueError, AttributeError) as err:
+        # Rendering is pure formatting, so these only come from a value of the wrong type in the file.
+        raise UserError(f"{results_path}: does not match schema_version {SCHEMA_VERSION} ({err})") from None
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit 0 shown, 1 no results yet (status line printed), 2 bad input (one line on stderr)."""
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse has already printed usage or help
+        return int(exit_.code or 0)
+    try:
+        return show(args.run_dir, args.md, args.verbose)
+    except UserError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,188 @@
+"""Find run folders (run, sweep, glob) and read each one robustly into a RunRecord; never imports torch."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from progprune_cli.errors import UserError
+
+# The C loader is ~10x faster; it matters when a sweep holds hundreds of runs.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Files only a run folder holds; any one of them is enough, so a half-written run is still found.
+_RUN_MARKERS = ("status.json", "results.json", ".hydra", "metrics.csv")
+# status.json values (docs/run-folder.md) plus the ones a reader derives when files disagree or are broken.
+STATUSES = ("complete", "running", "failed", "interrupted")
+DERIVED_STATUSES = ("incomplete", "corrupt", "unknown")
+
+
+@dataclass
+class RunRecord:
+    """What a reader knows about one run folder; figures are empty when results.json is missing or broken."""
+
+    path: Path
+    status: str
+    overrides: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and any((path / marker).exists() for marker in _RUN_MARKERS)
+
+
+def _natural_key(path: Path) -> list[Any]:
+    # Hydra names sweep jobs 0, 1, ... 10: "10" must come after "9".
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def sweep_runs(path: Path) -> list[Path]:
+    """The run folders directly inside `path`, in natural order; other entries are ignored."""
+    if not path.is_dir() or is_run_dir(path):
+        return []
+    return sorted((child for child in path.iterdir() if is_run_dir(child)), key=_natural_key)
+
+
+def is_sweep_dir(path: Path) -> bool:
+    return bool(sweep_runs(path))
+
+
+def _expand_one(arg: str) -> list[Path]:
+    if any(ch in arg for ch in "*?[") and not Path(arg).exists():
+        matches = [Path(m) for m in sorted(glob.glob(arg))]
+    else:
+        matches = [Path(arg)]
+    found: list[Path] = []
+    for path in matches:
+        if is_run_dir(path):
+            found.append(path)
+        elif path.is_dir() and is_sweep_dir(path):
+            found.extend(sweep_runs(path))
+        elif path.is_file() and is_sweep_dir(path.parent):
+            # `compare SWEEP/*` also expands to summary.md, multirun.yaml ...: skip those quietly.
+            continue
+        else:
+            raise UserError(f"{path}: not a run or sweep folder")
+    if not matches:
+        raise UserError(f"{arg}: not a run or sweep folder")
+    return found
+
+
+def find_runs(args: list[str]) -> list[Path]:
+    """Expand run folders, sweep folders and globs; any path that is neither is an error (exit 2)."""
+    runs: list[Path] = []
+    seen: set[Path] = set()
+    for arg in args:
+        for path in _expand_one(arg):
+            key = path.resolve()
+            if key not in seen:
+                seen.add(key)
+                runs.append(path)
+    return runs
+
+
+def run_labels(paths: list[Path]) -> list[str]:
+    """Each path relative to the folder all runs share, so a sweep's rows read 0, 1, 2 ..."""
+    absolute = [os.path.abspath(p) for p in paths]
+    if len(absolute) == 1:
+        return [Path(absolute[0]).name]
+    common = os.path.commonpath(absolute)
+    return [os.path.relpath(p, common) for p in absolute]
+
+
+def flatten(tree: Any, prefix: str = "", keep_lists: bool = True) -> dict[str, Any]:
+    """Nested dicts → {"a.b.c": leaf}; lists are leaves (or dropped, for results' steps and layers)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree} if prefix and (keep_lists or not isinstance(tree, list)) else {}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key), keep_lists))
+    return flat
+
+
+def _read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as exc:
+        problems.append(f"{path.name}: corrupt JSON (line {exc.lineno})")
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{path.name}: unreadable ({exc.__class__.__name__})")
+        return None
+    if not isinstance(doc, dict):
+        problems.append(f"{path.name}: not a JSON object")
+        return None
+    return doc
+
+
+def _read_yaml(path: Path, problems: list[str]) -> Any:
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
+    except FileNotFoundError:
+        problems.append(f"{path.parent.name}/{path.name} missing")
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        problems.append(f"{path.parent.name}/{path.name}: unreadable YAML")
+    return None
+
+
+def _status(status_doc: dict[str, Any] | None, results: dict[str, Any] | None,
+            results_exists: bool, problems: list[str]) -> str:
+    status = (status_doc or {}).get("status")
+    if status not in STATUSES:
+        if status_doc is not None:
+            problems.append(f"status.json: unknown status {status!r}")
+        status = (results or {}).get("status") if results else None
+        status = status if status in STATUSES else "unknown"
+    if status == "complete" and results is None:
+        # Says complete but the figures cannot be read: show that, not a row of dashes labelled complete.
+        status = "corrupt" if results_exists else "incomplete"
+        if not results_exists:
+            problems.append("results.json missing")
+    return status
+
+
+def _read_hydra(hydra: Path, results: dict[str, Any] | None,
+                problems: list[str]) -> tuple[dict[str, Any], list[str]]:
+    # results.json holds the resolved config; .hydra/config.yaml may still hold ${...} interpolations.
+    config = (results or {}).get("config")
+    overrides = None
+    if hydra.is_dir():
+        if not isinstance(config, dict):
+            config = _read_yaml(hydra / "config.yaml", problems)
+        overrides = _read_yaml(hydra / "overrides.yaml", problems)
+    elif results is None:
+        problems.append(".hydra missing")
+    if not isinstance(overrides, list):
+        overrides = ((results or {}).get("run") or {}).get("overrides") or []
+    return (flatten(config) if isinstance(config, dict) else {}), [str(o) for o in overrides]
+
+
+def read_run(path: Path) -> RunRecord:
+    """Read status.json, results.json and .hydra/ of one run; every problem becomes text in `error`."""
+    problems: list[str] = []
+    status_doc = _read_json(path / "status.json", problems)
+    if status_doc is None and not (path / "status.json").exists():
+        problems.append("status.json missing")
+    results = _read_json(path / "results.json", problems)
+    status = _status(status_doc, results, (path / "results.json").exists(), problems)
+    config, overrides = _read_hydra(path / ".hydra", results, problems)
+    figures: dict[str, Any] = {}
+    if results:
+        for part in ("models", "pruning", "run"):
+            if isinstance(results.get(part), dict):
+                figures.update(flatten(results[part], part, keep_lists=False))
+    run_error = str((status_doc or {}).get("error") or "").strip()
+    if run_error:
+        problems.insert(0, run_error.splitlines()[0])  # a traceback's first line; run.log has the rest
+    return RunRecord(path=path, status=status, overrides=overrides, config=config,
+                     results=figures, error="; ".join(problems) or None)

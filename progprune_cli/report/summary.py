@@ -1,0 +1,190 @@
+"""Sweep summary from the files on disk: summary.md, summary.csv (seeds grouped, Pareto fronts) and pareto.png."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import uuid
+from pathlib import Path
+from typing import IO, Any, Callable, Iterator
+
+from progprune_cli.report.compare import Table, format_cell, headline, to_csv, to_markdown
+from progprune_cli.report.runs import RunRecord, read_run, sweep_runs
+
+FIGURES = ("test_acc", "test_acc_vs_orig", "test_acc_vs_long", "sparsity", "nonzero", "physical",
+           "macs_effective", "measured_speedup", "runtime_median_s")
+GROUPED = ("test_acc", "test_acc_vs_orig", "test_acc_vs_long", "sparsity", "runtime_median_s")
+FRONTS = ("pareto_sparsity", "pareto_latency")
+_SEED = "seed"
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, str]:
+    """`key=value` → {key: value as typed}; `+key` and `key` name the same config value."""
+    parsed: dict[str, str] = {}
+    for item in overrides:
+        key, _, value = item.partition("=")
+        parsed[key.lstrip("+")] = value
+    return parsed
+
+
+def changed(dicts: list[dict[str, str]]) -> list[str]:
+    """Keys whose value (or presence) is not the same in every dict, in order of first appearance."""
+    keys = dict.fromkeys(k for d in dicts for k in d)
+    return [k for k in keys if len({d.get(k, "\0missing") for d in dicts}) > 1]
+
+
+def pareto_front(points: list[tuple[float, float] | None],
+                 maximize: tuple[bool, bool] = (True, True)) -> list[bool]:
+    """True where no other point is at least as good on both axes and better on one; None is never on it."""
+    signs = [1 if m else -1 for m in maximize]
+    flipped = [None if p is None else (p[0] * signs[0], p[1] * signs[1]) for p in points]
+
+    def dominated(p: tuple[float, float]) -> bool:
+        return any(q is not None and q != p and q[0] >= p[0] and q[1] >= p[1] for q in flipped)
+
+    return [p is not None and not dominated(p) for p in flipped]
+
+
+def _point(row: dict[str, Any], x: str) -> tuple[float, float] | None:
+    acc, other = row.get("test_acc"), row.get(x)
+    return (acc, other) if isinstance(acc, (int, float)) and isinstance(other, (int, float)) else None
+
+
+def job_table(records: list[RunRecord]) -> Table:
+    """One row per job: the overrides that differ, status, figures, and membership of each Pareto front."""
+    overrides = [parse_overrides(r.overrides) for r in records]
+    keys = changed(overrides)
+    rows = []
+    for record, parsed in zip(records, overrides):
+        figures = headline(record)
+        row = {"job": record.path.name, **{k: parsed.get(k) for k in keys}, "status": record.status,
+               **{f: figures.get(f) for f in FIGURES}}
+        rows.append(row | ({"error": record.error} if record.error else {}))
+    by_sparsity = pareto_front([_point(r, "sparsity") for r in rows])
+    by_latency = pareto_front([_point(r, "runtime_median_s") for r in rows], maximize=(True, False))
+    for row, on_sparsity, on_latency in zip(rows, by_sparsity, by_latency):
+        # No figures (failed, running): not a candidate, shown as "-" rather than "false".
+        row["pareto_sparsity"] = on_sparsity if _point(row, "sparsity") else None
+        row["pareto_latency"] = on_latency if _point(row, "runtime_median_s") else None
+    # vs dense_long only when some job trained one; a column of dashes would only add width.
+    figures = [f for f in FIGURES if f != "test_acc_vs_long" or any(r[f] is not None for r in rows)]
+    columns = ["job", *keys, "status", *figures, *FRONTS] + (["error"] if any("error" in r for r in rows) else [])
+    return Table(columns, rows)
+
+
+def mean_std(key: str, values: list[float]) -> str | None:
+    """`mean ± std (n)` with the sample std (n-1); one value has no spread to show."""
+    if not values:
+        return None
+    text = format_cell(key, statistics.fmean(values))
+    if len(values) > 1:
+        text += f" ± {format_cell(key, statistics.stdev(values), signed=False)}"
+    return f"{text} ({len(values)})"
+
+
+def seed_table(records: list[RunRecord], jobs: Table) -> Table | None:
+    """Jobs whose overrides differ only by seed=, as mean ± std (n); None when no two jobs share a group."""
+    groups: dict[tuple[tuple[str, str], ...], list[dict[str, Any]]] = {}
+    for record, row in zip(records, jobs.rows):
+        parsed = parse_overrides(record.overrides)
+        key = tuple(sorted((k, v) for k, v in parsed.items() if k != _SEED))
+        groups.setdefault(key, []).append(row)
+    if all(len(members) < 2 for members in groups.values()):
+        return None
+    keys = [c for c in changed([dict(g) for g in groups]) if c != _SEED]
+    rows = []
+    for group, members in groups.items():
+        row: dict[str, Any] = {k: dict(group).get(k) for k in keys}
+        row["jobs"] = ", ".join(m["job"] for m in members)
+        for figure in GROUPED:
+            row[figure] = mean_std(figure, [m[figure] for m in members if m.get(figure) is not None])
+        rows.append(row)
+    grouped = [f for f in GROUPED if any(r[f] is not None for r in rows)]
+    return Table([*keys, "jobs", *grouped], rows)
+
+
+def render_summary(name: str, jobs: Table, seeds: Table | None) -> str:
+    counts: dict[str, int] = {}
+    for row in jobs.rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    status = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no run folders yet"
+    parts = [f"# Sweep {name}\n", f"{len(jobs.rows)} jobs: {status}. Accuracy is the test accuracy of the final "
+             "model (pruned+finetuned); `test_acc_vs_orig` compares it with the dense original, "
+             "`test_acc_vs_long` with dense_long (as many epochs).\n", "## Jobs\n", to_markdown(jobs)]
+    if seeds is not None:
+        parts += ["## Seeds grouped: mean ± std (n)\n", to_markdown(seeds)]
+    parts += ["## Pareto fronts\n", "`pareto_sparsity`: no other job has both higher accuracy and higher sparsity. "
+              "`pareto_latency`: none has higher accuracy and a lower eval runtime median (measured).\n",
+              "![Pareto fronts](pareto.png)\n"]
+    return "\n".join(parts)
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    # A unique temp name per writer: parallel jobs may write the same summary at the same moment.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "xb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def draw_pareto(rows: list[dict[str, Any]], path: Path) -> None:
+    """Accuracy vs sparsity and vs measured latency; front points red and joined, the rest grey."""
+    # Figure + Agg canvas, not pyplot: no global backend state in a runner that may plot elsewhere.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.2))
+    FigureCanvasAgg(fig)
+    panels = (("sparsity", "pareto_sparsity", "sparsity of the final model"),
+              ("runtime_median_s", "pareto_latency", "eval runtime median, s (measured)"))
+    for ax, (x, flag, label) in zip(fig.subplots(1, 2), panels):
+        points = [(p[1], p[0], r[flag], r["job"]) for r in rows if (p := _point(r, x)) is not None]
+        rest = [(px, py) for px, py, on, _ in points if not on]
+        front = sorted((px, py, job) for px, py, on, job in points if on)
+        if rest:
+            ax.scatter(*zip(*rest), color="0.65", label="job")
+        if front:
+            ax.plot([p[0] for p in front], [p[1] for p in front], "o-", color="tab:red", label="Pareto front")
+            for px, py, job in front:
+                ax.annotate(job, (px, py), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.legend(loc="best", fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no complete jobs yet", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy (final model)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=100))
+
+
+@contextlib.contextmanager
+def _locked(sweep_dir: Path) -> Iterator[None]:
+    # Read-and-write under one lock, so the last job to finish also writes last: no older summary wins.
+    try:
+        import fcntl
+    except ImportError:  # Windows: atomic writes still keep each file whole
+        yield
+        return
+    with open(sweep_dir / ".summary.lock", "a") as handle:
+        with contextlib.suppress(OSError):  # some network filesystems refuse locks
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def write_sweep_summary(sweep_dir: Path) -> Path:
+    """Write summary.md, summary.csv and pareto.png into `sweep_dir`; returns the path of summary.md."""
+    sweep_dir = Path(sweep_dir)
+    with _locked(sweep_dir):
+        records = [read_run(path) for path in sweep_runs(sweep_dir)]
+        jobs = job_table(records)
+        seeds = seed_table(records, jobs)
+        atomic_write(sweep_dir / "summary.csv", lambda handle: handle.write(to_csv(jobs).encode()))
+        draw_pareto(jobs.rows, sweep_dir / "pareto.png")
+        summary = sweep_dir / "summary.md"
+        atomic_write(summary, lambda handle: handle.write(render_summary(sweep_dir.name, jobs, seeds).encode()))
+    return summary

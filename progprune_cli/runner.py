@@ -1,0 +1,143 @@
+"""Runs one experiment in its run folder: build → train → prune → finetune → evaluate → results → report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from progprune_cli.config import RunConfig
+from progprune_cli.errors import UserError
+from progprune_cli.stages.built import Built, build_all
+from progprune_cli.stages.dense_long import dense_long
+from progprune_cli.stages.evaluate import measure_model, stack, with_speedups
+from progprune_cli.stages.finetune import finetune
+from progprune_cli.stages.io import StageIO, write_atomic, write_json
+from progprune_cli.stages.prune import prune
+from progprune_cli.stages.train import train
+
+
+def _now() -> str:
+    return dt.datetime.now().isoformat(timespec="seconds")
+
+
+class Status:
+    """status.json: what a reader sees of a run that is running, failed, interrupted or complete."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path, self.started = run_dir / "status.json", _now()
+
+    def set(self, status: str, stage: str | None = None, error: str | None = None) -> None:
+        write_json(self.path, {"status": status, "stage": stage, "started": self.started, "updated": _now(),
+                               "error": error})
+
+
+def run(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_dir: Path, console: Console,
+        cache_dir: Path | None) -> dict[str, Any]:
+    """Run (or resume) the whole pipeline in `run_dir`; returns the results.json dict."""
+    if (run_dir / "results.json").exists():
+        raise UserError(f"hydra.run.dir: {run_dir} already holds a finished run; choose a new folder")
+    status = Status(run_dir)
+    status.set("running", "build")
+    started = time.perf_counter()
+    try:
+        built = build_all(cfg)
+        io = StageIO(run_dir, console)
+        results = _stages(built, io, status, cache_dir)
+    except KeyboardInterrupt:
+        status.set("interrupted", error="interrupted by the user (Ctrl-C)")
+        raise
+    except UserError as error:
+        status.set("failed", error=str(error))
+        raise
+    except Exception as error:
+        status.set("failed", error=f"{type(error).__name__}: {error}")
+        raise
+    results["run"].update(_run_info(cfg, overrides, run_dir, status.started, time.perf_counter() - started,
+                                    built))
+    results["config"] = config_dict
+    write_json(run_dir / "results.json", results)
+    _report(results, run_dir, console)
+    status.set("complete")
+    return results
+
+
+def _stages(built: Built, io: StageIO, status: Status, cache_dir: Path | None) -> dict[str, Any]:
+    cfg = built.cfg
+    status.set("running", "train")
+    original, reused = train(built, io, cache_dir)
+    trained: dict[str, tuple[Any, int, bool]] = {"original": (original, cfg.train.epochs, False)}
+    pruning = None
+    if built.strategy is None:
+        io.log("dense baseline: no strategy given, so train → evaluate (add +strategy=NAME to prune)")
+    else:
+        start = cfg.train.epochs * built.steps_per_epoch(cfg.train.batch_size)
+        status.set("running", "prune")
+        pruned, unit_masks, pruning = prune(built, io, start)
+        trained["pruned"] = (pruned, cfg.train.epochs + cfg.prune.epochs, True)
+        status.set("running", "finetune")
+        after_prune = start + cfg.prune.epochs * built.steps_per_epoch(cfg.prune.batch_size)
+        finetuned = finetune(built, io, after_prune)
+        epochs = cfg.train.epochs + cfg.prune.epochs + cfg.finetune.epochs
+        trained["finetuned"] = (finetuned, epochs, True)
+        compacted = built.strategy.compact(finetuned, unit_masks, built.data.info)
+        if compacted is not None:
+            io.save("compacted", {"module": compacted, "stage": "compact"})
+            trained["compacted"] = (compacted, epochs, False)
+        if cfg.evaluate.dense_baseline:
+            status.set("running", "dense_long")
+            trained["dense_long"] = (dense_long(built, io, start, cache_dir), epochs, False)
+    status.set("running", "evaluate")
+    return _evaluate(built, io, trained, pruning, reused)
+
+
+def _evaluate(built: Built, io: StageIO, trained: dict[str, tuple[Any, int, bool]],
+              pruning: dict[str, Any] | None, reused: str | None) -> dict[str, Any]:
+    test_inputs = stack(built.data.test)
+    dense_total = sum(p.numel() for p in trained["original"][0].parameters())
+    models = {}
+    for name, (model, epochs, mask_only) in trained.items():
+        io.log(f"evaluate: {name}")
+        models[name] = measure_model(built, io, name, model, epochs, test_inputs, dense_total, mask_only)
+    final = "finetuned" if "finetuned" in models else "original"
+    layers = models[final]["_layers"]
+    for record in models.values():
+        record.pop("_layers")
+    return {"schema_version": 1, "status": "complete", "run": {"dense_reused_from": reused}, "config": {},
+            "pruning": pruning, "models": with_speedups(models), "layers": layers}
+
+
+def _run_info(cfg: RunConfig, overrides: list[str], run_dir: Path, started: str, duration: float,
+              built: Built) -> dict[str, Any]:
+    return {"id": run_dir.name, "started": started, "finished": _now(), "duration_s": round(duration, 3),
+            "overrides": overrides, "seed": cfg.seed, "device": str(built.device), "torch": torch.__version__,
+            "python": platform.python_version(), "threads": cfg.evaluate.threads,
+            "train_threads": torch.get_num_threads(), "git_commit": _git_commit()}
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _report(results: dict[str, Any], run_dir: Path, console: Console) -> None:
+    """results.md, the plots and the terminal summary, all drawn from results.json and metrics.csv."""
+    from progprune_cli.report.console import print_summary
+    from progprune_cli.report.markdown import render_markdown
+    from progprune_cli.report.plots import draw_plots
+
+    plots = draw_plots(run_dir)
+    write_atomic(run_dir / "results.md", render_markdown(results, plots))
+    print_summary(results, console)
+    console.print(f"run folder: {run_dir}")
+

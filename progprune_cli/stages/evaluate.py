@@ -1,0 +1,71 @@
+"""Stage 4, evaluate: every model on the same data with the same timing method; the MODEL records of results.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from progprune_cli.measure import (
+    count_params,
+    file_size,
+    latency_report,
+    layer_table,
+    macs_summary,
+    save_dense,
+    save_sparse,
+)
+from progprune_cli.stages.built import Built
+from progprune_cli.stages.io import StageIO
+from progprune_cli.stages.loop import evaluate as accuracy_and_loss
+
+LABELS = {"original": "original", "pruned": "pruned", "finetuned": "pruned+finetuned",
+          "compacted": "pruned+finetuned, compacted", "sparse_kernels": "pruned+finetuned, sparse kernels",
+          "dense_long": "dense, same epochs"}
+
+
+def stack(dataset: Dataset) -> torch.Tensor:
+    """The dataset's inputs as one tensor, so timing excludes data loading."""
+    return torch.stack([dataset[i][0] for i in range(len(dataset))])  # type: ignore[arg-type]
+
+
+def measure_model(built: Built, io: StageIO, name: str, model: nn.Module, epochs: int,
+                  test_inputs: torch.Tensor, dense_total: int, mask_only: bool) -> dict[str, Any]:
+    """One MODEL record (docs/run-folder.md) for `model`."""
+    cfg, data = built.cfg, built.data
+    model = model.to(built.device).eval()
+    accuracy, loss = {}, {}
+    for split in ("train", "val", "test"):
+        accuracy[split], loss[split] = accuracy_and_loss(model, getattr(data, split), built.loss_fn, built.device)
+    info = data.info
+    layers = layer_table(model, (info.channels, info.height, info.width))
+    ev = cfg.evaluate
+    latency = latency_report(model, test_inputs, ev.batch_size, ev.latency_batch, ev.warmup, ev.repeats,
+                             ev.threads, built.device)
+    sizes = _sizes(io, name, model, compacted=not mask_only and name == "compacted")
+    return {"label": LABELS[name], "epochs": epochs, "accuracy": accuracy, "loss": loss,
+            "params": count_params(model, dense_total=dense_total), "macs": macs_summary(layers),
+            "latency": latency, "size_bytes": sizes, "mask_only": mask_only, "_layers": layers}
+
+
+def _sizes(io: StageIO, name: str, model: nn.Module, compacted: bool) -> dict[str, int | None]:
+    """Bytes on disk of the model saved dense, sparse-encoded and (where there is one) compacted."""
+    folder = io.run_dir / "checkpoints" / "encoded"
+    folder.mkdir(exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    dense, sparse = folder / f"{name}.dense.pt", folder / f"{name}.sparse.zlib"
+    save_dense(state, dense)
+    save_sparse(state, sparse)
+    return {"dense": None if compacted else file_size(dense), "sparse": file_size(sparse),
+            "compacted": file_size(dense) if compacted else None}
+
+
+def with_speedups(models: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Measured speedup of each model = the original's median eval runtime / its own."""
+    base = models["original"]["latency"]["eval_runtime_s"]["median"]
+    for record in models.values():
+        median = record["latency"]["eval_runtime_s"]["median"]
+        record["latency"]["measured_speedup"] = base / median if median > 0 else None
+    return models

@@ -1,0 +1,31 @@
+"""Stage 3, finetune: recover accuracy with the masks fixed for `finetune.epochs`; finetuned.pt."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from progprune_cli.stages.built import Built
+from progprune_cli.stages.io import StageIO
+from progprune_cli.stages.loop import Loop
+from progprune_cli.stages.train import load_model
+
+
+def finetune(built: Built, io: StageIO, start_iteration: int) -> nn.Module:
+    """The pruned model trained on with its masks enforced after every step."""
+    if io.checkpoint("finetuned").exists():
+        return load_model(built, io, "finetuned")
+    cfg = built.cfg
+    pruned = io.load("pruned")
+    model = load_model(built, io, "pruned")
+    torch.manual_seed(cfg.seed + 2)
+    loop = Loop(model, built.data.train, built.data.val, cfg.optimizer, built.loss_fn, built.device,
+                cfg.finetune.batch_size, io, "finetune", cfg.seed + 2, iteration=start_iteration)
+    loop.set_masks(pruned["masks"])
+    loop.target_sparsity = None if pruned["pruning"]["mode"] == "threshold" else pruned["pruning"]["target"]
+    io.log(f"finetune: {cfg.finetune.epochs} epochs with the masks fixed")
+    loop.run(cfg.finetune.epochs)
+    io.write_rows("finetune", loop.rows)
+    io.save("finetuned", {"model": model.state_dict(), "masks": pruned["masks"],
+                          "unit_masks": pruned["unit_masks"], "stage": "finetune"})
+    return model

@@ -1,0 +1,88 @@
+"""What every stage writes through: the console and run.log, per-stage metric rows, atomic checkpoints."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+METRIC_COLUMNS = ["stage", "event", "epoch", "iteration", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
+                  "target_sparsity", "achieved_sparsity"]
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write `path` so that a reader sees either the old file or the whole new one, never half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data.encode() if isinstance(data, str) else data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, value: Any) -> None:
+    write_atomic(path, json.dumps(value, indent=1, sort_keys=False) + "\n")
+
+
+@dataclass
+class StageIO:
+    """A run folder seen by the stages: log lines go to the console and run.log, rows to logs/<stage>.csv."""
+
+    run_dir: Path
+    console: Console
+
+    def __post_init__(self) -> None:
+        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "logs").mkdir(exist_ok=True)
+
+    def log(self, message: str) -> None:
+        self.console.log(message, markup=False, highlight=False)
+        with open(self.run_dir / "run.log", "a") as handle:
+            handle.write(message + "\n")
+
+    def checkpoint(self, name: str) -> Path:
+        return self.run_dir / "checkpoints" / f"{name}.pt"
+
+    def save(self, name: str, state: dict[str, Any]) -> Path:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        path = self.checkpoint(name)
+        write_atomic(path, buffer.getvalue())
+        return path
+
+    def load(self, name: str) -> dict[str, Any]:
+        return torch.load(self.checkpoint(name), map_location="cpu", weights_only=False)
+
+    def write_rows(self, stage: str, rows: list[dict[str, Any]]) -> None:
+        """Replace the stage's rows, then rebuild metrics.csv from every stage's rows (in pipeline order)."""
+        write_atomic(self.run_dir / "logs" / f"{stage}.csv", _csv(rows))
+        merged: list[dict[str, Any]] = []
+        for name in ("train", "prune", "finetune", "dense_long"):
+            path = self.run_dir / "logs" / f"{name}.csv"
+            if path.exists():
+                merged += list(csv.DictReader(path.open()))
+        write_atomic(self.run_dir / "metrics.csv", _csv(merged))
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=METRIC_COLUMNS, extrasaction="raise", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(row.get(k)) for k in METRIC_COLUMNS})
+    return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value

@@ -1,0 +1,79 @@
+"""Stage 2, prune: train on from the dense model while the schedule's pruning steps raise sparsity; pruned.pt."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from progprune_cli.build.data import make_loader
+from progprune_cli.build.strategies import PruneContext
+from progprune_cli.pruning.masks import Masks
+from progprune_cli.stages.built import Built
+from progprune_cli.stages.io import StageIO, write_json
+from progprune_cli.stages.loop import Loop
+from progprune_cli.stages.train import load_model
+
+
+def prune(built: Built, io: StageIO, start_iteration: int) -> tuple[nn.Module, Masks, dict[str, Any]]:
+    """The pruned model, its unit masks, and the step log (also saved as pruning.json)."""
+    if io.checkpoint("pruned").exists():
+        state = io.load("pruned")
+        model = load_model(built, io, "pruned")
+        return model, state["unit_masks"], state["pruning"]
+    cfg, strategy = built.cfg, built.strategy
+    assert strategy is not None and cfg.strategy is not None
+    model = load_model(built, io, "original")
+    rewind_state = io.load("rewind")["model"] if cfg.schedule.rewind is not None else None
+    torch.manual_seed(cfg.seed + 1)
+    ctx = PruneContext(make_loader(built.data.train, cfg.prune.batch_size, shuffle=False), built.loss_fn,
+                       built.device, cfg.seed)
+    loop = Loop(model, built.data.train, built.data.val, cfg.optimizer, built.loss_fn, built.device,
+                cfg.prune.batch_size, io, "prune", cfg.seed + 1, iteration=start_iteration)
+    unit_masks = strategy.initial_masks(model)
+    events = {e.t: e for e in built.events}
+    final = built.events[-1].target if built.events else 0.0
+    steps: list[dict[str, Any]] = []
+    notes: list[str] = []
+    event_rows: list[dict[str, Any]] = []
+    threshold_mode = cfg.strategy.mode == "threshold"
+    spe = built.steps_per_epoch(cfg.prune.batch_size)
+
+    def before_step(step: int) -> None:
+        nonlocal unit_masks
+        event = events.get(step)
+        if event is None:
+            return
+        ctx.step = len(steps)
+        progress = 1.0 if final == 0 else event.target / final
+        unit_masks, report = strategy.step(model, unit_masks, event.target, progress, ctx)
+        if rewind_state is not None:
+            model.load_state_dict(rewind_state)
+            loop.reset_optimizer()
+        loop.set_masks(strategy.to_param_masks(model, unit_masks))
+        loop.target_sparsity = None if threshold_mode else event.target
+        epoch = step // spe
+        steps.append({"index": len(steps), "epoch": epoch, "iteration": loop.iteration, "target": event.target,
+                      "achieved": report.achieved, "removed": report.removed, "layers": report.layers})
+        notes.extend(n for n in report.notes if n not in notes)
+        what = f"threshold {event.target:.4g}" if threshold_mode else f"target {event.target:.2%}"
+        done = "nothing removed" if report.removed == 0 else f"removed {report.removed}"
+        io.log(f"prune step {len(steps)} (epoch {epoch}, {what}): {done}, sparsity now {report.achieved:.2%}"
+               + ("; weights rewound" if rewind_state is not None else ""))
+        event_rows.append({"stage": "prune", "event": "prune", "epoch": epoch, "iteration": loop.iteration,
+                           "target_sparsity": None if threshold_mode else event.target,
+                           "achieved_sparsity": report.achieved})
+
+    io.log(f"prune: {cfg.strategy.name} ({cfg.strategy.mode} mode, {cfg.strategy.scope} scope), "
+           f"{cfg.schedule.name} schedule, {len(built.events)} steps over {cfg.prune.epochs} epochs")
+    loop.run(cfg.prune.epochs, before_step=before_step)
+    rows = sorted(loop.rows + event_rows, key=lambda r: (r["iteration"], r["event"] == "epoch"))
+    io.write_rows("prune", rows)
+    pruning = {"strategy": cfg.strategy.name, "granularity": strategy.granularity, "mode": cfg.strategy.mode,
+               "target": final, "scope": cfg.strategy.scope, "schedule": cfg.schedule.name,
+               "achieved_sparsity": steps[-1]["achieved"] if steps else 0.0, "notes": notes, "steps": steps}
+    write_json(io.run_dir / "pruning.json", pruning)
+    io.save("pruned", {"model": model.state_dict(), "unit_masks": unit_masks,
+                       "masks": strategy.to_param_masks(model, unit_masks), "stage": "prune", "pruning": pruning})
+    return model, unit_masks, pruning

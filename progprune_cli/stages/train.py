@@ -1,0 +1,76 @@
+"""Stage 1, train: the dense model for `train.epochs` (or reused from the dense cache), saved as original.pt."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from progprune_cli.stages.built import Built
+from progprune_cli.stages.cache import cache_key, cached, store
+from progprune_cli.stages.io import StageIO
+from progprune_cli.stages.loop import Loop
+
+
+def dense_settings(built: Built, epochs: int) -> dict:
+    """Exactly what a dense checkpoint depends on: data, model, optimizer, training settings, seed."""
+    cfg = built.cfg
+    train = {k: v for k, v in dataclasses.asdict(cfg.train).items() if k != "reuse"}
+    return {"dataset": dataclasses.asdict(cfg.dataset), "model": dataclasses.asdict(cfg.model),
+            "optimizer": dataclasses.asdict(cfg.optimizer), "train": train, "epochs": epochs,
+            "seed": cfg.seed, "rewind": cfg.schedule.rewind if cfg.strategy else None}
+
+
+def train(built: Built, io: StageIO, cache_dir: Path | None) -> tuple[nn.Module, str | None]:
+    """The dense model and, when it came from the cache, the cache folder it came from."""
+    if io.checkpoint("original").exists():
+        return load_model(built, io, "original"), None
+    settings = dense_settings(built, built.cfg.train.epochs)
+    if cache_dir is None or not built.cfg.train.reuse:
+        return _train(built, io), None
+    key = cache_key(settings)
+    with cached(cache_dir, key) as entry:
+        if entry.exists():
+            shutil.copyfile(entry, io.checkpoint("original"))
+            if (entry.parent / "rewind.pt").exists():
+                shutil.copyfile(entry.parent / "rewind.pt", io.checkpoint("rewind"))
+            io.log(f"train: reused the dense model from {entry.parent} (same data, model, optimizer, train, seed)")
+            io.write_rows("train", torch.load(entry, weights_only=False)["rows"])
+            return load_model(built, io, "original"), str(entry.parent)
+        model = _train(built, io)
+        store(io.checkpoint("original"), entry, settings)
+        if io.checkpoint("rewind").exists():
+            shutil.copyfile(io.checkpoint("rewind"), entry.parent / "rewind.pt")
+        return model, None
+
+
+def _train(built: Built, io: StageIO) -> nn.Module:
+    cfg = built.cfg
+    model = built.make_model()
+    rewind = cfg.schedule.rewind if cfg.strategy is not None else None
+    if rewind in ("init", 0):
+        # Lottery-ticket rewinding needs the weights as they were at init (or after epoch k) later on.
+        io.save("rewind", {"model": model.state_dict()})
+    loop = Loop(model, built.data.train, built.data.val, cfg.optimizer, built.loss_fn, built.device,
+                cfg.train.batch_size, io, "train", cfg.seed)
+    io.log(f"train: {cfg.train.epochs} epochs of the dense {cfg.model.name} on {cfg.dataset.name} "
+           f"({len(built.data.train)} train samples) on {built.device}")
+
+    def after_epoch(epoch: int) -> None:
+        if rewind == epoch + 1:
+            io.save("rewind", {"model": model.state_dict()})
+
+    loop.run(cfg.train.epochs, after_epoch=after_epoch)
+    io.write_rows("train", loop.rows)
+    io.save("original", {"model": model.state_dict(), "masks": None, "stage": "train",
+                         "epochs": cfg.train.epochs, "rows": loop.rows})
+    return model
+
+
+def load_model(built: Built, io: StageIO, name: str) -> nn.Module:
+    model = built.make_model()
+    model.load_state_dict(io.load(name)["model"])
+    return model.to(built.device)
