@@ -40,7 +40,9 @@ def check(overrides: list[str], multirun: bool) -> list[RunConfig]:
     try:
         parsed = OverridesParser.create().parse_overrides(ours)
     except HydraException as error:
-        raise UserError(f"bad override: {_first_line(error)}") from None
+        bad = re.search(r"override '([^']*)'", str(error))
+        line = bad.group(1) if bad else _first_line(error)
+        raise UserError(f"{line}: not an override; write KEY=VALUE, +KEY=VALUE or GROUP=NAME") from None
     if not multirun and any(o.is_sweep_override() for o in parsed):
         raise UserError(f"{next(o.input_line for o in parsed if o.is_sweep_override())}: a sweep needs -m "
                         "(progprune train -m ...)")
@@ -80,6 +82,9 @@ def _unknown_key(key: str, job: list[str]) -> str:
     except (HydraException, OmegaConfBaseException):
         keys = ""
     where = f" under {parent}" if parent else ""
+    if leaf in keys.split(", "):
+        return (f"{key}: cannot add new entries to an existing mapping with a plain override; "
+                f"use +{key}.NAME=VALUE for one entry or ++{key}=VALUE to replace it")
     return f"{key}: unknown key; allowed keys{where} are {keys}" if keys else f"{key}: unknown key"
 
 

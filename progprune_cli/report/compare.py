@@ -246,7 +246,3 @@ def to_csv(table: Table) -> str:
     writer.writerow(table.columns)
     writer.writerows([_raw(row.get(c)) for c in table.columns] for row in table.rows)
     return buffer.getvalue()
-
-
-def to_json(table: Table) -> str:
-    return json.dumps([{c: row.get(c) for c in table.columns} for row in table.rows], indent=1) + "\n"

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import NoReturn
 
 from progprune_cli.errors import UserError
-from progprune_cli.report.compare import (Table, compare_table, diff_table, headline, to_csv, to_json,
-                                          to_markdown)
+from progprune_cli.report.compare import Table, compare_table, diff_table, headline, to_csv, to_markdown
 from progprune_cli.report.runs import RunRecord, find_runs, is_run_dir, is_sweep_dir, read_run, run_labels
 
 PROG = "progprune compare"
+_EPILOG = ("Figures are those of the final model (finetuned, else original): test_acc_vs_orig = its test accuracy "
+           "minus the dense original's; theoretical_speedup = dense / effective MACs (theoretical); physical, "
+           "measured_speedup and runtime_median_s (eval runtime median, measured) come from the compacted or "
+           "sparse_kernels model when the run has one. Runs without results show their status and error.")
 _STATUS_STYLE = {"complete": "green", "running": "yellow", "failed": "red", "interrupted": "magenta"}
 
 
@@ -24,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Compare run folders: one row per run, only the config values "
-                                            "that differ, the headline figures.")
+                                            "that differ, the headline figures.", epilog=_EPILOG)
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="run folders, sweep folders (their run sub-folders are compared) or globs")
     parser.add_argument("--sort", metavar="KEY", help="sort by a column or dotted config key; -KEY descending")
@@ -101,24 +105,33 @@ def _table(args: argparse.Namespace) -> Table:
                          all_params=args.all_params)
 
 
+def to_json(table: Table) -> str:
+    return json.dumps([{c: row.get(c) for c in table.columns} for row in table.rows], indent=1) + "\n"
+
+
 def print_rich(table: Table) -> None:
+    from rich.cells import cell_len
     from rich.console import Console
     from rich.table import Table as RichTable
     from rich.text import Text
 
+    cells = [[table.text(row, c) for c in table.columns] for row in table.rows]
+    widths = [max([cell_len(c)] + [cell_len(r[i]) for r in cells]) for i, c in enumerate(table.columns)]
+    needed = sum(widths) + 3 * len(widths) + 1  # each cell's padding and border, plus the last border
+    console = Console()
+    # Piped output is never folded into 80 columns; fixed widths also spare rich measuring every cell again.
+    fixed = not console.is_terminal or needed <= console.width
+    console = console if console.is_terminal else Console(width=needed)
     view = RichTable(header_style="bold")
-    for column in table.columns:
+    for i, column in enumerate(table.columns):
         numeric = table.key_column is None and all(
             isinstance(row.get(column), (int, float)) for row in table.rows if row.get(column) is not None)
-        view.add_column(column, justify="right" if numeric else "left")
-    for row in table.rows:
+        view.add_column(column, justify="right" if numeric else "left", width=widths[i] if fixed else None)
+    status_at = table.columns.index("status") if "status" in table.columns else -1
+    for row, texts in zip(table.rows, cells):
         # Text, not str: config values like [0.1,0.2] must not be read as rich markup.
-        view.add_row(*(Text(table.text(row, c), style=_STATUS_STYLE.get(str(row.get(c)), "") if c == "status"
-                            else "") for c in table.columns))
-    console = Console()
-    if not console.is_terminal:
-        # Piped output: never fold a wide table into the default 80 columns.
-        console = Console(width=max(80, Console(width=100_000).measure(view).maximum))
+        view.add_row(*(Text(t, style=_STATUS_STYLE.get(t, "") if i == status_at else "")
+                       for i, t in enumerate(texts)))
     console.print(view)
 
 

@@ -18,9 +18,9 @@ from progprune_cli.errors import UserError
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Files only a run folder holds; any one of them is enough, so a half-written run is still found.
 _RUN_MARKERS = ("status.json", "results.json", ".hydra", "metrics.csv")
-# status.json values (docs/run-folder.md) plus the ones a reader derives when files disagree or are broken.
+# status.json values (docs/run-folder.md). A reader adds three when files are broken: "incomplete" (says complete,
+# no results.json), "corrupt" (results.json unreadable) and "unknown" (no readable status.json or results.json).
 STATUSES = ("complete", "running", "failed", "interrupted")
-DERIVED_STATUSES = ("incomplete", "corrupt", "unknown")
 
 
 @dataclass

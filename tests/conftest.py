@@ -1,0 +1,26 @@
+"""Shared test helpers: the installed `progprune` command and a tiny, fast experiment config."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROGPRUNE = str(Path(sys.executable).parent / "progprune")
+
+# The real conf/ shrunk: synthetic data, one epoch per stage, few timing repeats.
+TINY = ["dataset=synthetic", "train.epochs=1", "prune.epochs=2", "finetune.epochs=1",
+        "evaluate.repeats=2", "evaluate.warmup=1"]
+
+
+def progprune(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run the installed command as a user would, capturing its output."""
+    return subprocess.run([PROGPRUNE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """An empty folder to run in: runs/ and the dense cache land here."""
+    return tmp_path

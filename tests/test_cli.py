@@ -1,0 +1,148 @@
+"""The installed `progprune train` end to end: run folders, tables, bad input, uniqueness, reproducibility."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import PROGPRUNE, TINY, progprune
+
+
+def run_dirs(workdir: Path) -> list[Path]:
+    return sorted(p for p in (workdir / "runs").glob("[!.]*/*") if p.is_dir())
+
+
+def test_help_is_fast_path_without_torch(workdir: Path) -> None:
+    result = progprune("--help", cwd=workdir)
+    assert result.returncode == 0
+    assert "progprune train +strategy=weight" in result.stdout
+    probe = "import sys, progprune_cli.cli; assert 'torch' not in sys.modules and 'hydra' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", probe]).returncode == 0
+
+
+def test_unknown_command(workdir: Path) -> None:
+    result = progprune("prune", cwd=workdir)
+    assert result.returncode == 2
+    assert result.stderr == "progprune: error: unknown command 'prune'; choose one of train, compare, report\n"
+
+
+@pytest.mark.slow
+def test_weight_run_writes_the_three_tables(workdir: Path) -> None:
+    # `strategy=weight` without '+' works too (the CLI adds it).
+    result = progprune("train", "strategy=weight", *TINY, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    (run,) = run_dirs(workdir)
+    assert run.name.split("_")[1] == "weight"
+    for name in ("status.json", "metrics.csv", "results.json", "results.md", ".hydra/config.yaml",
+                 ".hydra/overrides.yaml", "checkpoints/original.pt", "checkpoints/pruned.pt",
+                 "checkpoints/finetuned.pt", "plots/progress.png"):
+        assert (run / name).exists(), name
+    assert json.loads((run / "status.json").read_text())["status"] == "complete"
+    results = json.loads((run / "results.json").read_text())
+    assert list(results["models"]) == ["original", "pruned", "finetuned", "dense_long"]
+    pruned = results["models"]["finetuned"]
+    assert pruned["mask_only"] is True
+    assert pruned["params"]["physical"] == pruned["params"]["total"] == results["models"]["original"]["params"]["total"]
+    assert pruned["params"]["nonzero"] < pruned["params"]["total"]
+    assert results["pruning"]["steps"][-1]["target"] == 0.5
+    markdown = (run / "results.md").read_text()
+    for table in ("## Accuracy", "## Speed", "## Parameters"):
+        section = markdown.split(table, 1)[1].split("\n## ", 1)[0]
+        rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
+        assert [r.split("|")[1].strip() for r in rows][:3] == ["original", "pruned", "pruned+finetuned"]
+    assert "mask-only: no kernel uses the zeros" in markdown
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert rows[0] == ("stage,event,epoch,iteration,lr,train_loss,train_acc,val_loss,val_acc,"
+                       "target_sparsity,achieved_sparsity")
+    stages = [r.split(",")[0] for r in rows[1:]]
+    assert stages.count("train") == 1 and stages.count("finetune") == 1
+    assert sum(1 for r in rows[1:] if r.startswith("prune,prune,")) == 2  # cubic over 2 epochs: 2 steps
+
+
+@pytest.mark.slow
+def test_dense_run_says_so(workdir: Path) -> None:
+    result = progprune("train", *TINY, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "dense baseline: no strategy given" in result.stdout
+    (run,) = run_dirs(workdir)
+    results = json.loads((run / "results.json").read_text())
+    assert results["pruning"] is None and list(results["models"]) == ["original"]
+
+
+BAD_INPUT = [
+    (["+strategy=nope"], "progprune: error: strategy=nope: unknown strategy; choose one of "),
+    (["+strategy=weight", "+strategy.thresh=0.3"],
+     "progprune: error: strategy.thresh: unknown key; allowed keys are "),
+    (["+strategy=weight", "strategy.thresh=0.3"],
+     "progprune: error: strategy.thresh: unknown key; allowed keys under strategy are "),
+    (["+strategy=weight", "strategy.sparsity=1.0"], "progprune: error: strategy.sparsity: got 1.0; must be in [0, 1)"),
+    (["+strategy=weight", "strategy.threshold=-0.1"], "progprune: error: strategy.threshold: got -0.1; must be >= 0"),
+    (["train.epochs=-1"], "progprune: error: train.epochs: got -1; must be >= 0"),
+    (["model=nope"], "progprune: error: model=nope: unknown model; choose one of "),
+    (["dataset=nope"], "progprune: error: dataset=nope: unknown dataset; choose one of "),
+    (["+strategy=weight", "strategy.sparsity=0.5,0.8"],
+     "progprune: error: strategy.sparsity=0.5,0.8: a sweep needs -m (progprune train -m ...)"),
+    (["optimizer=adam", "optimizer.momentum=0.9"],
+     "progprune: error: optimizer.momentum: unknown key; allowed keys under optimizer are "),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_one_line_no_folder(workdir: Path, args: list[str], message: str) -> None:
+    result = progprune("train", *args, cwd=workdir)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
+    assert not (workdir / "runs").exists()  # no run folder, no training started
+
+
+def test_cuda_without_cuda(workdir: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = progprune("train", "device=cuda", cwd=workdir)
+    assert result.returncode == 2
+    assert result.stderr == ("progprune: error: device: got cuda but CUDA is not available on this machine; "
+                             "use device=cpu or device=auto\n")
+
+
+@pytest.mark.slow
+def test_two_runs_started_together_get_two_folders(workdir: Path) -> None:
+    args = [PROGPRUNE, "train", *TINY, "train.epochs=0", "evaluate.repeats=1"]
+    procs = [subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    runs = run_dirs(workdir)
+    assert len(runs) == 2
+    assert all((r / "results.json").exists() for r in runs)
+
+
+@pytest.mark.slow
+def test_same_seed_same_results(workdir: Path) -> None:
+    figures = []
+    for _ in range(2):
+        result = progprune("train", "+strategy=weight", *TINY, "train.reuse=false", cwd=workdir)
+        assert result.returncode == 0, result.stderr
+    for run in run_dirs(workdir):
+        results = json.loads((run / "results.json").read_text())
+        figures.append({
+            "pruning": results["pruning"], "layers": results["layers"],
+            "models": {k: {f: v[f] for f in ("accuracy", "loss", "params", "macs")}
+                       for k, v in results["models"].items()},
+        })
+    assert len(figures) == 2 and figures[0] == figures[1]
+
+
+@pytest.mark.slow
+def test_finished_run_folder_is_never_overwritten(workdir: Path) -> None:
+    target = workdir / "mine"
+    assert progprune("train", *TINY, "train.epochs=0", f"hydra.run.dir={target}", cwd=workdir).returncode == 0
+    before = (target / "results.json").read_bytes()
+    again = progprune("train", *TINY, "train.epochs=0", f"hydra.run.dir={target}", cwd=workdir)
+    assert again.returncode == 2
+    assert again.stderr == f"progprune: error: hydra.run.dir: {target} already holds a finished run; choose a new folder\n"
+    assert (target / "results.json").read_bytes() == before
