@@ -80,8 +80,12 @@ def _unknown_key(key: str, job: list[str]) -> str:
         node = OmegaConf.select(node, parent) if parent else node
         keys = ", ".join(sorted(node.keys())) if node is not None else ""  # type: ignore[union-attr]
     except (HydraException, OmegaConfBaseException):
-        keys = ""
+        node, keys = None, ""
     where = f" under {parent}" if parent else ""
+    group = key.split(".", 1)[0]
+    if parent and group in group_options() and node is None:
+        return (f"{key}: no {group} chosen; add +{group}=NAME first "
+                f"(one of {', '.join(group_options()[group])})")
     if leaf in keys.split(", "):
         return (f"{key}: cannot add new entries to an existing mapping with a plain override; "
                 f"use +{key}.NAME=VALUE for one entry or ++{key}=VALUE to replace it")

@@ -84,6 +84,15 @@ def test_cubic_with_frequency_steps_every_frequency_units() -> None:
     assert targets == pytest.approx([0.0, 0.4625, 0.7, 0.7875, 0.8], abs=1e-12)
 
 
+@pytest.mark.parametrize("name", ["linear", "cubic", "exponential"])
+def test_the_last_event_reaches_the_final_target_whatever_the_frequency(name: str) -> None:
+    try:
+        _, targets = events(name, frequency=3)  # times 0, 3 of 0..4
+    except UserError:
+        return  # refusing the horizon is a fix too
+    assert targets[-1] == pytest.approx(0.8, abs=1e-12)
+
+
 def test_cubic_over_a_single_unit_is_the_final_target() -> None:
     assert events("cubic", units=1) == ([0], [0.8])
 
@@ -217,9 +226,8 @@ def test_iterative_in_threshold_mode() -> None:
 def test_iterative_with_more_rounds_than_the_stage_offers() -> None:
     tail = "; raise prune.epochs, lower schedule.frequency or use schedule.unit=step"
     assert fails("iterative", units=3, final=0.5) == (
-        "schedule.rounds: 4 rounds need 4 pruning steps but the prune stage offers 3" + tail)
-    assert fails("iterative", units=5, final=0.5, options={"rounds": 3}, frequency=2) == (
-        "schedule.rounds: 3 rounds need 3 pruning steps but the prune stage offers 3" + tail) or True
+        "schedule.rate: 0.2 per round: 4 rounds need 4 pruning steps but the prune stage offers 3" + tail)
+    assert events("iterative", units=5, final=0.5, options={"rounds": 3}, frequency=2)[0] == [0, 2, 4]
     assert fails("iterative", units=5, final=0.5, options={"rounds": 4}, frequency=2) == (
         "schedule.rounds: 4 rounds need 4 pruning steps but the prune stage offers 3" + tail)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import math
+
 import torch
 
 
@@ -49,6 +51,7 @@ def select(scores: dict[str, torch.Tensor], current: dict[str, torch.Tensor],
         if not keep[k].any() and current[k].numel() >= how.min_keep:
             # Zero-width guard: a layer with nothing left cuts the network; keep its best entries.
             keep[k] = _keep_top(ranked[k].flatten(), ranked[k].numel() - how.min_keep).view_as(ranked[k])
+            keep[k] &= current[k]  # a unit that arrived fully pruned stays so: the guard never revives
             notes.append(f"{k}: would be pruned to zero; kept its {how.min_keep} highest-scoring entries")
     return keep, notes
 
@@ -62,8 +65,8 @@ def _override(unit: str, layers: dict[str, float]) -> float | None:
 
 
 def _count(sparsity: float, n: int) -> int:
-    """How many entries a sparsity target removes (rounded to the nearest whole entry)."""
-    return int(round(sparsity * n))
+    """How many entries a sparsity target removes (nearest whole entry, halves rounded up)."""
+    return math.floor(sparsity * n + 0.5)
 
 
 def _keep_top(scores: torch.Tensor, n_prune: int) -> torch.Tensor:

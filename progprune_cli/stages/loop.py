@@ -107,7 +107,7 @@ class Loop:
             # Momentum/Adam moments from before a weight was pruned would move it again; re-zero after each step.
             apply_masks(self.model, self.masks)
         self.iteration += 1
-        return float(loss), int((logits.argmax(1) == y).sum())
+        return loss.item(), int((logits.argmax(1) == y).sum())
 
     def _end_epoch(self, epoch: int, train_loss: float, train_acc: float) -> None:
         val_acc, val_loss = evaluate(self.model, self.val_set, self.loss_fn, self.device)

@@ -19,7 +19,9 @@ class Horizon:
     frequency: int
 
     def times(self) -> list[int]:
-        return list(range(self.start, self.end + 1, self.frequency))
+        """Every `frequency` units from start, plus `end` itself so the final target is always reached."""
+        times = list(range(self.start, self.end + 1, self.frequency))
+        return times if times[-1] == self.end else [*times, self.end]
 
     def fraction(self, t: int) -> float:
         """How far t is from start to end, in [0, 1] (1 when start == end)."""

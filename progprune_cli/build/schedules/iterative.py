@@ -38,7 +38,8 @@ def iterative(horizon: Horizon, initial: float, final: float, options: dict[str,
         rounds, rate = opts.rounds, 1.0 - remaining ** (1.0 / opts.rounds)
     times = horizon.times()
     if rounds > len(times):
-        raise UserError(f"schedule.rounds: {rounds} rounds need {rounds} pruning steps but the prune stage offers "
+        key = "schedule.rounds" if opts.rounds is not None else f"schedule.rate: {rate} per round"
+        raise UserError(f"{key}: {rounds} rounds need {rounds} pruning steps but the prune stage offers "
                         f"{len(times)}; raise prune.epochs, lower schedule.frequency or use schedule.unit=step")
     targets = [min(final, 1.0 - (1.0 - initial) * (1.0 - rate) ** r) for r in range(1, rounds)] + [final]
     return [Event(t, target) for t, target in zip(times, targets)]

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from progprune_cli.build.data import DataInfo
 from progprune_cli.config import StrategyConfig
 from progprune_cli.config.schema import common_keys
 from progprune_cli.config.strict import NoOptions, from_dict
@@ -64,8 +65,8 @@ class Strategy(ABC):
                 names.append(name)
         return names
 
-    def initial_masks(self, model: nn.Module) -> Masks:
-        """All-kept masks over the units, shaped like the scores."""
+    def initial_masks(self, model: nn.Module, info: DataInfo | None = None) -> Masks:
+        """All-kept masks over the units, shaped like the scores (`info`: the data's shape, for those that trace)."""
         params = dict(model.named_parameters())
         return {u: torch.ones_like(params[u], dtype=torch.bool) for u in self.units(model)}
 
@@ -81,7 +82,7 @@ class Strategy(ABC):
     def scores(self, model: nn.Module, masks: Masks, ctx: PruneContext) -> dict[str, torch.Tensor]:
         """Importance of every entry of every unit (higher = keep)."""
 
-    def check(self, model: nn.Module) -> None:
+    def check(self, model: nn.Module, info: DataInfo | None = None) -> None:
         """Fail before training when the model offers nothing to prune or `layers` names an unknown layer."""
         units = self.units(model)
         if not units:
@@ -107,7 +108,7 @@ class Strategy(ABC):
         after = sum(int(m.sum()) for m in new.values())
         total = sum(m.numel() for m in new.values())
         layers = {
-            k: {"target": _unit_target(k, how, target), "achieved": 1.0 - float(m.float().mean()),
+            k: {"target": _unit_target(k, how, target), "achieved": 1.0 - int(m.sum()) / m.numel(),
                 "nonzero": int(m.sum())}
             for k, m in new.items()
         }
@@ -129,7 +130,8 @@ def _unit_target(unit: str, how: Selection, target: float) -> float | None:
     return None if how.threshold is not None else target
 
 
-STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
+# A strategy class, or a function choosing one from the config (e.g. by its `granularity` option).
+STRATEGIES: Registry[Callable[[StrategyConfig], Strategy]] = Registry("strategy")
 
 
 def build_strategy(cfg: StrategyConfig) -> Strategy:

@@ -1,0 +1,192 @@
+"""The real conf/ composed with Hydra, typed by load_run_config, and checked by preflight: exact one-line errors."""
+
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+from progprune_cli.build.data import DATASETS
+from progprune_cli.build.models import MODELS
+from progprune_cli.build.optimizers import OPTIMIZERS
+from progprune_cli.build.schedules import SCHEDULES
+from progprune_cli.build.strategies import STRATEGIES
+from progprune_cli.config import (
+    DatasetConfig, EvaluateConfig, ModelConfig, OptimizerConfig, RunConfig, ScheduleConfig, StageConfig,
+    StrategyConfig, load_run_config,
+)
+from progprune_cli.config.schema import TrainConfig
+from progprune_cli.errors import UserError
+from progprune_cli.preflight import check
+
+CONF = Path(str(resources.files("progprune_cli.conf")))
+REGISTRIES = {"dataset": DATASETS, "model": MODELS, "strategy": STRATEGIES, "schedule": SCHEDULES,
+              "optimizer": OPTIMIZERS}
+STRATEGY_KEYS = "exclude, include_bias, layers, name, scope, sparsity, threshold"
+
+
+@lru_cache(maxsize=None)
+def _composed(overrides: tuple[str, ...]) -> dict[str, Any]:
+    with initialize_config_module(config_module="progprune_cli.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    data = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(data, dict)
+    data.pop("hydra", None)
+    return data
+
+
+def composed(*overrides: str) -> dict[str, Any]:
+    """The plain dict `progprune train OVERRIDES` hands to load_run_config (a fresh copy to edit)."""
+    return copy.deepcopy(_composed(overrides))
+
+
+def load_error(data: dict[str, Any]) -> str:
+    with pytest.raises(UserError) as error:
+        load_run_config(data)
+    return str(error.value)
+
+
+def check_error(*overrides: str, multirun: bool = False) -> str:
+    with pytest.raises(UserError) as error:
+        check(list(overrides), multirun)
+    return str(error.value)
+
+
+# --- composing the real conf/ ------------------------------------------------------------------------------------
+
+def test_defaults_are_a_dense_baseline() -> None:
+    assert load_run_config(composed()) == RunConfig(
+        seed=0, device="auto",
+        dataset=DatasetConfig("digits", {"val_fraction": 0.15, "test_fraction": 0.15}),
+        model=ModelConfig("two_conv_cnn", {"channels": 32}),
+        optimizer=OptimizerConfig("adam", lr=0.001, options={"betas": [0.9, 0.999], "weight_decay": 0.0}),
+        strategy=None,
+        schedule=ScheduleConfig("cubic"),
+        train=TrainConfig(epochs=10, batch_size=32, loss="cross_entropy", reuse=True),
+        prune=StageConfig(epochs=5, batch_size=32),
+        finetune=StageConfig(epochs=3, batch_size=32),
+        evaluate=EvaluateConfig(),
+    )
+
+
+def test_plus_strategy_weight_prunes_half_by_magnitude() -> None:
+    cfg = load_run_config(composed("+strategy=weight"))
+    assert cfg.strategy == StrategyConfig(name="weight", sparsity=0.5)
+    assert cfg.strategy.mode == "sparsity"
+
+
+def test_a_threshold_switches_to_threshold_mode() -> None:
+    cfg = load_run_config(composed("+strategy=weight", "strategy.threshold=0.2"))
+    assert cfg.strategy == StrategyConfig(name="weight", sparsity=0.5, threshold=0.2)
+    assert cfg.strategy.mode == "threshold"
+
+
+def test_tiny_overrides_reach_the_typed_config() -> None:
+    cfg = load_run_config(composed("+strategy=weight", "strategy.scope=global", "strategy.exclude=[fc]",
+                                   "+strategy.layers.conv1=0.3", "schedule=iterative", "train.epochs=1",
+                                   "optimizer=sgd"))
+    assert cfg.strategy == StrategyConfig(name="weight", scope="global", exclude=("fc",), layers={"conv1": 0.3})
+    assert cfg.schedule == ScheduleConfig("iterative", options={"rate": 0.2, "rounds": None})
+    assert cfg.optimizer == OptimizerConfig("sgd", lr=0.05, options={"momentum": 0.9, "weight_decay": 0.0})
+    assert cfg.train.epochs == 1
+
+
+@pytest.mark.parametrize("group", sorted(REGISTRIES))
+def test_every_yaml_is_named_like_its_file_and_registered(group: str) -> None:
+    files = sorted((CONF / group).glob("*.yaml"))
+    assert files, f"no YAML under conf/{group}/"
+    names = {f.stem: OmegaConf.load(f).get("name") for f in files}
+    assert names == {stem: stem for stem in names}
+    assert sorted(names) == REGISTRIES[group].names()  # one word each way: YAML ↔ registry key
+
+
+def test_conf_has_exactly_the_registered_groups() -> None:
+    groups = sorted(d.name for d in CONF.iterdir() if d.is_dir() and not d.name.startswith("_"))
+    assert groups == sorted(REGISTRIES)
+
+
+# --- load_run_config errors --------------------------------------------------------------------------------------
+
+def test_sparsity_one_is_refused() -> None:
+    data = composed("+strategy=weight")
+    data["strategy"]["sparsity"] = 1.0
+    assert load_error(data) == "strategy.sparsity: got 1.0; must be in [0, 1)"
+
+
+def test_negative_threshold_is_refused() -> None:
+    data = composed("+strategy=weight")
+    data["strategy"]["threshold"] = -0.1
+    assert load_error(data) == "strategy.threshold: got -0.1; must be >= 0"
+
+
+@pytest.mark.parametrize("stage", ["train", "prune", "finetune"])
+def test_negative_epochs_are_refused(stage: str) -> None:
+    data = composed()
+    data[stage]["epochs"] = -1
+    assert load_error(data) == f"{stage}.epochs: got -1; must be >= 0"
+
+
+def test_unknown_device_is_refused() -> None:
+    data = composed()
+    data["device"] = "tpu"
+    assert load_error(data) == "device: got 'tpu'; allowed values are auto, cpu, cuda"
+
+
+def test_unknown_top_level_key_is_refused() -> None:
+    data = composed()
+    data["foo"] = 1
+    assert load_error(data) == (
+        "foo: unknown key; allowed keys are dataset, device, evaluate, finetune, model, optimizer, prune, "
+        "schedule, seed, strategy, train")
+
+
+def test_a_missing_group_and_a_wrong_type() -> None:
+    data = composed()
+    del data["model"]
+    assert load_error(data) == "model: missing; choose one with model=NAME"
+    data = composed()
+    data["train"]["epochs"] = "ten"
+    assert load_error(data) == "train.epochs: got 'ten'; expected a whole number"
+
+
+# --- preflight.check ---------------------------------------------------------------------------------------------
+
+def test_check_types_every_job_of_a_sweep() -> None:
+    jobs = check(["+strategy=weight", "strategy.sparsity=0.5,0.8"], multirun=True)
+    assert [job.strategy.sparsity for job in jobs] == [0.5, 0.8]  # type: ignore[union-attr]
+    assert all(isinstance(job, RunConfig) for job in jobs)
+
+
+def test_check_unknown_strategy_lists_the_known_ones() -> None:
+    assert check_error("+strategy=nope") == (
+        f"strategy=nope: unknown strategy; choose one of {', '.join(STRATEGIES.names())}")
+    assert "weight" in STRATEGIES.names()
+
+
+def test_check_unknown_strategy_key_with_plus() -> None:
+    assert check_error("+strategy=weight", "+strategy.thresh=0.3") == (
+        f"strategy.thresh: unknown key; allowed keys are {STRATEGY_KEYS}")
+
+
+def test_check_unknown_strategy_key_without_plus() -> None:
+    assert check_error("strategy.thresh=0.3") == (
+        "strategy.thresh: no strategy chosen; add +strategy=NAME first (one of "
+        + ", ".join(STRATEGIES.names()) + ")")
+
+
+def test_check_a_sweep_needs_multirun() -> None:
+    assert check_error("+strategy=weight", "strategy.sparsity=0.5,0.8") == (
+        "strategy.sparsity=0.5,0.8: a sweep needs -m (progprune train -m ...)")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_check_cuda_without_cuda() -> None:
+    assert check_error("device=cuda") == (
+        "device: got cuda but CUDA is not available on this machine; use device=cpu or device=auto")
