@@ -130,7 +130,7 @@ def test_mnist_rejects_bad_options(tmp_path: Path) -> None:
     assert error_of("mnist", {"root": str(tmp_path), "val_fraction": 1.0}) == (
         "dataset.val_fraction: got 1.0; must be in (0, 1)")
     assert error_of("mnist", {"roots": "x"}) == (
-        "dataset.roots: unknown key; allowed keys are limit, root, val_fraction")
+        "dataset.roots: unknown key; allowed keys are limit, name, root, val_fraction")
 
 
 # ---- CIFAR-10 ----------------------------------------------------------------------------------------------
