@@ -105,12 +105,35 @@ def _evaluate(built: Built, io: StageIO, trained: dict[str, tuple[Any, int, bool
     for name, (model, epochs, mask_only) in trained.items():
         io.log(f"evaluate: {name}")
         models[name] = measure_model(built, io, name, model, epochs, test_inputs, dense_total, mask_only)
+    if built.cfg.evaluate.sparse_kernels and "finetuned" in trained:
+        sparse = _sparse_kernels(built, io, trained["finetuned"][0], test_inputs)
+        if sparse is not None:
+            io.log("evaluate: sparse_kernels")
+            models["sparse_kernels"] = measure_model(built, io, "sparse_kernels", sparse, trained["finetuned"][1],
+                                                     test_inputs, dense_total, False, models["finetuned"])
     final = "finetuned" if "finetuned" in models else "original"
     layers = models[final]["_layers"]
     for record in models.values():
         record.pop("_layers")
     return {"schema_version": 1, "status": "complete", "run": {"dense_reused_from": reused}, "config": {},
             "pruning": pruning, "models": with_speedups(models), "layers": layers}
+
+
+def _sparse_kernels(built: Built, io: StageIO, model: Any, inputs: torch.Tensor) -> Any:
+    """The finetuned model with CSR kernels for its sparse-enough Linear layers, checked against dense."""
+    from progprune_cli.measure import max_abs_diff, sparsify_linears
+
+    threshold = built.cfg.evaluate.sparse_min_sparsity
+    model = model.cpu()
+    sparse, names = sparsify_linears(model, threshold)
+    if not names:
+        io.log(f"sparse_kernels: no Linear layer is at least {threshold:.0%} sparse; no sparse-kernel row")
+        return None
+    diff = max_abs_diff(model, sparse, inputs[:64])
+    if diff > 1e-4:
+        raise RuntimeError(f"sparse kernels disagree with dense by {diff:.2e} (layers {', '.join(names)})")
+    io.log(f"sparse_kernels: CSR kernels for {', '.join(names)} (max |diff| vs dense {diff:.1e})")
+    return sparse
 
 
 def _run_info(cfg: RunConfig, overrides: list[str], run_dir: Path, started: str, duration: float,

@@ -94,6 +94,7 @@ class EvaluateConfig:
     threads: int = 1
     dense_baseline: bool = True
     sparse_kernels: bool = False
+    sparse_min_sparsity: float = 0.9
 
 
 @dataclass(frozen=True)

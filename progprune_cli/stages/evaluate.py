@@ -32,22 +32,27 @@ def stack(dataset: Dataset) -> torch.Tensor:
 
 
 def measure_model(built: Built, io: StageIO, name: str, model: nn.Module, epochs: int,
-                  test_inputs: torch.Tensor, dense_total: int, mask_only: bool) -> dict[str, Any]:
-    """One MODEL record (docs/run-folder.md) for `model`."""
+                  test_inputs: torch.Tensor, dense_total: int, mask_only: bool,
+                  same_weights_as: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One MODEL record (docs/run-folder.md) for `model`; `same_weights_as` (a record of the same weights in
+    another form) supplies the parameter, MAC and size figures instead of counting them again."""
     cfg, data = built.cfg, built.data
     model = model.to(built.device).eval()
     accuracy, loss = {}, {}
     for split in ("train", "val", "test"):
         accuracy[split], loss[split] = accuracy_and_loss(model, getattr(data, split), built.loss_fn, built.device)
-    info = data.info
-    layers = layer_table(model, (info.channels, info.height, info.width))
     ev = cfg.evaluate
     latency = latency_report(model, test_inputs, ev.batch_size, ev.latency_batch, ev.warmup, ev.repeats,
                              ev.threads, built.device)
+    record = {"label": LABELS[name], "epochs": epochs, "accuracy": accuracy, "loss": loss, "latency": latency,
+              "mask_only": mask_only}
+    if same_weights_as is not None:
+        return {**record, **{k: same_weights_as[k] for k in ("params", "macs", "size_bytes", "_layers")}}
+    info = data.info
+    layers = layer_table(model, (info.channels, info.height, info.width))
     sizes = _sizes(io, name, model, compacted=not mask_only and name == "compacted")
-    return {"label": LABELS[name], "epochs": epochs, "accuracy": accuracy, "loss": loss,
-            "params": count_params(model, dense_total=dense_total), "macs": macs_summary(layers),
-            "latency": latency, "size_bytes": sizes, "mask_only": mask_only, "_layers": layers}
+    return {**record, "params": count_params(model, dense_total=dense_total), "macs": macs_summary(layers),
+            "size_bytes": sizes, "_layers": layers}
 
 
 def _sizes(io: StageIO, name: str, model: nn.Module, compacted: bool) -> dict[str, int | None]:
