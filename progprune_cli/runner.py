@@ -111,6 +111,8 @@ def _evaluate(built: Built, io: StageIO, trained: dict[str, tuple[Any, int, bool
             io.log("evaluate: sparse_kernels")
             models["sparse_kernels"] = measure_model(built, io, "sparse_kernels", sparse, trained["finetuned"][1],
                                                      test_inputs, dense_total, False, models["finetuned"])
+    order = ("original", "pruned", "finetuned", "compacted", "sparse_kernels", "dense_long")
+    models = {name: models[name] for name in order if name in models}
     final = "finetuned" if "finetuned" in models else "original"
     layers = models[final]["_layers"]
     for record in models.values():

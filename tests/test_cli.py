@@ -33,7 +33,8 @@ def test_unknown_command(workdir: Path) -> None:
 @pytest.mark.slow
 def test_weight_run_writes_the_three_tables(workdir: Path) -> None:
     # `strategy=weight` without '+' works too (the CLI adds it).
-    result = progprune("train", "strategy=weight", *TINY, cwd=workdir)
+    result = progprune("train", "strategy=weight", *TINY, "evaluate.sparse_kernels=true",
+                       "evaluate.sparse_min_sparsity=0.4", cwd=workdir)
     assert result.returncode == 0, result.stderr
     (run,) = run_dirs(workdir)
     assert run.name.split("_")[1] == "weight"
@@ -43,7 +44,10 @@ def test_weight_run_writes_the_three_tables(workdir: Path) -> None:
         assert (run / name).exists(), name
     assert json.loads((run / "status.json").read_text())["status"] == "complete"
     results = json.loads((run / "results.json").read_text())
-    assert list(results["models"]) == ["original", "pruned", "finetuned", "dense_long"]
+    assert list(results["models"]) == ["original", "pruned", "finetuned", "sparse_kernels", "dense_long"]
+    sparse = results["models"]["sparse_kernels"]
+    assert sparse["mask_only"] is False and sparse["params"] == results["models"]["finetuned"]["params"]
+    assert sparse["accuracy"] == results["models"]["finetuned"]["accuracy"]
     pruned = results["models"]["finetuned"]
     assert pruned["mask_only"] is True
     assert pruned["params"]["physical"] == pruned["params"]["total"] == results["models"]["original"]["params"]["total"]
