@@ -38,7 +38,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"progprune: error: unknown command {args[0]!r}; choose one of {', '.join(commands)}",
               file=sys.stderr)
         sys.exit(2)
-    sys.exit(commands[args[0]](args[1:]))
+    try:
+        sys.exit(commands[args[0]](args[1:]))
+    except BrokenPipeError:
+        # `progprune ... | head` closed the pipe: not an error worth a traceback.
+        sys.stderr.close()
+        sys.exit(0)
 
 
 def _train(args: list[str]) -> int:

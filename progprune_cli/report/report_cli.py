@@ -74,7 +74,9 @@ def show(shown: str, md: bool, verbose: bool) -> int:
         if md:
             sys.stdout.write(render_markdown(results, plot_paths(run_dir)))
         else:
-            print_summary(results, Console(), verbose=verbose)
+            console = Console()
+            # Piped output: wide tables rather than cells wrapped at rich's 80-column default.
+            print_summary(results, console if console.is_terminal else Console(width=150), verbose=verbose)
     except (TypeError, ValueError, AttributeError) as err:
         # Rendering is pure formatting, so these only come from a value of the wrong type in the file.
         raise UserError(f"{results_path}: does not match schema_version {SCHEMA_VERSION} ({err})") from None
