@@ -58,7 +58,7 @@ def build_all(cfg: RunConfig) -> Built:
     model = make_model()
     events: list[Event] = []
     if strategy is not None and cfg.strategy is not None:
-        strategy.check(model)
+        strategy.check(model, data.info)
         spe = -(-len(data.train) // cfg.prune.batch_size)  # type: ignore[arg-type]
         per_unit = spe if cfg.schedule.unit == "epoch" else 1
         threshold = cfg.strategy.mode == "threshold"

@@ -68,9 +68,13 @@ def _sizes(io: StageIO, name: str, model: nn.Module, compacted: bool) -> dict[st
 
 
 def with_speedups(models: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Measured speedup of each model = the original's median eval runtime / its own."""
+    """Measured speedup = the original's median eval runtime / the model's; theoretical = the original's dense
+    MACs / the model's effective MACs (so a compacted model is compared with the original, not with itself)."""
     base = models["original"]["latency"]["eval_runtime_s"]["median"]
+    base_macs = models["original"]["macs"]["dense"]
     for record in models.values():
+        effective = record["macs"]["effective"]
+        record["macs"]["theoretical_speedup"] = base_macs / effective if effective else None
         median = record["latency"]["eval_runtime_s"]["median"]
         record["latency"]["measured_speedup"] = base / median if median > 0 else None
     return models

@@ -31,7 +31,7 @@ def prune(built: Built, io: StageIO, start_iteration: int) -> tuple[nn.Module, M
                        built.device, cfg.seed)
     loop = Loop(model, built.data.train, built.data.val, cfg.optimizer, built.loss_fn, built.device,
                 cfg.prune.batch_size, io, "prune", cfg.seed + 1, iteration=start_iteration)
-    unit_masks = strategy.initial_masks(model)
+    unit_masks = strategy.initial_masks(model, built.data.info)
     events = {e.t: e for e in built.events}
     final = built.events[-1].target if built.events else 0.0
     steps: list[dict[str, Any]] = []

@@ -2,6 +2,7 @@
 
 from progprune_cli.build.strategies.base import STRATEGIES, PruneContext, StepReport, Strategy, build_strategy
 
-from progprune_cli.build.strategies import weight  # noqa: F401,E402  (registers)
+from progprune_cli.build.strategies import (  # noqa: F401,E402  (registers)
+    activation, random, structured, taylor, weight)
 
 __all__ = ["STRATEGIES", "PruneContext", "StepReport", "Strategy", "build_strategy"]

@@ -68,7 +68,8 @@ class Strategy(ABC):
     def initial_masks(self, model: nn.Module, info: DataInfo | None = None) -> Masks:
         """All-kept masks over the units, shaped like the scores (`info`: the data's shape, for those that trace)."""
         params = dict(model.named_parameters())
-        return {u: torch.ones_like(params[u], dtype=torch.bool) for u in self.units(model)}
+        # On the CPU like the scores: select() combines the two, and the loop moves enforced masks to the device.
+        return {u: torch.ones_like(params[u], dtype=torch.bool, device="cpu") for u in self.units(model)}
 
     def to_param_masks(self, model: nn.Module, unit_masks: Masks) -> Masks:
         """Masks over parameters to enforce; unit masks already are that for unstructured strategies."""
