@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     try:
         sys.exit(commands[args[0]](args[1:]))
+    except KeyboardInterrupt:
+        # The run folder's status.json already says "interrupted"; finished stages resume from their checkpoints.
+        print("progprune: interrupted", file=sys.stderr)
+        sys.exit(130)
     except BrokenPipeError:
         # `progprune ... | head` closed the pipe: not an error worth a traceback.
         sys.stderr.close()

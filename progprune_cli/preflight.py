@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_module
@@ -48,16 +49,23 @@ def check(overrides: list[str], multirun: bool) -> list[RunConfig]:
                         "(progprune train -m ...)")
     jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch] if multirun else [ours]
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        return [_typed(job) for job in jobs]
+        configs = [_typed(job) for job in jobs]
+    run_dir = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("hydra.run.dir=")), None)
+    if run_dir is not None and not multirun:
+        # Before Hydra rewrites the folder's .hydra/: a finished run, or another config's, must stay untouched.
+        from progprune_cli.results.status import check_folder
+
+        check_folder(Path(run_dir), configs[0][1])
+    return [cfg for cfg, _ in configs]
 
 
-def _typed(job: list[str]) -> RunConfig:
+def _typed(job: list[str]) -> tuple[RunConfig, dict[str, Any]]:
     data = _compose(job)
     cfg = load_run_config(data)
     from progprune_cli.stages.checks import check_components  # torch: only once the config is sound
 
     check_components(cfg)
-    return cfg
+    return cfg, data
 
 
 def _compose(job: list[str]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from progprune_cli.config import RunConfig
 from progprune_cli.errors import UserError
+from progprune_cli.results.status import Status, check_folder
 from progprune_cli.stages.built import Built, build_all
 from progprune_cli.stages.dense_long import dense_long
 from progprune_cli.stages.evaluate import measure_model, stack, with_speedups
@@ -23,27 +24,11 @@ from progprune_cli.stages.prune import prune
 from progprune_cli.stages.train import train
 
 
-def _now() -> str:
-    return dt.datetime.now().isoformat(timespec="seconds")
-
-
-class Status:
-    """status.json: what a reader sees of a run that is running, failed, interrupted or complete."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.path, self.started = run_dir / "status.json", _now()
-
-    def set(self, status: str, stage: str | None = None, error: str | None = None) -> None:
-        write_json(self.path, {"status": status, "stage": stage, "started": self.started, "updated": _now(),
-                               "error": error})
-
-
 def run(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_dir: Path, console: Console,
         cache_dir: Path | None) -> dict[str, Any]:
     """Run (or resume) the whole pipeline in `run_dir`; returns the results.json dict."""
-    if (run_dir / "results.json").exists():
-        raise UserError(f"hydra.run.dir: {run_dir} already holds a finished run; choose a new folder")
-    status = Status(run_dir)
+    check_folder(run_dir, config_dict)
+    status = Status(run_dir, config_dict)
     status.set("running", "build")
     started = time.perf_counter()
     try:
@@ -140,7 +125,7 @@ def _sparse_kernels(built: Built, io: StageIO, model: Any, inputs: torch.Tensor)
 
 def _run_info(cfg: RunConfig, overrides: list[str], run_dir: Path, started: str, duration: float,
               built: Built) -> dict[str, Any]:
-    return {"id": run_dir.name, "started": started, "finished": _now(), "duration_s": round(duration, 3),
+    return {"id": run_dir.name, "started": started, "finished": dt.datetime.now().isoformat(timespec="seconds"), "duration_s": round(duration, 3),
             "overrides": overrides, "seed": cfg.seed, "device": str(built.device), "torch": torch.__version__,
             "python": platform.python_version(), "threads": cfg.evaluate.threads,
             "train_threads": torch.get_num_threads(), "git_commit": _git_commit()}

@@ -150,3 +150,27 @@ def test_finished_run_folder_is_never_overwritten(workdir: Path) -> None:
     assert again.returncode == 2
     assert again.stderr == f"progprune: error: hydra.run.dir: {target} already holds a finished run; choose a new folder\n"
     assert (target / "results.json").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_from_its_checkpoints(workdir: Path) -> None:
+    target = workdir / "run"
+    args = ["train", "+strategy=weight", *TINY, "train.reuse=false", f"hydra.run.dir={target}"]
+    assert progprune(*args, cwd=workdir).returncode == 0
+    first = json.loads((target / "results.json").read_text())
+    # Make it look like the run died during finetune: no finetuned checkpoint, no results.
+    (target / "results.json").unlink()
+    (target / "checkpoints" / "finetuned.pt").unlink()
+    other = progprune(*args[:-1], "seed=1", f"hydra.run.dir={target}", cwd=workdir)
+    assert other.returncode == 2
+    assert other.stderr == (f"progprune: error: hydra.run.dir: {target} holds a run with another config; "
+                            "resume it with the same overrides or choose a new folder\n")
+    assert "seed: 0" in (target / ".hydra" / "config.yaml").read_text()  # refused before Hydra wrote anything
+    again = progprune(*args, cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert "original: checkpoints/original.pt exists in this folder; stage skipped (resumed)" in again.stdout
+    assert "pruned: checkpoints/pruned.pt exists in this folder; stage skipped (resumed)" in again.stdout
+    second = json.loads((target / "results.json").read_text())
+    # Each stage seeds itself, so redoing finetune alone reproduces it exactly.
+    for name in ("original", "pruned", "finetuned"):
+        assert second["models"][name]["accuracy"] == first["models"][name]["accuracy"]

@@ -79,6 +79,7 @@ def latency_report(model: nn.Module, inputs: torch.Tensor, eval_batch_size: int,
         "repeats": repeats,
         "eval_batch_size": eval_batch_size,
         "eval_samples": len(inputs),
+        "latency_batch": latency_batch,  # batch1_ms is per-sample time at this batch size (1 by default)
         "eval_runtime_s": {key: runtime[key] for key in ("median", "p10", "p90")},
         "batch1_ms": per_sample_ms,
         "throughput_sps": len(inputs) / runtime["median"] if runtime["median"] > 0 else None,

@@ -17,7 +17,7 @@ from progprune_cli.stages.train import dense_settings, load_model
 
 def dense_long(built: Built, io: StageIO, start_iteration: int, cache_dir: Path | None) -> nn.Module:
     """Without it "finetuning recovered accuracy" could just mean "trained longer"."""
-    if io.checkpoint("dense_long").exists():
+    if io.done("dense_long"):
         return load_model(built, io, "dense_long")
     cfg = built.cfg
     extra = cfg.prune.epochs + cfg.finetune.epochs

@@ -13,7 +13,7 @@ from progprune_cli.stages.train import load_model
 
 def finetune(built: Built, io: StageIO, start_iteration: int) -> nn.Module:
     """The pruned model trained on with its masks enforced after every step."""
-    if io.checkpoint("finetuned").exists():
+    if io.done("finetuned"):
         return load_model(built, io, "finetuned")
     cfg = built.cfg
     pruned = io.load("pruned")

@@ -50,6 +50,13 @@ class StageIO:
     def checkpoint(self, name: str) -> Path:
         return self.run_dir / "checkpoints" / f"{name}.pt"
 
+    def done(self, name: str) -> bool:
+        """True (and says so) when an earlier, interrupted attempt in this folder already finished this stage."""
+        if not self.checkpoint(name).exists():
+            return False
+        self.log(f"{name}: checkpoints/{name}.pt exists in this folder; stage skipped (resumed)")
+        return True
+
     def save(self, name: str, state: dict[str, Any]) -> Path:
         buffer = io.BytesIO()
         torch.save(state, buffer)

@@ -18,7 +18,7 @@ from progprune_cli.stages.train import load_model
 
 def prune(built: Built, io: StageIO, start_iteration: int) -> tuple[nn.Module, Masks, dict[str, Any]]:
     """The pruned model, its unit masks, and the step log (also saved as pruning.json)."""
-    if io.checkpoint("pruned").exists():
+    if io.done("pruned"):
         state = io.load("pruned")
         model = load_model(built, io, "pruned")
         return model, state["unit_masks"], state["pruning"]

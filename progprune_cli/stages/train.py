@@ -26,7 +26,7 @@ def dense_settings(built: Built, epochs: int) -> dict:
 
 def train(built: Built, io: StageIO, cache_dir: Path | None) -> tuple[nn.Module, str | None]:
     """The dense model and, when it came from the cache, the cache folder it came from."""
-    if io.checkpoint("original").exists():
+    if io.done("original"):
         return load_model(built, io, "original"), None
     settings = dense_settings(built, built.cfg.train.epochs)
     if cache_dir is None or not built.cfg.train.reuse:
