@@ -26,7 +26,7 @@ def group_options() -> dict[str, list[str]]:
     """Config groups (folders of conf/) and their choices (YAML names)."""
     root = resources.files(CONFIG_MODULE)
     return {d.name: sorted(f.name[:-5] for f in d.iterdir() if f.name.endswith(".yaml"))
-            for d in root.iterdir() if d.is_dir() and not d.name.startswith("_")}
+            for d in root.iterdir() if d.is_dir() and not d.name.startswith("_") and d.name != "hydra"}
 
 
 def normalize(overrides: list[str]) -> list[str]:
