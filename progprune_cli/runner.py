@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import platform
 import subprocess
@@ -17,7 +18,7 @@ from progprune_cli.errors import UserError
 from progprune_cli.results.status import Status, check_folder
 from progprune_cli.stages.built import Built, build_all
 from progprune_cli.stages.dense_long import dense_long
-from progprune_cli.stages.evaluate import measure_model, stack, with_speedups
+from progprune_cli.stages.evaluate import measure_model, stack, time_models, with_speedups
 from progprune_cli.stages.finetune import finetune
 from progprune_cli.stages.io import StageIO, write_atomic, write_json
 from progprune_cli.stages.prune import prune
@@ -86,16 +87,21 @@ def _evaluate(built: Built, io: StageIO, trained: dict[str, tuple[Any, int, bool
               pruning: dict[str, Any] | None, reused: str | None) -> dict[str, Any]:
     test_inputs = stack(built.data.test)
     dense_total = sum(p.numel() for p in trained["original"][0].parameters())
-    models = {}
+    models, modules = {}, {}
     for name, (model, epochs, mask_only) in trained.items():
         io.log(f"evaluate: {name}")
-        models[name] = measure_model(built, io, name, model, epochs, test_inputs, dense_total, mask_only)
+        models[name] = measure_model(built, io, name, model, epochs, dense_total, mask_only)
+        modules[name] = model
     if built.cfg.evaluate.sparse_kernels and "finetuned" in trained:
         sparse = _sparse_kernels(built, io, trained["finetuned"][0], test_inputs)
         if sparse is not None:
             io.log("evaluate: sparse_kernels")
             models["sparse_kernels"] = measure_model(built, io, "sparse_kernels", sparse, trained["finetuned"][1],
-                                                     test_inputs, dense_total, False, models["finetuned"])
+                                                     dense_total, False, models["finetuned"])
+            modules["sparse_kernels"] = sparse
+    io.log(f"evaluate: timing {len(modules)} models in turns on {built.device}")
+    for name, latency in time_models(built, modules, test_inputs).items():
+        models[name]["latency"] = latency
     order = ("original", "pruned", "finetuned", "compacted", "sparse_kernels", "dense_long")
     models = {name: models[name] for name in order if name in models}
     final = "finetuned" if "finetuned" in models else "original"
@@ -111,7 +117,7 @@ def _sparse_kernels(built: Built, io: StageIO, model: Any, inputs: torch.Tensor)
     from progprune_cli.measure import max_abs_diff, sparsify_linears
 
     threshold = built.cfg.evaluate.sparse_min_sparsity
-    model = model.cpu()
+    model = copy.deepcopy(model).cpu()  # a copy: the dense finetuned model stays where it is
     sparse, names = sparsify_linears(model, threshold)
     if not names:
         io.log(f"sparse_kernels: no Linear layer is at least {threshold:.0%} sparse; no sparse-kernel row")

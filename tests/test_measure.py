@@ -15,7 +15,7 @@ from torch.nn.utils import prune
 
 from progprune_cli.measure import (
     SparseLinear, count_params, file_size, latency_report, layer_table, load_sparse, macs_summary, max_abs_diff,
-    measure_latency, save_dense, save_sparse, sparsify_linears,
+    measure_interleaved, measure_latency, save_dense, save_sparse, sparsify_linears,
 )
 
 SPREAD_KEYS = {"median", "p10", "p90"}
@@ -230,9 +230,27 @@ def test_latency_report_has_the_documented_keys() -> None:
     report = latency_report(toy(), torch.randn(70, 1, 4, 4), eval_batch_size=32, latency_batch=1, warmup=1,
                             repeats=3, threads=1, device=torch.device("cpu"))
     assert set(report) == {"device", "threads", "warmup", "repeats", "eval_batch_size", "eval_samples",
-                           "eval_runtime_s", "batch1_ms", "throughput_sps"}
+                           "latency_batch", "timing", "eval_runtime_s", "batch1_ms", "throughput_sps"}
     assert (report["device"], report["threads"], report["eval_samples"]) == ("cpu", 1, 70)
     for key in ("eval_runtime_s", "batch1_ms"):
         assert set(report[key]) == SPREAD_KEYS
         assert report[key]["p10"] <= report[key]["median"] <= report[key]["p90"]
     assert report["throughput_sps"] == pytest.approx(70 / report["eval_runtime_s"]["median"])
+
+
+def test_interleaved_timing_takes_turns() -> None:
+    calls: list[str] = []
+
+    class Probe(nn.Module):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(self.name)
+            return x
+
+    result = measure_interleaved({"a": Probe("a"), "b": Probe("b")}, torch.randn(4, 2), batch_size=4, warmup=1,
+                                 repeats=2, threads=1, device=torch.device("cpu"))
+    assert calls == ["a", "b"] * 3  # one warm-up and two timed turns, alternating
+    assert [len(result[k]["samples"]) for k in ("a", "b")] == [2, 2]

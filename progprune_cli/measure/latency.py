@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 
 import numpy as np
 import torch
@@ -32,55 +33,79 @@ def _check_device(model: nn.Module, device: torch.device) -> None:
 
 def measure_latency(model: nn.Module, inputs: torch.Tensor, batch_size: int, warmup: int, repeats: int,
                     threads: int, device: torch.device) -> dict:
-    """Seconds for one full pass over `inputs` in batches of `batch_size`: `{"median", "p10", "p90", "samples"}`.
+    """Seconds for one full pass over `inputs` in batches of `batch_size`: `{"median", "p10", "p90", "samples"}`."""
+    return measure_interleaved({"model": model}, inputs, batch_size, warmup, repeats, threads, device)["model"]
 
-    The model must already be on `device`; the inputs are moved there before any timing, so data transfer is
-    never timed. `warmup` untimed passes come first (allocator, oneDNN/cuDNN kernel selection).
+
+def measure_interleaved(models: dict[str, nn.Module], inputs: torch.Tensor, batch_size: int, warmup: int,
+                        repeats: int, threads: int, device: torch.device) -> dict[str, dict]:
+    """`measure_latency` for several models timed in turns (A B C A B C ...), so that drift in the machine's
+    speed (frequency, other load) hits every model alike instead of whichever happened to be timed first.
+
+    The models must already be on `device`; the inputs are moved there before any timing, so data transfer is
+    never timed. `warmup` untimed passes of each model come first (allocator, oneDNN/cuDNN kernel selection).
     """
     if len(inputs) == 0 or batch_size < 1 or repeats < 1 or warmup < 0 or threads < 1:
         raise ValueError(f"need inputs, batch_size >= 1, repeats >= 1, warmup >= 0, threads >= 1 "
                          f"(got {len(inputs)} inputs, {batch_size=}, {repeats=}, {warmup=}, {threads=})")
-    _check_device(model, device)
+    for model in models.values():
+        _check_device(model, device)
     batches = inputs.to(device).split(batch_size)
+    samples: dict[str, list[float]] = {name: [] for name in models}
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        with evaluating(model), torch.inference_mode():
-            samples = []
+        with ExitStack() as stack, torch.inference_mode():
+            for model in models.values():
+                stack.enter_context(evaluating(model))
             for i in range(warmup + repeats):
-                start = _clock(device)
-                for batch in batches:
-                    model(batch)
-                elapsed = _clock(device) - start
-                if i >= warmup:
-                    samples.append(elapsed)
+                for name, model in models.items():
+                    start = _clock(device)
+                    for batch in batches:
+                        model(batch)
+                    elapsed = _clock(device) - start
+                    if i >= warmup:
+                        samples[name].append(elapsed)
     finally:
         torch.set_num_threads(previous_threads)
-    return {**spread(samples), "samples": samples}
+    return {name: {**spread(times), "samples": times} for name, times in samples.items()}
 
 
 def latency_report(model: nn.Module, inputs: torch.Tensor, eval_batch_size: int, latency_batch: int, warmup: int,
                    repeats: int, threads: int, device: torch.device) -> dict:
-    """The MODEL.latency dict of results.json, less `measured_speedup` (the caller divides the original's median).
+    """The MODEL.latency dict of results.json for one model (see `latency_reports`)."""
+    return latency_reports({"model": model}, inputs, eval_batch_size, latency_batch, warmup, repeats, threads,
+                           device)["model"]
+
+
+def latency_reports(models: dict[str, nn.Module], inputs: torch.Tensor, eval_batch_size: int, latency_batch: int,
+                    warmup: int, repeats: int, threads: int, device: torch.device) -> dict[str, dict]:
+    """The MODEL.latency dict of results.json for each model, less `measured_speedup` (the caller divides the
+    original's median). All models are timed interleaved, under identical settings.
 
     `eval_runtime_s` times the whole evaluation tensor at `eval_batch_size`; `batch1_ms` is milliseconds per sample
     over the first (up to) 64 samples fed `latency_batch` at a time; `throughput_sps` uses the median runtime.
     """
     settings = {"warmup": warmup, "repeats": repeats, "threads": threads, "device": device}
-    runtime = measure_latency(model, inputs, eval_batch_size, **settings)
+    runtime = measure_interleaved(models, inputs, eval_batch_size, **settings)
     few = inputs[:64]
-    per_pass = measure_latency(model, few, latency_batch, **settings)
-    # Scaling by a positive constant keeps the order, so these are still the per-sample median/p10/p90.
-    per_sample_ms = {key: per_pass[key] * 1000.0 / len(few) for key in ("median", "p10", "p90")}
-    return {
-        "device": str(device),
-        "threads": threads,
-        "warmup": warmup,
-        "repeats": repeats,
-        "eval_batch_size": eval_batch_size,
-        "eval_samples": len(inputs),
-        "latency_batch": latency_batch,  # batch1_ms is per-sample time at this batch size (1 by default)
-        "eval_runtime_s": {key: runtime[key] for key in ("median", "p10", "p90")},
-        "batch1_ms": per_sample_ms,
-        "throughput_sps": len(inputs) / runtime["median"] if runtime["median"] > 0 else None,
-    }
+    per_pass = measure_interleaved(models, few, latency_batch, **settings)
+    reports = {}
+    for name in models:
+        # Scaling by a positive constant keeps the order, so these are still the per-sample median/p10/p90.
+        per_sample_ms = {key: per_pass[name][key] * 1000.0 / len(few) for key in ("median", "p10", "p90")}
+        median = runtime[name]["median"]
+        reports[name] = {
+            "device": str(device),
+            "threads": threads,
+            "warmup": warmup,
+            "repeats": repeats,
+            "eval_batch_size": eval_batch_size,
+            "eval_samples": len(inputs),
+            "latency_batch": latency_batch,  # batch1_ms is per-sample time at this batch size (1 by default)
+            "timing": "interleaved",  # every model timed in turns within each repeat
+            "eval_runtime_s": {key: runtime[name][key] for key in ("median", "p10", "p90")},
+            "batch1_ms": per_sample_ms,
+            "throughput_sps": len(inputs) / median if median > 0 else None,
+        }
+    return reports

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from progprune_cli.measure import (
     count_params,
     file_size,
-    latency_report,
+    latency_reports,
     layer_table,
     macs_summary,
     save_dense,
@@ -31,21 +31,18 @@ def stack(dataset: Dataset) -> torch.Tensor:
     return torch.stack([dataset[i][0] for i in range(len(dataset))])  # type: ignore[arg-type]
 
 
-def measure_model(built: Built, io: StageIO, name: str, model: nn.Module, epochs: int,
-                  test_inputs: torch.Tensor, dense_total: int, mask_only: bool,
+def measure_model(built: Built, io: StageIO, name: str, model: nn.Module, epochs: int, dense_total: int,
+                  mask_only: bool,
                   same_weights_as: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One MODEL record (docs/run-folder.md) for `model`; `same_weights_as` (a record of the same weights in
-    another form) supplies the parameter, MAC and size figures instead of counting them again."""
-    cfg, data = built.cfg, built.data
+    """One MODEL record (docs/run-folder.md) for `model`, all but its latency (`time_models` times every model
+    together); `same_weights_as` (a record of the same weights in another form) supplies the parameter, MAC and
+    size figures instead of counting them again."""
+    data = built.data
     model = model.to(built.device).eval()
     accuracy, loss = {}, {}
     for split in ("train", "val", "test"):
         accuracy[split], loss[split] = accuracy_and_loss(model, getattr(data, split), built.loss_fn, built.device)
-    ev = cfg.evaluate
-    latency = latency_report(model, test_inputs, ev.batch_size, ev.latency_batch, ev.warmup, ev.repeats,
-                             ev.threads, built.device)
-    record = {"label": LABELS[name], "epochs": epochs, "accuracy": accuracy, "loss": loss, "latency": latency,
-              "mask_only": mask_only}
+    record = {"label": LABELS[name], "epochs": epochs, "accuracy": accuracy, "loss": loss, "mask_only": mask_only}
     if same_weights_as is not None:
         return {**record, **{k: same_weights_as[k] for k in ("params", "macs", "size_bytes", "_layers")}}
     info = data.info
@@ -53,6 +50,14 @@ def measure_model(built: Built, io: StageIO, name: str, model: nn.Module, epochs
     sizes = _sizes(io, name, model, compacted=not mask_only and name == "compacted")
     return {**record, "params": count_params(model, dense_total=dense_total), "macs": macs_summary(layers),
             "size_bytes": sizes, "_layers": layers}
+
+
+def time_models(built: Built, models: dict[str, nn.Module], inputs: torch.Tensor) -> dict[str, dict[str, Any]]:
+    """The latency record of every model, timed in turns under the same settings (evaluate.* in the config)."""
+    ev = built.cfg.evaluate
+    on_device = {name: model.to(built.device) for name, model in models.items()}
+    return latency_reports(on_device, inputs, ev.batch_size, ev.latency_batch, ev.warmup, ev.repeats, ev.threads,
+                           built.device)
 
 
 def _sizes(io: StageIO, name: str, model: nn.Module, compacted: bool) -> dict[str, int | None]:
