@@ -28,7 +28,7 @@ def main(help_repeats: int = 10, run_repeats: int = 3) -> None:
     load = os.getloadavg()
     print(f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}, load average before/after {load[2]:.2f}/{load[0]:.2f}")
-    print(f"- each figure: wall time of the whole process (startup included), median (min–max) of the repeats\n")
+    print("- each figure: wall time of the whole process (startup included), median (min–max) of the repeats\n")
     print("| command | repeats | median s | min–max s |")
     print("|---|---|---|---|")
     for name, times in (("progprune --help", helps), ("progprune train +strategy=weight", runs)):

@@ -10,6 +10,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -19,7 +20,12 @@ from progprune_cli.errors import UserError
 
 # Unique per process: two runs started in the same second still get two folders.
 _UID = f"{os.getpid()}{secrets.token_hex(1)}"
-OmegaConf.register_new_resolver("progprune_uid", lambda: _UID, replace=True)
+# use_cache: a launcher that rebuilds the config in a worker process must get the same sweep folder name.
+OmegaConf.register_new_resolver("progprune_uid", lambda: _UID, replace=True, use_cache=True)
+
+
+class JobFailed(CompactHydraException):
+    """A sweep job stopped on bad input; Hydra prints a compact exception's message without a traceback."""
 
 
 @hydra.main(config_path="pkg://progprune_cli.conf", config_name="config", version_base="1.3")
@@ -39,7 +45,8 @@ def train_task(cfg: DictConfig) -> Any:
     except UserError as error:
         print(f"progprune: error: {error}", file=sys.stderr)
         if multirun:
-            raise  # the sweep goes on with its other jobs; this one shows as failed in the summary
+            # The other jobs still run; Hydra then reports this short message (no traceback) and exits 1.
+            raise JobFailed(f"progprune: a sweep job failed ({error}); see {hc.sweep.dir}/summary.md") from None
         raise SystemExit(2) from None
     finally:
         if multirun:

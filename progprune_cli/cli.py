@@ -55,8 +55,11 @@ def _train(args: list[str]) -> int:
     from progprune_cli.preflight import check, normalize
 
     args = normalize(args)
-    passthrough = {"--help", "-h", "--hydra-help", "--info", "--cfg", "-c", "--shell-completion", "--version"}
-    if not passthrough.intersection(args):
+    # Hydra's own modes, and options that point Hydra at other configs, go straight to Hydra.
+    passthrough = {"--help", "-h", "--hydra-help", "--info", "--cfg", "-c", "--shell-completion", "--version",
+                   "-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir", "--resolve",
+                   "--package", "-p"}
+    if not any(a.split("=", 1)[0] in passthrough for a in args):
         multirun = "-m" in args or "--multirun" in args
         overrides = [a for a in args if not a.startswith("-")]
         try:

@@ -49,7 +49,7 @@ def check(overrides: list[str], multirun: bool) -> list[RunConfig]:
                         "(progprune train -m ...)")
     jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch] if multirun else [ours]
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        configs = [_typed(job) for job in jobs]
+        configs = [_typed(job, here=not multirun) for job in jobs]
     run_dir = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("hydra.run.dir=")), None)
     if run_dir is not None and not multirun:
         # Before Hydra rewrites the folder's .hydra/: a finished run, or another config's, must stay untouched.
@@ -59,12 +59,12 @@ def check(overrides: list[str], multirun: bool) -> list[RunConfig]:
     return [cfg for cfg, _ in configs]
 
 
-def _typed(job: list[str]) -> tuple[RunConfig, dict[str, Any]]:
+def _typed(job: list[str], here: bool) -> tuple[RunConfig, dict[str, Any]]:
     data = _compose(job)
     cfg = load_run_config(data)
     from progprune_cli.stages.checks import check_components  # torch: only once the config is sound
 
-    check_components(cfg)
+    check_components(cfg, here)
     return cfg, data
 
 

@@ -20,7 +20,8 @@ from progprune_cli.stages.built import Built, build_all
 from progprune_cli.stages.dense_long import dense_long
 from progprune_cli.stages.evaluate import measure_model, stack, time_models, with_speedups
 from progprune_cli.stages.finetune import finetune
-from progprune_cli.stages.io import StageIO, write_atomic, write_json
+from progprune_cli.atomic import write_atomic
+from progprune_cli.stages.io import StageIO, write_json
 from progprune_cli.stages.prune import prune
 from progprune_cli.stages.train import train
 
@@ -36,6 +37,13 @@ def run(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_d
         built = build_all(cfg)
         io = StageIO(run_dir, console)
         results = _stages(built, io, status, cache_dir)
+        results["run"].update(_run_info(cfg, overrides, run_dir, status.started, time.perf_counter() - started,
+                                        built))
+        results["config"] = config_dict
+        status.set("running", "report")
+        _report(results, run_dir, console)
+        # Last, so a results.json always means a finished run (a crash before it leaves a resumable folder).
+        write_json(run_dir / "results.json", results)
     except KeyboardInterrupt:
         status.set("interrupted", error="interrupted by the user (Ctrl-C)")
         raise
@@ -45,11 +53,6 @@ def run(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_d
     except Exception as error:
         status.set("failed", error=f"{type(error).__name__}: {error}")
         raise
-    results["run"].update(_run_info(cfg, overrides, run_dir, status.started, time.perf_counter() - started,
-                                    built))
-    results["config"] = config_dict
-    write_json(run_dir / "results.json", results)
-    _report(results, run_dir, console)
     status.set("complete")
     return results
 
@@ -74,7 +77,8 @@ def _stages(built: Built, io: StageIO, status: Status, cache_dir: Path | None) -
         trained["finetuned"] = (finetuned, epochs, True)
         compacted = built.strategy.compact(finetuned, unit_masks, built.data.info)
         if compacted is not None:
-            io.save("compacted", {"module": compacted, "stage": "compact"})
+            # A CPU copy, so the saved module loads on a machine without the GPU it was made on.
+            io.save("compacted", {"module": copy.deepcopy(compacted).cpu(), "stage": "compact"})
             trained["compacted"] = (compacted, epochs, False)
         if cfg.evaluate.dense_baseline:
             status.set("running", "dense_long")
@@ -138,9 +142,14 @@ def _run_info(cfg: RunConfig, overrides: list[str], run_dir: Path, started: str,
 
 
 def _git_commit() -> str | None:
+    """The commit of progprune's own checkout; None for an installed wheel (even one inside another repo)."""
+    here = Path(__file__).parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
+        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", Path(__file__).name], cwd=here,
+                                 capture_output=True, timeout=5)
+        if tracked.returncode != 0:
+            return None
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=here)
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -152,7 +161,7 @@ def _report(results: dict[str, Any], run_dir: Path, console: Console) -> None:
     from progprune_cli.report.markdown import render_markdown
     from progprune_cli.report.plots import draw_plots
 
-    plots = draw_plots(run_dir)
+    plots = draw_plots(run_dir, results)
     write_atomic(run_dir / "results.md", render_markdown(results, plots))
     print_summary(results, console)
     console.print(f"run folder: {run_dir}")

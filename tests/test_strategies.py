@@ -218,6 +218,9 @@ def test_random_is_reproducible_per_seed_and_step(granularity: str) -> None:
     assert all(torch.equal(same[k], again[k]) for k in same)
     assert any(not torch.equal(same[k], other[k]) for k in same)
     assert any(not torch.equal(same[k], later[k]) for k in same)
+    # Seed and step do not trade off: run seed 1 at step 0 differs from run seed 0 at step 1.
+    one_zero, zero_one = masks(1, 0), masks(0, 1)
+    assert any(not torch.equal(one_zero[k], zero_one[k]) for k in one_zero)
 
 
 def test_bad_granularity_is_a_one_line_user_error() -> None:

@@ -50,6 +50,7 @@ def test_failed_job_shows_as_failed(workdir: Path) -> None:
     result = progprune("train", "-m", "dataset=synthetic,mnist", *TINY[1:], cwd=workdir)
     assert result.returncode != 0
     assert "progprune: error: dataset.root:" in result.stderr
+    assert "Traceback" not in result.stderr and "progprune: a sweep job failed (dataset.root:" in result.stderr
     rows = summary_rows(sweep_dir(workdir))
     assert [(r["dataset"], r["status"]) for r in rows] == [("synthetic", "complete"), ("mnist", "failed")]
 

@@ -52,6 +52,11 @@ class StrategyConfig:
         """'threshold' when an absolute threshold is set (it wins over sparsity), else 'sparsity'."""
         return "threshold" if self.threshold is not None else "sparsity"
 
+    @property
+    def final_target(self) -> float:
+        """What the schedule ramps to: the threshold in threshold mode, else the sparsity."""
+        return self.threshold if self.threshold is not None else self.sparsity  # type: ignore[return-value]
+
 
 @dataclass(frozen=True)
 class ScheduleConfig:

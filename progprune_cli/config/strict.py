@@ -46,14 +46,13 @@ def _check(value: Any, hint: Any, key: str) -> Any:
         options = typing.get_args(hint)
         if value is None and type(None) in options:
             return None
-        errors = []
         for option in options:
             if option is type(None):
                 continue
             try:
                 return _check(value, option, key)
-            except UserError as error:
-                errors.append(str(error))
+            except UserError:
+                continue
         raise UserError(f"{key}: got {value!r}; expected {_name(hint)}")
     if hint is Any:
         return value

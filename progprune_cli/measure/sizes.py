@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import io
-import os
 import zlib
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
+from progprune_cli.atomic import replace_atomically
+
 FORMAT = "progprune-sparse-v1"
-
-
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    # A reader (or a resumed run) never sees a half-written file: write beside it, then rename over it.
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def save_dense(state_dict: dict[str, torch.Tensor], path: Path | str) -> None:
     """torch.save, written atomically: the baseline size every model is compared with."""
-    _write_atomic(Path(path), lambda tmp: torch.save(state_dict, tmp))
+    replace_atomically(Path(path), lambda tmp: torch.save(state_dict, tmp))
 
 
 def encode_tensor(tensor: torch.Tensor) -> dict:
@@ -66,7 +56,7 @@ def save_sparse(state_dict: dict[str, torch.Tensor], path: Path | str) -> None:
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     data = zlib.compress(buffer.getvalue())
-    _write_atomic(Path(path), lambda tmp: tmp.write_bytes(data))
+    replace_atomically(Path(path), lambda tmp: tmp.write_bytes(data))
 
 
 def load_sparse(path: Path | str) -> OrderedDict[str, torch.Tensor]:

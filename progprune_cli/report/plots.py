@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,8 @@ matplotlib.use("Agg")  # headless: runs draw plots on servers and in CI, where n
 
 import matplotlib.pyplot as plt  # noqa: E402  (must follow the backend choice)
 from matplotlib.figure import Figure  # noqa: E402
+
+from progprune_cli.atomic import replace_atomically  # noqa: E402
 
 STAGES = ("train", "prune", "finetune")
 SHADES = {"train": "#dbe9f6", "prune": "#fbe3d6", "finetune": "#e2f0d9"}
@@ -36,12 +37,10 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def save(fig: Figure, path: Path) -> None:
-    """Write NAME.tmp then rename, so a reader never sees half a PNG."""
+    """Written atomically, so a reader never sees half a PNG."""
     path.parent.mkdir(exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        replace_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
     finally:
         plt.close(fig)  # pyplot keeps every open figure alive; a sweep draws hundreds
 
@@ -116,12 +115,14 @@ def read_results(path: Path) -> dict[str, Any]:
     return results if isinstance(results, dict) else {}
 
 
-def draw_plots(run_dir: Path) -> list[str]:
-    """Write plots/progress.png and plots/layer_sparsity.png where their data exists; return their relative paths."""
+def draw_plots(run_dir: Path, results: dict[str, Any] | None = None) -> list[str]:
+    """Write plots/progress.png and plots/layer_sparsity.png where their data exists; return their relative paths.
+    `results`: the results dict when the caller has it (the runner draws before it writes results.json)."""
     out = Path(run_dir) / "plots"
+    results = read_results(Path(run_dir) / "results.json") if results is None else results
     drawn = []
     if draw_progress(read_metrics(Path(run_dir) / "metrics.csv"), out / "progress.png"):
         drawn.append("plots/progress.png")
-    if draw_layer_sparsity(read_results(Path(run_dir) / "results.json"), out / "layer_sparsity.png"):
+    if draw_layer_sparsity(results, out / "layer_sparsity.png"):
         drawn.append("plots/layer_sparsity.png")
     return drawn

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import statistics
-import uuid
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import Any, Iterator
 
+from progprune_cli.atomic import replace_atomically, write_atomic
 from progprune_cli.report.compare import Table, format_cell, headline, to_csv, to_markdown
 from progprune_cli.report.runs import RunRecord, read_run, sweep_runs
 
@@ -120,18 +119,6 @@ def render_summary(name: str, jobs: Table, seeds: Table | None) -> str:
     return "\n".join(parts)
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    # A unique temp name per writer: parallel jobs may write the same summary at the same moment.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 def draw_pareto(rows: list[dict[str, Any]], path: Path) -> None:
     """Accuracy vs sparsity and vs measured latency; front points red and joined, the rest grey."""
     # Figure + Agg canvas, not pyplot: no global backend state in a runner that may plot elsewhere.
@@ -159,7 +146,7 @@ def draw_pareto(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_ylabel("test accuracy (final model)")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=100))
+    replace_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
 @contextlib.contextmanager
@@ -183,8 +170,8 @@ def write_sweep_summary(sweep_dir: Path) -> Path:
         records = [read_run(path) for path in sweep_runs(sweep_dir)]
         jobs = job_table(records)
         seeds = seed_table(records, jobs)
-        atomic_write(sweep_dir / "summary.csv", lambda handle: handle.write(to_csv(jobs).encode()))
+        write_atomic(sweep_dir / "summary.csv", to_csv(jobs))
         draw_pareto(jobs.rows, sweep_dir / "pareto.png")
         summary = sweep_dir / "summary.md"
-        atomic_write(summary, lambda handle: handle.write(render_summary(sweep_dir.name, jobs, seeds).encode()))
+        write_atomic(summary, render_summary(sweep_dir.name, jobs, seeds))
     return summary

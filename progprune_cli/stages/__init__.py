@@ -1,1 +1,1 @@
-"""stages."""
+"""Stages of a run (train, prune, finetune, dense_long, evaluate): plain functions that skip themselves when done."""

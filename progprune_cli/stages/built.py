@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from progprune_cli.build.data import DataSplits, build_data
+from progprune_cli.build.data import DataSplits, build_data, steps_per_epoch
 from progprune_cli.build.losses import LOSSES, LossFn
 from progprune_cli.build.models import build_model
 from progprune_cli.build.optimizers import check_optimizer
@@ -31,7 +31,7 @@ class Built:
     events: list[Event]
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        return -(-len(self.data.train) // batch_size)  # type: ignore[arg-type]
+        return steps_per_epoch(self.data.train, batch_size)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -55,22 +55,24 @@ def build_all(cfg: RunConfig) -> Built:
         torch.manual_seed(cfg.seed)
         return build_model(cfg.model, data.info)
 
-    model = make_model()
     events: list[Event] = []
-    if strategy is not None and cfg.strategy is not None:
-        strategy.check(model, data.info)
-        spe = -(-len(data.train) // cfg.prune.batch_size)  # type: ignore[arg-type]
-        per_unit = spe if cfg.schedule.unit == "epoch" else 1
-        threshold = cfg.strategy.mode == "threshold"
-        final = cfg.strategy.threshold if threshold else cfg.strategy.sparsity
-        initial = 0.0 if threshold else cfg.schedule.initial_sparsity
-        if not threshold and initial > final:  # type: ignore[operator]
-            raise UserError(f"schedule.initial_sparsity: got {initial}; must be <= strategy.sparsity ({final})")
-        units = cfg.prune.epochs if cfg.schedule.unit == "epoch" else cfg.prune.epochs * spe
-        what = "threshold" if threshold else "sparsity"
-        events = [Event(e.t * per_unit, e.target)
-                  for e in build_events(cfg.schedule, units, initial, final, what)]  # type: ignore[arg-type]
-        rewind = cfg.schedule.rewind
-        if isinstance(rewind, int) and rewind > cfg.train.epochs:
-            raise UserError(f"schedule.rewind: got {rewind}; train.epochs is {cfg.train.epochs}")
+    if strategy is not None:
+        strategy.check(make_model(), data.info)
+        events = plan_events(cfg, steps_per_epoch(data.train, cfg.prune.batch_size))
     return Built(cfg, data, device, loss_fn, make_model, strategy, events)
+
+
+def plan_events(cfg: RunConfig, steps: int) -> list[Event]:
+    """The prune stage's pruning steps, in optimizer steps (`steps` per epoch); fails on a bad schedule."""
+    strategy, schedule = cfg.strategy, cfg.schedule
+    assert strategy is not None
+    threshold = strategy.mode == "threshold"
+    initial, final = (0.0 if threshold else schedule.initial_sparsity), strategy.final_target
+    if initial > final:
+        raise UserError(f"schedule.initial_sparsity: got {initial}; must be <= strategy.sparsity ({final})")
+    if isinstance(schedule.rewind, int) and schedule.rewind > cfg.train.epochs:
+        raise UserError(f"schedule.rewind: got {schedule.rewind}; train.epochs is {cfg.train.epochs}")
+    per_unit = steps if schedule.unit == "epoch" else 1
+    units = cfg.prune.epochs * steps // per_unit
+    what = "threshold" if threshold else "sparsity"
+    return [Event(e.t * per_unit, e.target) for e in build_events(schedule, units, initial, final, what)]

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from progprune_cli.stages.io import write_atomic
+from progprune_cli.atomic import replace_atomically, write_atomic
 
 
 def cache_key(settings: dict[str, Any]) -> str:
@@ -38,6 +38,4 @@ def cached(cache_dir: Path, key: str) -> Iterator[Path]:
 def store(source: Path, target: Path, settings: dict[str, Any]) -> None:
     """Copy a finished checkpoint into the cache atomically, with the settings it was made from."""
     write_atomic(target.with_name("settings.json"), json.dumps(settings, indent=1, sort_keys=True, default=str))
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.copyfile(source, tmp)
-    tmp.replace(target)
+    replace_atomically(target, lambda tmp: shutil.copyfile(source, tmp))

@@ -40,8 +40,8 @@ def measure_model(built: Built, io: StageIO, name: str, model: nn.Module, epochs
     data = built.data
     model = model.to(built.device).eval()
     accuracy, loss = {}, {}
-    for split in ("train", "val", "test"):
-        accuracy[split], loss[split] = accuracy_and_loss(model, getattr(data, split), built.loss_fn, built.device)
+    for split, dataset in (("train", data.train_eval), ("val", data.val), ("test", data.test)):
+        accuracy[split], loss[split] = accuracy_and_loss(model, dataset, built.loss_fn, built.device)
     record = {"label": LABELS[name], "epochs": epochs, "accuracy": accuracy, "loss": loss, "mask_only": mask_only}
     if same_weights_as is not None:
         return {**record, **{k: same_weights_as[k] for k in ("params", "macs", "size_bytes", "_layers")}}

@@ -23,6 +23,7 @@ def finetune(built: Built, io: StageIO, start_iteration: int) -> nn.Module:
                 cfg.finetune.batch_size, io, "finetune", cfg.seed + 2, iteration=start_iteration)
     loop.set_masks(pruned["masks"])
     loop.target_sparsity = None if pruned["pruning"]["mode"] == "threshold" else pruned["pruning"]["target"]
+    loop.achieved_sparsity = pruned["pruning"]["achieved_sparsity"]
     io.log(f"finetune: {cfg.finetune.epochs} epochs with the masks fixed")
     loop.run(cfg.finetune.epochs)
     io.write_rows("finetune", loop.rows)

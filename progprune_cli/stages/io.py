@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,18 +12,10 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from progprune_cli.atomic import write_atomic
+
 METRIC_COLUMNS = ["stage", "event", "epoch", "iteration", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
                   "target_sparsity", "achieved_sparsity"]
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write `path` so that a reader sees either the old file or the whole new one, never half of it."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data.encode() if isinstance(data, str) else data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def write_json(path: Path, value: Any) -> None:

@@ -10,11 +10,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.utils.data import Dataset
 
-from progprune_cli.build.data import make_loader
+from progprune_cli.build.data import make_loader, steps_per_epoch
 from progprune_cli.build.losses import LossFn
 from progprune_cli.build.optimizers import build_optimizer, regularization
 from progprune_cli.config import OptimizerConfig
-from progprune_cli.pruning.masks import Masks, apply_masks, mask_sparsity
+from progprune_cli.pruning.masks import Masks, apply_masks
 from progprune_cli.stages.io import StageIO
 
 
@@ -50,6 +50,8 @@ class Loop:
     iteration: int = 0
     masks: Masks | None = None
     target_sparsity: float | None = None
+    # Set by the stage in the strategy's own units (weights, or channels for channel strategies).
+    achieved_sparsity: float = 0.0
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -70,15 +72,15 @@ class Loop:
     def run(self, epochs: int, before_step: Callable[[int], None] | None = None,
             after_epoch: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
         """Train `epochs` epochs; `before_step(i)` runs before step i of this call, `after_epoch(e)` after each."""
-        steps_per_epoch = -(-len(self.train_set) // self.batch_size)  # type: ignore[arg-type]
-        with _progress(self.io, f"{self.stage}", epochs * steps_per_epoch) as advance:
+        per_epoch = steps_per_epoch(self.train_set, self.batch_size)
+        with _progress(self.io, f"{self.stage}", epochs * per_epoch) as advance:
             for epoch in range(epochs):
                 loader = make_loader(self.train_set, self.batch_size, shuffle=True, seed=self.seed * 1000 + epoch)
                 loss_sum, correct, count = 0.0, 0, 0
                 self.model.train()
                 for i, (x, y) in enumerate(loader):
                     if before_step is not None:
-                        before_step(epoch * steps_per_epoch + i)
+                        before_step(epoch * per_epoch + i)
                         self.model.train()
                     loss, right = self._step(x.to(self.device), y.to(self.device))
                     loss_sum, correct, count = loss_sum + loss * len(y), correct + right, count + len(y)
@@ -111,7 +113,7 @@ class Loop:
 
     def _end_epoch(self, epoch: int, train_loss: float, train_acc: float) -> None:
         val_acc, val_loss = evaluate(self.model, self.val_set, self.loss_fn, self.device)
-        achieved = mask_sparsity({k: m.bool() for k, m in self.masks.items()}) if self.masks else 0.0
+        achieved = self.achieved_sparsity
         self.rows.append({
             "stage": self.stage, "event": "epoch", "epoch": epoch, "iteration": self.iteration,
             "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train_loss, "train_acc": train_acc,

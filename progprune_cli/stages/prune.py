@@ -53,6 +53,7 @@ def prune(built: Built, io: StageIO, start_iteration: int) -> tuple[nn.Module, M
             loop.reset_optimizer()
         loop.set_masks(strategy.to_param_masks(model, unit_masks))
         loop.target_sparsity = None if threshold_mode else event.target
+        loop.achieved_sparsity = report.achieved
         epoch = step // spe
         steps.append({"index": len(steps), "epoch": epoch, "iteration": loop.iteration, "target": event.target,
                       "achieved": report.achieved, "removed": report.removed, "layers": report.layers})

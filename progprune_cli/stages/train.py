@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from progprune_cli import __version__
 from progprune_cli.stages.built import Built
 from progprune_cli.stages.cache import cache_key, cached, store
 from progprune_cli.stages.io import StageIO
@@ -19,9 +20,11 @@ def dense_settings(built: Built, epochs: int) -> dict:
     """Exactly what a dense checkpoint depends on: data, model, optimizer, training settings, seed."""
     cfg = built.cfg
     train = {k: v for k, v in dataclasses.asdict(cfg.train).items() if k != "reuse"}
+    # Device and versions too: a model trained on a GPU, or by other code, must not pass for this one.
     return {"dataset": dataclasses.asdict(cfg.dataset), "model": dataclasses.asdict(cfg.model),
             "optimizer": dataclasses.asdict(cfg.optimizer), "train": train, "epochs": epochs,
-            "seed": cfg.seed, "rewind": cfg.schedule.rewind if cfg.strategy else None}
+            "seed": cfg.seed, "rewind": cfg.schedule.rewind if cfg.strategy else None,
+            "device": built.device.type, "torch": torch.__version__, "progprune": __version__}
 
 
 def train(built: Built, io: StageIO, cache_dir: Path | None) -> tuple[nn.Module, str | None]:
@@ -41,9 +44,9 @@ def train(built: Built, io: StageIO, cache_dir: Path | None) -> tuple[nn.Module,
             io.write_rows("train", torch.load(entry, weights_only=False)["rows"])
             return load_model(built, io, "original"), str(entry.parent)
         model = _train(built, io)
-        store(io.checkpoint("original"), entry, settings)
-        if io.checkpoint("rewind").exists():
+        if io.checkpoint("rewind").exists():  # before the checkpoint: an entry is complete once that exists
             shutil.copyfile(io.checkpoint("rewind"), entry.parent / "rewind.pt")
+        store(io.checkpoint("original"), entry, settings)
         return model, None
 
 

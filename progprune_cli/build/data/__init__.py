@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from progprune_cli.build.data.base import DATASETS, DataInfo, DataSplits, build_data, make_loader
+from progprune_cli.build.data.base import (
+    DATASETS,
+    DataInfo,
+    DataSplits,
+    build_data,
+    make_loader,
+    steps_per_epoch,
+)
 
 # Importing a module registers its dataset.
 from progprune_cli.build.data import cifar10, digits, imagefolder, mnist, synthetic  # noqa: F401,E402
 
-__all__ = ["DATASETS", "DataInfo", "DataSplits", "build_data", "make_loader"]
+__all__ = ["DATASETS", "DataInfo", "DataSplits", "build_data", "make_loader", "steps_per_epoch"]

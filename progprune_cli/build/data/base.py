@@ -31,6 +31,11 @@ class DataSplits:
     test: Dataset
     info: DataInfo
 
+    @property
+    def train_eval(self) -> Dataset:
+        """The training set without augmentation: accuracy on it must not depend on random crops."""
+        return self.train.base if isinstance(self.train, Augmented) else self.train
+
 
 class DatasetBuilder(Protocol):
     def __call__(self, options: dict[str, Any], seed: int) -> DataSplits: ...
@@ -83,3 +88,8 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0)
     """A single-process loader; a seeded generator makes the shuffle order reproducible."""
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=0)
+
+
+def steps_per_epoch(dataset: Dataset, batch_size: int) -> int:
+    """Optimizer steps in one epoch (the last batch may be short)."""
+    return -(-len(dataset) // batch_size)  # type: ignore[arg-type]

@@ -32,7 +32,6 @@ class Activation(ChannelStrategy):
         check_batches(self.opts.batches, "activation")
 
     def layer_scores(self, model: nn.Module, layers: list[str], ctx: PruneContext) -> dict[str, torch.Tensor]:
-        modules = dict(model.named_modules())
         totals: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
         apoz = self.opts.criterion == "apoz"
@@ -43,7 +42,8 @@ class Activation(ChannelStrategy):
             totals[name] = totals.get(name, 0) + value.sum(dims).double().cpu()
             counts[name] = counts.get(name, 0) + output.numel() // output.shape[1]
 
-        hooks = [modules[n].register_forward_hook(lambda m, i, o, n=n: record(n, o)) for n in dict.fromkeys(layers)]
+        hooks = [_observed(model, n).register_forward_hook(lambda m, i, o, n=n: record(n, o))
+                 for n in dict.fromkeys(layers)]
         training = model.training
         model.eval()  # calibration must not move batch-norm statistics
         try:
@@ -56,3 +56,16 @@ class Activation(ChannelStrategy):
                 hook.remove()
         # apoz: the mean of "non-zero" indicators is 1 − APoZ, already higher = keep.
         return {name: (totals[name] / counts[name]).float() for name in layers}
+
+
+def _observed(model: nn.Module, name: str) -> nn.Module:
+    """Where a layer's activation is read: its batch-norm when one directly follows it (conv → BN → ReLU), so
+    APoZ counts zeros after the normalisation the ReLU really sees; otherwise the layer itself."""
+    named = list(model.named_modules())
+    index = next(i for i, (n, _) in enumerate(named) if n == name)
+    layer = named[index][1]
+    following = named[index + 1][1] if index + 1 < len(named) else None
+    width = getattr(layer, "out_channels", getattr(layer, "out_features", None))
+    if isinstance(following, nn.modules.batchnorm._BatchNorm) and following.num_features == width:
+        return following
+    return layer

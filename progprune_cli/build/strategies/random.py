@@ -21,7 +21,8 @@ class RandomOptions(ChannelOptions):
 
 def random_scores(shapes: dict[str, torch.Size], ctx: PruneContext) -> dict[str, torch.Tensor]:
     """Uniform scores, the same for the same seed and step (so a rerun prunes the same entries)."""
-    generator = torch.Generator().manual_seed(ctx.seed + ctx.step)
+    # Not seed + step: run seed 1 at step 0 would then draw what seed 0 draws at step 1.
+    generator = torch.Generator().manual_seed(ctx.seed * 1_000_003 + ctx.step)
     return {name: torch.rand(shape, generator=generator) for name, shape in shapes.items()}
 
 
