@@ -69,7 +69,8 @@ def prune(built: Built, io: StageIO, start_iteration: int) -> tuple[nn.Module, M
     io.log(f"prune: {cfg.strategy.name} ({cfg.strategy.mode} mode, {cfg.strategy.scope} scope), "
            f"{cfg.schedule.name} schedule, {len(built.events)} steps over {cfg.prune.epochs} epochs")
     loop.run(cfg.prune.epochs, before_step=before_step)
-    rows = sorted(loop.rows + event_rows, key=lambda r: (r["iteration"], r["event"] == "epoch"))
+    # At one iteration the epoch that just ended comes first, then the step that starts the next epoch.
+    rows = sorted(loop.rows + event_rows, key=lambda r: (r["iteration"], r["event"] == "prune"))
     io.write_rows("prune", rows)
     pruning = {"strategy": cfg.strategy.name, "granularity": strategy.granularity, "mode": cfg.strategy.mode,
                "target": final, "scope": cfg.strategy.scope, "schedule": cfg.schedule.name,
