@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from run_fixture import make_run  # noqa: E402
 
+from machine import cpu_name  # bench/machine.py (scripts run from bench/)
+
 RUNS, REPEATS = 200, 5
 
 
@@ -40,14 +42,6 @@ def command() -> tuple[list[str], str]:
     return [sys.executable, "-m", "progprune_cli.report.compare_cli"], "python -m progprune_cli.report.compare_cli"
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def time_it(argv: list[str]) -> list[float]:
@@ -65,7 +59,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_runs(Path(tmp) / "2026-11-29")
         base, label = command()
-        print(f"machine: {cpu_model()}, {os.cpu_count()} cores visible, {platform.system()} {platform.release()}, "
+        print(f"machine: {cpu_name()}, {os.cpu_count()} cores visible, {platform.system()} {platform.release()}, "
               f"Python {platform.python_version()}")
         print(f"command: {label} <{RUNS} run folders> [format]; {REPEATS} timed subprocess runs after 1 warm-up, "
               "wall clock including interpreter start-up, output piped")

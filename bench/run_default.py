@@ -11,6 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_name  # bench/machine.py (scripts run from bench/)
+
 PROGPRUNE = str(Path(sys.executable).parent / "progprune")
 
 
@@ -26,7 +28,7 @@ def main(help_repeats: int = 10, run_repeats: int = 3) -> None:
         # train.reuse=false: every repeat trains the dense model itself, as on a fresh machine.
         runs = [wall([PROGPRUNE, "train", "+strategy=weight", "train.reuse=false"], cwd) for _ in range(run_repeats)]
     load = os.getloadavg()
-    print(f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    print(f"- machine: {cpu_name()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}, load average before/after {load[2]:.2f}/{load[0]:.2f}")
     print("- each figure: wall time of the whole process (startup included), median (min–max) of the repeats\n")
     print("| command | repeats | median s | min–max s |")

@@ -10,15 +10,11 @@ from torch import nn
 
 from progprune_cli.measure import SparseLinear, measure_latency
 
+from machine import cpu_name  # bench/machine.py (scripts run from bench/)
+
 CPU = torch.device("cpu")
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def pruned_linear(size: int, sparsity: float, seed: int) -> nn.Linear:

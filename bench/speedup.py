@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from machine import cpu_name  # bench/machine.py (scripts run from bench/)
+
 PROGPRUNE = str(Path(sys.executable).parent / "progprune")
 # Accuracy is not the point here, so short training; timing uses many repeats on one thread.
 COMMON = ["train.epochs=2", "prune.epochs=2", "finetune.epochs=1", "evaluate.dense_baseline=false",
@@ -50,7 +52,7 @@ def row(label: str, results: dict[str, Any]) -> str:
 
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="progprune-speedup-"))
-    print(f"- machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
+    print(f"- machine: {cpu_name()}, {os.cpu_count()} cores, python {platform.python_version()}, "
           f"load average at start {os.getloadavg()[0]:.2f}")
     print(f"- every run: `{' '.join(COMMON)}`; structured runs also prune the first layer (keep_first=false)")
     print("- theoretical = original dense MACs / effective MACs; measured = original median eval runtime / this "

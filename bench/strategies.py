@@ -14,24 +14,15 @@ from typing import Any
 
 import torch
 
+from machine import cpu_name, load_average  # bench/machine.py (scripts run from bench/)
+
 PROGPRUNE = str(Path(sys.executable).parent / "progprune")
 UNSTRUCTURED = {"weight": [], "taylor": ["strategy.granularity=weight"], "random": ["strategy.granularity=weight"]}
 CHANNEL = {"structured": [], "activation": [], "random(channel)": ["strategy.granularity=channel"]}
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
 
 
-def load_average() -> str:
-    try:
-        return " / ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
 
 
 def run(root: Path, label: str, overrides: list[str]) -> dict[str, Any] | str:
