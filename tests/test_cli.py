@@ -59,6 +59,8 @@ def test_weight_run_writes_the_three_tables(workdir: Path) -> None:
         rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
         assert [r.split("|")[1].strip() for r in rows][:3] == ["original", "pruned", "pruned+finetuned"]
     assert "mask-only: no kernel uses the zeros" in markdown
+    log = (run / "run.log").read_text()
+    assert "  conv1.weight: target 50.00%, achieved 50.00%, 144 kept" in log  # per-layer detail of the last step
     rows = (run / "metrics.csv").read_text().splitlines()
     assert rows[0] == ("stage,event,epoch,iteration,lr,train_loss,train_acc,val_loss,val_acc,"
                        "target_sparsity,achieved_sparsity")

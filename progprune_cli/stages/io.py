@@ -38,6 +38,11 @@ class StageIO:
         with open(self.run_dir / "run.log", "a") as handle:
             handle.write(message + "\n")
 
+    def detail(self, message: str) -> None:
+        """A line for run.log only: detail that would flood the terminal (e.g. per-layer pruning results)."""
+        with open(self.run_dir / "run.log", "a") as handle:
+            handle.write(message + "\n")
+
     def checkpoint(self, name: str) -> Path:
         return self.run_dir / "checkpoints" / f"{name}.pt"
 

@@ -62,6 +62,9 @@ def prune(built: Built, io: StageIO, start_iteration: int) -> tuple[nn.Module, M
         done = "nothing removed" if report.removed == 0 else f"removed {report.removed}"
         io.log(f"prune step {len(steps)} (epoch {epoch}, {what}): {done}, sparsity now {report.achieved:.2%}"
                + ("; weights rewound" if rewind_state is not None else ""))
+        for unit, layer in report.layers.items():
+            target = "threshold" if layer["target"] is None else f"target {layer['target']:.2%}"
+            io.detail(f"  {unit}: {target}, achieved {layer['achieved']:.2%}, {layer['nonzero']} kept")
         event_rows.append({"stage": "prune", "event": "prune", "epoch": epoch, "iteration": loop.iteration,
                            "target_sparsity": None if threshold_mode else event.target,
                            "achieved_sparsity": report.achieved})
