@@ -48,7 +48,7 @@ class Loop:
     stage: str
     seed: int
     iteration: int = 0
-    masks: Masks | None = None
+    masks: Masks | None = field(default=None, init=False)  # set with set_masks()
     target_sparsity: float | None = None
     # Set by the stage in the strategy's own units (weights, or channels for channel strategies).
     achieved_sparsity: float = 0.0
@@ -56,6 +56,7 @@ class Loop:
 
     def __post_init__(self) -> None:
         self.model.to(self.device)
+        self._masked: list[tuple[nn.Parameter, torch.Tensor]] = []
         self.optimizer = build_optimizer(self.optimizer_cfg, self.model)
 
     def reset_optimizer(self) -> None:
@@ -66,6 +67,9 @@ class Loop:
         """Enforce these masks from now on (kept on the device as floats so each step is one multiply)."""
         self.masks = None if masks is None else {
             k: m.to(self.device, torch.float32) for k, m in masks.items()}
+        params = dict(self.model.named_parameters())
+        # Looked up once here, not in every step of the hot loop.
+        self._masked = [(params[k], m) for k, m in (self.masks or {}).items()]
         if self.masks:
             apply_masks(self.model, self.masks)
 
@@ -76,7 +80,10 @@ class Loop:
         with _progress(self.io, f"{self.stage}", epochs * per_epoch) as advance:
             for epoch in range(epochs):
                 loader = make_loader(self.train_set, self.batch_size, shuffle=True, seed=self.seed * 1000 + epoch)
-                loss_sum, correct, count = 0.0, 0, 0
+                # Summed on the device and read once per epoch: a per-step .item() would sync a GPU every step.
+                loss_sum = torch.zeros((), device=self.device)
+                correct = torch.zeros((), device=self.device, dtype=torch.long)
+                count = 0
                 self.model.train()
                 for i, (x, y) in enumerate(loader):
                     if before_step is not None:
@@ -85,31 +92,30 @@ class Loop:
                     loss, right = self._step(x.to(self.device), y.to(self.device))
                     loss_sum, correct, count = loss_sum + loss * len(y), correct + right, count + len(y)
                     advance()
-                self._end_epoch(epoch, loss_sum / count, correct / count)
+                self._end_epoch(epoch, float(loss_sum) / count, int(correct) / count)
                 if after_epoch is not None:
                     after_epoch(epoch)
         return self.rows
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
-        params = dict(self.model.named_parameters())
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.optimizer.zero_grad(set_to_none=True)
         logits = self.model(x)
         loss = self.loss_fn(logits, y)
         penalty = regularization(self.model, self.optimizer_cfg)
         (loss if penalty is None else loss + penalty).backward()
-        if self.masks:
-            # Pruned weights get no gradient, so clipping and the optimizer see only live weights.
-            for name, mask in self.masks.items():
-                if params[name].grad is not None:
-                    params[name].grad.mul_(mask)
+        # Pruned weights get no gradient, so clipping and the optimizer see only live weights.
+        for param, mask in self._masked:
+            if param.grad is not None:
+                param.grad.mul_(mask)
         if self.optimizer_cfg.clip_grad_norm is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.optimizer_cfg.clip_grad_norm)
         self.optimizer.step()
-        if self.masks:
-            # Momentum/Adam moments from before a weight was pruned would move it again; re-zero after each step.
-            apply_masks(self.model, self.masks)
+        # Momentum/Adam moments from before a weight was pruned would move it again; re-zero after each step.
+        with torch.no_grad():
+            for param, mask in self._masked:
+                param.mul_(mask)
         self.iteration += 1
-        return loss.item(), int((logits.argmax(1) == y).sum())
+        return loss.detach(), (logits.argmax(1) == y).sum()
 
     def _end_epoch(self, epoch: int, train_loss: float, train_acc: float) -> None:
         val_acc, val_loss = evaluate(self.model, self.val_set, self.loss_fn, self.device)
