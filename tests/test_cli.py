@@ -176,3 +176,28 @@ def test_interrupted_run_resumes_from_its_checkpoints(workdir: Path) -> None:
     # Each stage seeds itself, so redoing finetune alone reproduces it exactly.
     for name in ("original", "pruned", "finetuned"):
         assert second["models"][name]["accuracy"] == first["models"][name]["accuracy"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_an_interrupted_status(workdir: Path) -> None:
+    import signal
+    import time
+
+    target = workdir / "run"
+    proc = subprocess.Popen([PROGPRUNE, "train", *TINY, "train.epochs=500", f"hydra.run.dir={target}"],
+                            cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    status = target / "status.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (target / "logs" / "train.csv").exists() and proc.poll() is None:
+        if status.exists() and json.loads(status.read_text())["stage"] == "train":
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)  # inside the training loop
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "progprune: interrupted"
+    record = json.loads(status.read_text())
+    assert (record["status"], record["stage"], record["error"]) == (
+        "interrupted", "train", "interrupted by the user (Ctrl-C)")
+    assert not (target / "results.json").exists()

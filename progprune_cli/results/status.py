@@ -37,9 +37,12 @@ class Status:
 
     def __init__(self, run_dir: Path, config: dict[str, Any]) -> None:
         self.path, self.hash, self.started = run_dir / "status.json", config_hash(config), _now()
+        self.stage: str | None = None
         if self.path.exists():
             self.started = json.loads(self.path.read_text()).get("started", self.started)
 
     def set(self, status: str, stage: str | None = None, error: str | None = None) -> None:
-        write_json(self.path, {"status": status, "stage": stage, "started": self.started, "updated": _now(),
+        """`stage` defaults to the last one set, so a failure or interrupt says where it happened."""
+        self.stage = stage or (None if status == "complete" else self.stage)
+        write_json(self.path, {"status": status, "stage": self.stage, "started": self.started, "updated": _now(),
                                "error": error, "config_hash": self.hash})
