@@ -111,6 +111,8 @@ def _check_schedule(s: ScheduleConfig) -> None:
     if s.end is not None and s.end < s.start:
         raise UserError(f"schedule.end: got {s.end}; must be >= schedule.start ({s.start})")
     _fraction(s.initial_sparsity, "schedule.initial_sparsity")
+    if s.max_drop is not None:
+        _fraction(s.max_drop, "schedule.max_drop")
     if s.rewind is not None and s.rewind != "init" and not (isinstance(s.rewind, int) and s.rewind >= 0):
         raise UserError(f"schedule.rewind: got {s.rewind!r}; allowed values are null, init, or an epoch >= 0")
 

@@ -69,6 +69,7 @@ class ScheduleConfig:
     unit: Literal["epoch", "step"] = "epoch"
     initial_sparsity: float = 0.0
     rewind: Optional[Union[int, str]] = None
+    max_drop: Optional[float] = None
     options: dict[str, Any] = field(default_factory=dict)
 
 

@@ -156,10 +156,16 @@ def steps_table(results: dict[str, Any]) -> Table | None:
     # In threshold mode a step's target is a weight magnitude, not a fraction.
     target = pct if pruning.get("mode", "sparsity") == "sparsity" else num
     rows = [[str(s.get("index")), str(s.get("epoch")), str(s.get("iteration")), target(s.get("target")),
-             pct(s.get("achieved")), "nothing removed" if s.get("removed") == 0 else count(s.get("removed"))]
+             pct(s.get("achieved")), _removed(s)]
             for s in pruning.get("steps") or []]
     return Table("Pruning steps", ["step", "epoch", "iteration", "target", "achieved", "removed"], rows,
                  [str(n) for n in pruning.get("notes") or []])
+
+
+def _removed(step: dict[str, Any]) -> str:
+    if step.get("held"):
+        return f"held (val acc {pct(step.get('val_acc'))}: below schedule.max_drop)"
+    return "nothing removed" if step.get("removed") == 0 else count(step.get("removed"))
 
 
 def faster(key: str, m: dict[str, Any], original: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from progprune_cli.build.data import make_loader
 from progprune_cli.build.strategies import PruneContext
 from progprune_cli.pruning.masks import Masks
 from progprune_cli.stages.built import Built
+from progprune_cli.stages.gate import AccuracyGate
 from progprune_cli.stages.io import StageIO, write_json
 from progprune_cli.stages.loop import Loop
 from progprune_cli.stages.train import load_model
@@ -39,6 +40,7 @@ def prune(built: Built, io: StageIO, start_iteration: int) -> tuple[nn.Module, M
     event_rows: list[dict[str, Any]] = []
     threshold_mode = cfg.strategy.mode == "threshold"
     spe = built.steps_per_epoch(cfg.prune.batch_size)
+    gate = AccuracyGate(built, model, cfg.schedule.max_drop)
 
     def before_step(step: int) -> None:
         nonlocal unit_masks
@@ -46,6 +48,14 @@ def prune(built: Built, io: StageIO, start_iteration: int) -> tuple[nn.Module, M
         if event is None:
             return
         ctx.step = len(steps)
+        admitted, accuracy = gate.admits()
+        if not admitted:
+            steps.append({"index": len(steps), "epoch": step // spe, "iteration": loop.iteration,
+                          "target": event.target, "achieved": loop.achieved_sparsity, "removed": 0, "layers": {},
+                          "held": True, "val_acc": accuracy})
+            io.log(f"prune step {len(steps)} (epoch {step // spe}): held, val accuracy {accuracy:.2%} is more than "
+                   f"{cfg.schedule.max_drop:.2%} below the dense model's {gate.reference:.2%}")
+            return
         progress = 1.0 if final == 0 else event.target / final
         unit_masks, report = strategy.step(model, unit_masks, event.target, progress, ctx)
         if rewind_state is not None:
@@ -72,12 +82,17 @@ def prune(built: Built, io: StageIO, start_iteration: int) -> tuple[nn.Module, M
     io.log(f"prune: {cfg.strategy.name} ({cfg.strategy.mode} mode, {cfg.strategy.scope} scope), "
            f"{cfg.schedule.name} schedule, {len(built.events)} steps over {cfg.prune.epochs} epochs")
     loop.run(cfg.prune.epochs, before_step=before_step)
+    held = sum(1 for s in steps if s.get("held"))
+    if held:
+        notes.append(f"schedule.max_drop={cfg.schedule.max_drop}: {held} of {len(steps)} steps held because val "
+                     f"accuracy fell too far; final sparsity {loop.achieved_sparsity:.1%}"
+                     + ("" if threshold_mode else f" of a {final:.1%} target"))
     # At one iteration the epoch that just ended comes first, then the step that starts the next epoch.
     rows = sorted(loop.rows + event_rows, key=lambda r: (r["iteration"], r["event"] == "prune"))
     io.write_rows("prune", rows)
     pruning = {"strategy": cfg.strategy.name, "granularity": strategy.granularity, "mode": cfg.strategy.mode,
                "target": final, "scope": cfg.strategy.scope, "schedule": cfg.schedule.name,
-               "achieved_sparsity": steps[-1]["achieved"] if steps else 0.0, "notes": notes, "steps": steps}
+               "achieved_sparsity": loop.achieved_sparsity, "notes": notes, "steps": steps}
     write_json(io.run_dir / "pruning.json", pruning)
     io.save("pruned", {"model": model.state_dict(), "unit_masks": unit_masks,
                        "masks": strategy.to_param_masks(model, unit_masks), "stage": "prune", "pruning": pruning})
