@@ -11,7 +11,7 @@ from progprune_cli.build.schedules import SCHEDULES, Event, Horizon, build_event
 from progprune_cli.config import ScheduleConfig
 from progprune_cli.errors import UserError
 
-COMMON = "end, frequency, initial_sparsity, name, rewind, start, unit"
+COMMON = "end, frequency, initial_sparsity, max_drop, name, rewind, start, unit"
 
 
 def events(name: str, units: int = 5, initial: float = 0.0, final: float = 0.8, what: str = "sparsity",
@@ -196,11 +196,11 @@ def test_schedules_without_options_reject_any_key(name: str) -> None:
 
 def test_unknown_key_on_schedules_with_options_lists_theirs() -> None:
     assert fails("iterative", final=0.5, options={"decay": 1}) == (
-        "schedule.decay: unknown key; allowed keys are end, frequency, initial_sparsity, name, rate, rewind, "
-        "rounds, start, unit")
+        "schedule.decay: unknown key; allowed keys are end, frequency, initial_sparsity, max_drop, name, rate, "
+        "rewind, rounds, start, unit")
     assert fails("exponential", options={"rate": 0.2}) == (
-        "schedule.rate: unknown key; allowed keys are decay, end, frequency, initial_sparsity, name, rewind, "
-        "start, unit")
+        "schedule.rate: unknown key; allowed keys are decay, end, frequency, initial_sparsity, max_drop, name, "
+        "rewind, start, unit")
 
 
 def test_exponential_decay_must_be_positive() -> None:
