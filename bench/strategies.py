@@ -101,7 +101,7 @@ def main() -> None:
     print(f"- CPU: {cpu_name()}, {torch.get_num_threads()} threads available; torch {torch.__version__}, "
           f"python {platform.python_version()}, {platform.system()} {platform.release()}")
     print(f"- every run: `{' '.join(args.overrides)}`, the rest from conf/ (epochs, optimizer, seed); one run per "
-          "cell, so no seed spread: digits' test split is 270 images, 1 image = 0.37 points")
+          "cell, so no seed spread: digits' test split is 269 images, 1 image = 0.37 points")
     print(f"- load average (1/5/15 min) at start: {load_average()}; other work on the machine shows up as spread")
     print(f"- run folders: {root}")
     unstructured_table(root, args)
