@@ -8,9 +8,7 @@ from typing import Any
 from torch import nn
 
 from progprune_cli.build.data import DataInfo
-from progprune_cli.build.models.base import MODELS
-from progprune_cli.config.strict import from_dict
-from progprune_cli.errors import UserError
+from progprune_cli.build.models.base import MODELS, model_options
 
 
 @dataclass(frozen=True)
@@ -20,9 +18,7 @@ class Options:
 
 @MODELS.register("mlp")
 def build(options: dict[str, Any], info: DataInfo) -> nn.Module:
-    opts = from_dict(Options, options, "model", ("name",))
-    if any(h < 1 for h in opts.hidden):
-        raise UserError(f"model.hidden: got {list(opts.hidden)}; every size must be >= 1")
+    opts = model_options(Options, options)
     layers: list[nn.Module] = [nn.Flatten()]
     width = info.channels * info.height * info.width
     for size in opts.hidden:

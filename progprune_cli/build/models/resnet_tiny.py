@@ -9,9 +9,7 @@ import torch
 from torch import nn
 
 from progprune_cli.build.data import DataInfo
-from progprune_cli.build.models.base import MODELS
-from progprune_cli.config.strict import from_dict
-from progprune_cli.errors import UserError
+from progprune_cli.build.models.base import MODELS, model_options
 
 
 @dataclass(frozen=True)
@@ -54,7 +52,5 @@ class ResNetTiny(nn.Module):
 
 @MODELS.register("resnet_tiny")
 def build(options: dict[str, Any], info: DataInfo) -> nn.Module:
-    opts = from_dict(Options, options, "model", ("name",))
-    if opts.width < 1:
-        raise UserError(f"model.width: got {opts.width}; must be >= 1")
+    opts = model_options(Options, options)
     return ResNetTiny(info, opts.width)

@@ -9,8 +9,7 @@ import torch
 from torch import nn
 
 from progprune_cli.build.data import DataInfo
-from progprune_cli.build.models.base import MODELS
-from progprune_cli.config.strict import from_dict
+from progprune_cli.build.models.base import MODELS, model_options
 from progprune_cli.errors import UserError
 
 
@@ -37,7 +36,5 @@ class SimpleCNN(nn.Module):
 
 @MODELS.register("simple_cnn")
 def build(options: dict[str, Any], info: DataInfo) -> nn.Module:
-    opts = from_dict(Options, options, "model", ("name",))
-    if opts.channels < 1:
-        raise UserError(f"model.channels: got {opts.channels}; must be >= 1")
+    opts = model_options(Options, options)
     return SimpleCNN(info, opts.channels)

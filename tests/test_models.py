@@ -1,0 +1,45 @@
+"""Built-in models: sizes come from the data, parameter counts are exact, bad sizes fail in one line."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from progprune_cli.build.data import DataInfo
+from progprune_cli.build.models import MODELS
+from progprune_cli.errors import UserError
+
+DIGITS = DataInfo(channels=1, height=8, width=8, num_classes=10)
+CIFAR = DataInfo(channels=3, height=32, width=32, num_classes=10)
+
+
+@pytest.mark.parametrize(("name", "info", "params"), [
+    ("simple_cnn", DIGITS, 320 + 32 * 3 * 3 * 10 + 10),      # conv 1→32 3×3, then Linear(32·3·3 → 10)
+    ("two_conv_cnn", DIGITS, 320 + 9248 + 32 * 2 * 2 * 10 + 10),
+    ("two_conv_cnn", CIFAR, 896 + 9248 + 32 * 8 * 8 * 10 + 10),  # the seed's CIFAR CNN: ~31 thousand, not 12 M
+    ("mlp", DIGITS, 64 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10),
+])
+def test_exact_parameter_counts_from_the_data_shape(name: str, info: DataInfo, params: int) -> None:
+    model = MODELS.get(name)({}, info)
+    assert sum(p.numel() for p in model.parameters()) == params
+    out = model(torch.zeros(2, info.channels, info.height, info.width))
+    assert out.shape == (2, info.num_classes)
+
+
+@pytest.mark.parametrize(("name", "options", "message"), [
+    ("simple_cnn", {"channels": 0}, "model.channels: got 0; every size must be >= 1"),
+    ("two_conv_cnn", {"channels": -2}, "model.channels: got -2; every size must be >= 1"),
+    ("resnet_tiny", {"width": 0}, "model.width: got 0; every size must be >= 1"),
+    ("mlp", {"hidden": [64, 0]}, "model.hidden: got [64, 0]; every size must be >= 1"),
+    ("mlp", {"widths": [64]}, "model.widths: unknown key; allowed keys are hidden, name"),
+])
+def test_bad_model_options_are_one_line_errors(name: str, options: dict, message: str) -> None:
+    with pytest.raises(UserError) as error:
+        MODELS.get(name)(options, DIGITS)
+    assert str(error.value) == message
+
+
+def test_input_too_small_names_the_model() -> None:
+    with pytest.raises(UserError) as error:
+        MODELS.get("two_conv_cnn")({}, DataInfo(channels=1, height=3, width=3, num_classes=2))
+    assert str(error.value) == "model=two_conv_cnn: input 3x3 is too small (needs >= 4x4)"
