@@ -16,7 +16,7 @@ from rich.console import Console
 from progprune_cli.config import RunConfig
 from progprune_cli.errors import UserError
 from progprune_cli.results.status import Status, check_folder
-from progprune_cli.stages.built import Built, build_all
+from progprune_cli.parts import Parts, build_parts
 from progprune_cli.stages.dense_long import dense_long
 from progprune_cli.stages.evaluate import measure_model, stack, time_models, with_speedups
 from progprune_cli.stages.finetune import finetune
@@ -34,11 +34,11 @@ def run(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_d
     status.set("running", "build")
     started = time.perf_counter()
     try:
-        built = build_all(cfg)
+        parts = build_parts(cfg)
         io = StageIO(run_dir, console)
-        results = _stages(built, io, status, cache_dir)
+        results = _stages(parts, io, status, cache_dir)
         results["run"].update(_run_info(cfg, overrides, run_dir, status.started, time.perf_counter() - started,
-                                        built))
+                                        parts))
         results["config"] = config_dict
         status.set("running", "report")
         _report(results, run_dir, console)
@@ -57,54 +57,54 @@ def run(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_d
     return results
 
 
-def _stages(built: Built, io: StageIO, status: Status, cache_dir: Path | None) -> dict[str, Any]:
-    cfg = built.cfg
+def _stages(parts: Parts, io: StageIO, status: Status, cache_dir: Path | None) -> dict[str, Any]:
+    cfg = parts.cfg
     status.set("running", "train")
-    original, reused = train(built, io, cache_dir)
+    original, reused = train(parts, io, cache_dir)
     trained: dict[str, tuple[Any, int, bool]] = {"original": (original, cfg.train.epochs, False)}
     pruning = None
-    if built.strategy is None:
+    if parts.strategy is None:
         io.log("dense baseline: no strategy given, so train → evaluate (add +strategy=NAME to prune)")
     else:
-        start = cfg.train.epochs * built.steps_per_epoch(cfg.train.batch_size)
+        start = cfg.train.epochs * parts.steps_per_epoch(cfg.train.batch_size)
         status.set("running", "prune")
-        pruned, unit_masks, pruning = prune(built, io, start)
+        pruned, unit_masks, pruning = prune(parts, io, start)
         trained["pruned"] = (pruned, cfg.train.epochs + cfg.prune.epochs, True)
         status.set("running", "finetune")
-        after_prune = start + cfg.prune.epochs * built.steps_per_epoch(cfg.prune.batch_size)
-        finetuned = finetune(built, io, after_prune)
+        after_prune = start + cfg.prune.epochs * parts.steps_per_epoch(cfg.prune.batch_size)
+        finetuned = finetune(parts, io, after_prune)
         epochs = cfg.train.epochs + cfg.prune.epochs + cfg.finetune.epochs
         trained["finetuned"] = (finetuned, epochs, True)
-        compacted = built.strategy.compact(finetuned, unit_masks, built.data.info)
+        compacted = parts.strategy.compact(finetuned, unit_masks, parts.data.info)
         if compacted is not None:
             # A CPU copy, so the saved module loads on a machine without the GPU it was made on.
             io.save("compacted", {"module": copy.deepcopy(compacted).cpu(), "stage": "compact"})
             trained["compacted"] = (compacted, epochs, False)
         if cfg.evaluate.dense_baseline:
             status.set("running", "dense_long")
-            trained["dense_long"] = (dense_long(built, io, start, cache_dir), epochs, False)
+            trained["dense_long"] = (dense_long(parts, io, start, cache_dir), epochs, False)
     status.set("running", "evaluate")
-    return _evaluate(built, io, trained, pruning, reused)
+    return _evaluate(parts, io, trained, pruning, reused)
 
 
-def _evaluate(built: Built, io: StageIO, trained: dict[str, tuple[Any, int, bool]],
+def _evaluate(parts: Parts, io: StageIO, trained: dict[str, tuple[Any, int, bool]],
               pruning: dict[str, Any] | None, reused: str | None) -> dict[str, Any]:
-    test_inputs = stack(built.data.test)
+    test_inputs = stack(parts.data.test)
     dense_total = sum(p.numel() for p in trained["original"][0].parameters())
     models, modules = {}, {}
     for name, (model, epochs, mask_only) in trained.items():
         io.log(f"evaluate: {name}")
-        models[name] = measure_model(built, io, name, model, epochs, dense_total, mask_only)
+        models[name] = measure_model(parts, io, name, model, epochs, dense_total, mask_only)
         modules[name] = model
-    if built.cfg.evaluate.sparse_kernels and "finetuned" in trained:
-        sparse = _sparse_kernels(built, io, trained["finetuned"][0], test_inputs)
+    if parts.cfg.evaluate.sparse_kernels and "finetuned" in trained:
+        sparse = _sparse_kernels(parts, io, trained["finetuned"][0], test_inputs)
         if sparse is not None:
             io.log("evaluate: sparse_kernels")
-            models["sparse_kernels"] = measure_model(built, io, "sparse_kernels", sparse, trained["finetuned"][1],
+            models["sparse_kernels"] = measure_model(parts, io, "sparse_kernels", sparse, trained["finetuned"][1],
                                                      dense_total, False, models["finetuned"])
             modules["sparse_kernels"] = sparse
-    io.log(f"evaluate: timing {len(modules)} models in turns on {built.device}")
-    for name, latency in time_models(built, modules, test_inputs).items():
+    io.log(f"evaluate: timing {len(modules)} models in turns on {parts.device}")
+    for name, latency in time_models(parts, modules, test_inputs).items():
         models[name]["latency"] = latency
     order = ("original", "pruned", "finetuned", "compacted", "sparse_kernels", "dense_long")
     models = {name: models[name] for name in order if name in models}
@@ -116,11 +116,11 @@ def _evaluate(built: Built, io: StageIO, trained: dict[str, tuple[Any, int, bool
             "pruning": pruning, "models": with_speedups(models), "layers": layers}
 
 
-def _sparse_kernels(built: Built, io: StageIO, model: Any, inputs: torch.Tensor) -> Any:
+def _sparse_kernels(parts: Parts, io: StageIO, model: Any, inputs: torch.Tensor) -> Any:
     """The finetuned model with CSR kernels for its sparse-enough Linear layers, checked against dense."""
     from progprune_cli.measure import max_abs_diff, sparsify_linears
 
-    threshold = built.cfg.evaluate.sparse_min_sparsity
+    threshold = parts.cfg.evaluate.sparse_min_sparsity
     model = copy.deepcopy(model).cpu()  # a copy: the dense finetuned model stays where it is
     sparse, names = sparsify_linears(model, threshold)
     if not names:
@@ -134,9 +134,9 @@ def _sparse_kernels(built: Built, io: StageIO, model: Any, inputs: torch.Tensor)
 
 
 def _run_info(cfg: RunConfig, overrides: list[str], run_dir: Path, started: str, duration: float,
-              built: Built) -> dict[str, Any]:
+              parts: Parts) -> dict[str, Any]:
     return {"id": run_dir.name, "started": started, "finished": dt.datetime.now().isoformat(timespec="seconds"), "duration_s": round(duration, 3),
-            "overrides": overrides, "seed": cfg.seed, "device": str(built.device), "torch": torch.__version__,
+            "overrides": overrides, "seed": cfg.seed, "device": str(parts.device), "torch": torch.__version__,
             "python": platform.python_version(), "threads": cfg.evaluate.threads,
             "train_threads": torch.get_num_threads(), "git_commit": _git_commit()}
 

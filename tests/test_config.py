@@ -13,11 +13,11 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from progprune_cli.build.data import DATASETS
-from progprune_cli.build.models import MODELS
-from progprune_cli.build.optimizers import OPTIMIZERS
-from progprune_cli.build.schedules import SCHEDULES
-from progprune_cli.build.strategies import STRATEGIES
+from progprune_cli.data import DATASETS
+from progprune_cli.models import MODELS
+from progprune_cli.optim.optimizers import OPTIMIZERS
+from progprune_cli.pruning.schedules import SCHEDULES
+from progprune_cli.pruning.strategies import STRATEGIES
 from progprune_cli.config import (
     DatasetConfig, EvaluateConfig, ModelConfig, OptimizerConfig, RunConfig, ScheduleConfig, StageConfig,
     StrategyConfig, load_run_config,

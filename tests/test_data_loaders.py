@@ -16,8 +16,8 @@ import yaml
 from PIL import Image
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from progprune_cli.build.data import DATASETS
-from progprune_cli.build.data.base import Augmented
+from progprune_cli.data import DATASETS
+from progprune_cli.data.base import Augmented
 from progprune_cli.config.strict import from_dict
 from progprune_cli.errors import UserError
 
@@ -295,6 +295,6 @@ def test_yaml_matches_registry_and_defaults(name: str) -> None:
     text = (importlib.resources.files("progprune_cli.conf") / "dataset" / f"{name}.yaml").read_text()
     options = yaml.safe_load(text)
     assert options.pop("name") == name and name in DATASETS
-    options_cls = importlib.import_module(f"progprune_cli.build.data.{name}").Options
+    options_cls = importlib.import_module(f"progprune_cli.data.{name}").Options
     assert from_dict(options_cls, options, "dataset") == options_cls()
     assert "???" not in text

@@ -13,7 +13,7 @@ from rich.console import Console
 from progprune_cli.config import load_run_config
 from progprune_cli.errors import UserError
 from progprune_cli.stages import gate
-from progprune_cli.stages.built import build_all
+from progprune_cli.parts import build_parts
 from progprune_cli.stages.io import StageIO
 from progprune_cli.stages.prune import prune
 from progprune_cli.stages.train import train
@@ -29,13 +29,13 @@ def config(*overrides: str) -> dict:
 
 
 def test_held_steps_wait_and_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    built = build_all(load_run_config(config("schedule.max_drop=0.05")))
+    parts = build_parts(load_run_config(config("schedule.max_drop=0.05")))
     stage_io = StageIO(tmp_path, Console(file=io.StringIO()))
-    train(built, stage_io, cache_dir=None)
+    train(parts, stage_io, cache_dir=None)
     # Scripted val accuracies: the dense reference, then one per pruning step (linear: 0, 0.2, 0.4, 0.6).
     accuracies = iter([0.90, 0.90, 0.84, 0.86, 0.50])
     monkeypatch.setattr(gate, "evaluate", lambda *args, **kwargs: (next(accuracies), 0.0))
-    _, _, pruning = prune(built, stage_io, start_iteration=0)
+    _, _, pruning = prune(parts, stage_io, start_iteration=0)
     steps = pruning["steps"]
     assert [s.get("held", False) for s in steps] == [False, True, False, True]
     assert [s["target"] for s in steps] == pytest.approx([0.0, 0.2, 0.4, 0.6])
@@ -49,11 +49,11 @@ def test_held_steps_wait_and_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_without_max_drop_nothing_is_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    built = build_all(load_run_config(config()))
+    parts = build_parts(load_run_config(config()))
     stage_io = StageIO(tmp_path, Console(file=io.StringIO()))
-    train(built, stage_io, cache_dir=None)
+    train(parts, stage_io, cache_dir=None)
     monkeypatch.setattr(gate, "evaluate", lambda *args, **kwargs: pytest.fail("no gate, no extra evaluation"))
-    _, _, pruning = prune(built, stage_io, start_iteration=0)
+    _, _, pruning = prune(parts, stage_io, start_iteration=0)
     assert not any(s.get("held") for s in pruning["steps"])
     assert pruning["achieved_sparsity"] == pytest.approx(0.6, abs=0.01)
 

@@ -12,9 +12,9 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from progprune_cli.build.losses import cross_entropy
-from progprune_cli.build.strategies import PruneContext, StepReport, build_strategy
-from progprune_cli.build.strategies.weight import WeightMagnitude
+from progprune_cli.optim.losses import cross_entropy
+from progprune_cli.pruning.strategies import PruneContext, StepReport, build_strategy
+from progprune_cli.pruning.strategies.weight import WeightMagnitude
 from progprune_cli.config import OptimizerConfig, StrategyConfig
 from progprune_cli.errors import UserError
 from progprune_cli.pruning.masks import apply_masks

@@ -1,12 +1,12 @@
-"""Built-in models: sizes come from the data, parameter counts are exact, bad sizes fail in one line."""
+"""Parts-in models: sizes come from the data, parameter counts are exact, bad sizes fail in one line."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from progprune_cli.build.data import DataInfo
-from progprune_cli.build.models import MODELS
+from progprune_cli.data import DataInfo
+from progprune_cli.models import MODELS
 from progprune_cli.errors import UserError
 
 DIGITS = DataInfo(channels=1, height=8, width=8, num_classes=10)

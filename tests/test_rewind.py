@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 
 from progprune_cli.config import load_run_config
-from progprune_cli.stages.built import build_all
+from progprune_cli.parts import build_parts
 from progprune_cli.stages.io import StageIO
 from progprune_cli.stages.prune import prune
 from progprune_cli.stages.train import train
@@ -20,18 +20,18 @@ BASE = ["+strategy=weight", "dataset=synthetic", "model=mlp", "schedule=oneshot"
         "train.epochs=2"]
 
 
-def built(*overrides: str):
+def parts(*overrides: str):
     with initialize_config_module(config_module="progprune_cli.conf", version_base="1.3"):
         cfg = compose(config_name="config", overrides=[*BASE, *overrides])
-    return build_all(load_run_config(OmegaConf.to_container(cfg, resolve=True)))  # type: ignore[arg-type]
+    return build_parts(load_run_config(OmegaConf.to_container(cfg, resolve=True)))  # type: ignore[arg-type]
 
 
 def test_rewind_to_init_resets_surviving_weights(tmp_path: Path) -> None:
     stage_io = StageIO(tmp_path, Console(file=io.StringIO()))
     # Train normally (saving the init weights), then prune with a learning rate too small to move a float32
     # weight, so what the prune stage leaves is exactly what the rewind set.
-    original, _ = train(built("schedule.rewind=init"), stage_io, cache_dir=None)
-    frozen = built("schedule.rewind=init", "optimizer=sgd", "optimizer.lr=1e-30", "optimizer.momentum=0.0")
+    original, _ = train(parts("schedule.rewind=init"), stage_io, cache_dir=None)
+    frozen = parts("schedule.rewind=init", "optimizer=sgd", "optimizer.lr=1e-30", "optimizer.momentum=0.0")
     model, _, pruning = prune(frozen, stage_io, start_iteration=0)
     init = stage_io.load("rewind")["model"]
     masks = stage_io.load("pruned")["masks"]
@@ -44,9 +44,9 @@ def test_rewind_to_init_resets_surviving_weights(tmp_path: Path) -> None:
 
 def test_without_rewind_surviving_weights_keep_their_trained_values(tmp_path: Path) -> None:
     stage_io = StageIO(tmp_path, Console(file=io.StringIO()))
-    original, _ = train(built(), stage_io, cache_dir=None)
+    original, _ = train(parts(), stage_io, cache_dir=None)
     trained = {k: v.detach().clone() for k, v in original.state_dict().items()}
-    model, _, _ = prune(built("optimizer=sgd", "optimizer.lr=1e-30", "optimizer.momentum=0.0"), stage_io, 0)
+    model, _, _ = prune(parts("optimizer=sgd", "optimizer.lr=1e-30", "optimizer.momentum=0.0"), stage_io, 0)
     masks = stage_io.load("pruned")["masks"]
     for name, param in model.named_parameters():
         expected = trained[name] * masks[name] if name in masks else trained[name]

@@ -1,4 +1,4 @@
-"""progprune_cli.build.schedules: exact events of every registered schedule, horizons, and one-line errors."""
+"""progprune_cli.pruning.schedules: exact events of every registered schedule, horizons, and one-line errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from progprune_cli.build.schedules import SCHEDULES, Event, Horizon, build_events
+from progprune_cli.pruning.schedules import SCHEDULES, Event, Horizon, build_events
 from progprune_cli.config import ScheduleConfig
 from progprune_cli.errors import UserError
 

@@ -12,9 +12,9 @@ from conftest import TINY, progprune
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from progprune_cli.build.data import DataInfo
-from progprune_cli.build.models.base import MODELS
-from progprune_cli.build.strategies import PruneContext, Strategy, build_strategy
+from progprune_cli.data import DataInfo
+from progprune_cli.models.base import MODELS
+from progprune_cli.pruning.strategies import PruneContext, Strategy, build_strategy
 from progprune_cli.config import StrategyConfig
 from progprune_cli.errors import UserError
 from progprune_cli.pruning.masks import apply_masks

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from progprune_cli.build.optimizers import check_optimizer
-from progprune_cli.build.strategies import build_strategy
+from progprune_cli.optim.optimizers import check_optimizer
+from progprune_cli.pruning.strategies import build_strategy
 from progprune_cli.config import RunConfig
-from progprune_cli.stages.built import plan_events, resolve_device
+from progprune_cli.parts import plan_events, resolve_device
 
 
 def check_components(cfg: RunConfig, here: bool = True) -> None:

@@ -8,39 +8,39 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from progprune_cli.stages.built import Built
+from progprune_cli.parts import Parts
 from progprune_cli.stages.cache import cache_key, cached, store
 from progprune_cli.stages.io import StageIO
 from progprune_cli.stages.loop import Loop
 from progprune_cli.stages.train import dense_settings, load_model
 
 
-def dense_long(built: Built, io: StageIO, start_iteration: int, cache_dir: Path | None) -> nn.Module:
+def dense_long(parts: Parts, io: StageIO, start_iteration: int, cache_dir: Path | None) -> nn.Module:
     """Without it "finetuning recovered accuracy" could just mean "trained longer"."""
     if io.done("dense_long"):
-        return load_model(built, io, "dense_long")
-    cfg = built.cfg
+        return load_model(parts, io, "dense_long")
+    cfg = parts.cfg
     extra = cfg.prune.epochs + cfg.finetune.epochs
-    settings = {**dense_settings(built, cfg.train.epochs), "extra_epochs": extra,
+    settings = {**dense_settings(parts, cfg.train.epochs), "extra_epochs": extra,
                 "batch_size": cfg.finetune.batch_size}
     if cache_dir is None or not cfg.train.reuse:
-        return _train(built, io, start_iteration, extra)
+        return _train(parts, io, start_iteration, extra)
     with cached(cache_dir, cache_key(settings)) as entry:
         if entry.exists():
             shutil.copyfile(entry, io.checkpoint("dense_long"))
             io.write_rows("dense_long", torch.load(entry, weights_only=False)["rows"])
             io.log(f"dense_long: reused from {entry.parent}")
-            return load_model(built, io, "dense_long")
-        model = _train(built, io, start_iteration, extra)
+            return load_model(parts, io, "dense_long")
+        model = _train(parts, io, start_iteration, extra)
         store(io.checkpoint("dense_long"), entry, settings)
         return model
 
 
-def _train(built: Built, io: StageIO, start_iteration: int, epochs: int) -> nn.Module:
-    cfg = built.cfg
-    model = load_model(built, io, "original")
+def _train(parts: Parts, io: StageIO, start_iteration: int, epochs: int) -> nn.Module:
+    cfg = parts.cfg
+    model = load_model(parts, io, "original")
     torch.manual_seed(cfg.seed + 3)
-    loop = Loop(model, built.data.train, built.data.val, cfg.optimizer, built.loss_fn, built.device,
+    loop = Loop(model, parts.data.train, parts.data.val, cfg.optimizer, parts.loss_fn, parts.device,
                 cfg.finetune.batch_size, io, "dense_long", cfg.seed + 3, iteration=start_iteration)
     io.log(f"dense_long: the dense model trained {epochs} more epochs (as long as prune + finetune)")
     loop.run(epochs)

@@ -17,7 +17,7 @@ from progprune_cli.measure import (
     save_dense,
     save_sparse,
 )
-from progprune_cli.stages.built import Built
+from progprune_cli.parts import Parts
 from progprune_cli.stages.io import StageIO
 from progprune_cli.stages.loop import evaluate as accuracy_and_loss
 
@@ -31,17 +31,17 @@ def stack(dataset: Dataset) -> torch.Tensor:
     return torch.stack([dataset[i][0] for i in range(len(dataset))])  # type: ignore[arg-type]
 
 
-def measure_model(built: Built, io: StageIO, name: str, model: nn.Module, epochs: int, dense_total: int,
+def measure_model(parts: Parts, io: StageIO, name: str, model: nn.Module, epochs: int, dense_total: int,
                   mask_only: bool,
                   same_weights_as: dict[str, Any] | None = None) -> dict[str, Any]:
     """One MODEL record (docs/run-folder.md) for `model`, all but its latency (`time_models` times every model
     together); `same_weights_as` (a record of the same weights in another form) supplies the parameter, MAC and
     size figures instead of counting them again."""
-    data = built.data
-    model = model.to(built.device).eval()
+    data = parts.data
+    model = model.to(parts.device).eval()
     accuracy, loss = {}, {}
     for split, dataset in (("train", data.train_eval), ("val", data.val), ("test", data.test)):
-        accuracy[split], loss[split] = accuracy_and_loss(model, dataset, built.loss_fn, built.device)
+        accuracy[split], loss[split] = accuracy_and_loss(model, dataset, parts.loss_fn, parts.device)
     record = {"label": LABELS[name], "epochs": epochs, "accuracy": accuracy, "loss": loss, "mask_only": mask_only}
     if same_weights_as is not None:
         return {**record, **{k: same_weights_as[k] for k in ("params", "macs", "size_bytes", "_layers")}}
@@ -52,12 +52,12 @@ def measure_model(built: Built, io: StageIO, name: str, model: nn.Module, epochs
             "size_bytes": sizes, "_layers": layers}
 
 
-def time_models(built: Built, models: dict[str, nn.Module], inputs: torch.Tensor) -> dict[str, dict[str, Any]]:
+def time_models(parts: Parts, models: dict[str, nn.Module], inputs: torch.Tensor) -> dict[str, dict[str, Any]]:
     """The latency record of every model, timed in turns under the same settings (evaluate.* in the config)."""
-    ev = built.cfg.evaluate
-    on_device = {name: model.to(built.device) for name, model in models.items()}
+    ev = parts.cfg.evaluate
+    on_device = {name: model.to(parts.device) for name, model in models.items()}
     return latency_reports(on_device, inputs, ev.batch_size, ev.latency_batch, ev.warmup, ev.repeats, ev.threads,
-                           built.device)
+                           parts.device)
 
 
 def _sizes(io: StageIO, name: str, model: nn.Module, compacted: bool) -> dict[str, int | None]:

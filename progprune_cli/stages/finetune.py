@@ -5,21 +5,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from progprune_cli.stages.built import Built
+from progprune_cli.parts import Parts
 from progprune_cli.stages.io import StageIO
 from progprune_cli.stages.loop import Loop
 from progprune_cli.stages.train import load_model
 
 
-def finetune(built: Built, io: StageIO, start_iteration: int) -> nn.Module:
+def finetune(parts: Parts, io: StageIO, start_iteration: int) -> nn.Module:
     """The pruned model trained on with its masks enforced after every step."""
     if io.done("finetuned"):
-        return load_model(built, io, "finetuned")
-    cfg = built.cfg
+        return load_model(parts, io, "finetuned")
+    cfg = parts.cfg
     pruned = io.load("pruned")
-    model = load_model(built, io, "pruned")
+    model = load_model(parts, io, "pruned")
     torch.manual_seed(cfg.seed + 2)
-    loop = Loop(model, built.data.train, built.data.val, cfg.optimizer, built.loss_fn, built.device,
+    loop = Loop(model, parts.data.train, parts.data.val, cfg.optimizer, parts.loss_fn, parts.device,
                 cfg.finetune.batch_size, io, "finetune", cfg.seed + 2, iteration=start_iteration)
     loop.set_masks(pruned["masks"])
     loop.target_sparsity = None if pruned["pruning"]["mode"] == "threshold" else pruned["pruning"]["target"]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from progprune_cli.stages.built import Built
+from progprune_cli.parts import Parts
 from progprune_cli.stages.loop import evaluate
 
 
@@ -14,7 +14,7 @@ from progprune_cli.stages.loop import evaluate
 class AccuracyGate:
     """Admits a step when val accuracy is at most `max_drop` below `reference` (always, when max_drop is null)."""
 
-    built: Built
+    parts: Parts
     model: nn.Module
     max_drop: float | None
     reference: float | None = None
@@ -24,7 +24,7 @@ class AccuracyGate:
             self.reference = self.accuracy()  # the dense model's, before any pruning step
 
     def accuracy(self) -> float:
-        return evaluate(self.model, self.built.data.val, self.built.loss_fn, self.built.device)[0]
+        return evaluate(self.model, self.parts.data.val, self.parts.loss_fn, self.parts.device)[0]
 
     def admits(self) -> tuple[bool, float | None]:
         """(whether to prune now, the val accuracy it was judged on)."""

@@ -10,9 +10,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.utils.data import Dataset
 
-from progprune_cli.build.data import make_loader, steps_per_epoch
-from progprune_cli.build.losses import LossFn
-from progprune_cli.build.optimizers import build_optimizer, regularization
+from progprune_cli.data import make_loader, steps_per_epoch
+from progprune_cli.optim.losses import LossFn
+from progprune_cli.optim.optimizers import build_optimizer, regularization
 from progprune_cli.config import OptimizerConfig
 from progprune_cli.pruning.masks import Masks, apply_masks
 from progprune_cli.stages.io import StageIO

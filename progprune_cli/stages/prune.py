@@ -7,40 +7,40 @@ from typing import Any
 import torch
 from torch import nn
 
-from progprune_cli.build.data import make_loader
-from progprune_cli.build.strategies import PruneContext
+from progprune_cli.data import make_loader
+from progprune_cli.pruning.strategies import PruneContext
 from progprune_cli.pruning.masks import Masks
-from progprune_cli.stages.built import Built
+from progprune_cli.parts import Parts
 from progprune_cli.stages.gate import AccuracyGate
 from progprune_cli.stages.io import StageIO, write_json
 from progprune_cli.stages.loop import Loop
 from progprune_cli.stages.train import load_model
 
 
-def prune(built: Built, io: StageIO, start_iteration: int) -> tuple[nn.Module, Masks, dict[str, Any]]:
+def prune(parts: Parts, io: StageIO, start_iteration: int) -> tuple[nn.Module, Masks, dict[str, Any]]:
     """The pruned model, its unit masks, and the step log (also saved as pruning.json)."""
     if io.done("pruned"):
         state = io.load("pruned")
-        model = load_model(built, io, "pruned")
+        model = load_model(parts, io, "pruned")
         return model, state["unit_masks"], state["pruning"]
-    cfg, strategy = built.cfg, built.strategy
+    cfg, strategy = parts.cfg, parts.strategy
     assert strategy is not None and cfg.strategy is not None
-    model = load_model(built, io, "original")
+    model = load_model(parts, io, "original")
     rewind_state = io.load("rewind")["model"] if cfg.schedule.rewind is not None else None
     torch.manual_seed(cfg.seed + 1)
-    ctx = PruneContext(make_loader(built.data.train, cfg.prune.batch_size, shuffle=False), built.loss_fn,
-                       built.device, cfg.seed)
-    loop = Loop(model, built.data.train, built.data.val, cfg.optimizer, built.loss_fn, built.device,
+    ctx = PruneContext(make_loader(parts.data.train, cfg.prune.batch_size, shuffle=False), parts.loss_fn,
+                       parts.device, cfg.seed)
+    loop = Loop(model, parts.data.train, parts.data.val, cfg.optimizer, parts.loss_fn, parts.device,
                 cfg.prune.batch_size, io, "prune", cfg.seed + 1, iteration=start_iteration)
-    unit_masks = strategy.initial_masks(model, built.data.info)
-    events = {e.t: e for e in built.events}
-    final = built.events[-1].target if built.events else 0.0
+    unit_masks = strategy.initial_masks(model, parts.data.info)
+    events = {e.t: e for e in parts.events}
+    final = parts.events[-1].target if parts.events else 0.0
     steps: list[dict[str, Any]] = []
     notes: list[str] = []
     event_rows: list[dict[str, Any]] = []
     threshold_mode = cfg.strategy.mode == "threshold"
-    spe = built.steps_per_epoch(cfg.prune.batch_size)
-    gate = AccuracyGate(built, model, cfg.schedule.max_drop)
+    spe = parts.steps_per_epoch(cfg.prune.batch_size)
+    gate = AccuracyGate(parts, model, cfg.schedule.max_drop)
 
     def before_step(step: int) -> None:
         nonlocal unit_masks
@@ -80,7 +80,7 @@ def prune(built: Built, io: StageIO, start_iteration: int) -> tuple[nn.Module, M
                            "achieved_sparsity": report.achieved})
 
     io.log(f"prune: {cfg.strategy.name} ({cfg.strategy.mode} mode, {cfg.strategy.scope} scope), "
-           f"{cfg.schedule.name} schedule, {len(built.events)} steps over {cfg.prune.epochs} epochs")
+           f"{cfg.schedule.name} schedule, {len(parts.events)} steps over {cfg.prune.epochs} epochs")
     loop.run(cfg.prune.epochs, before_step=before_step)
     held = sum(1 for s in steps if s.get("held"))
     if held:

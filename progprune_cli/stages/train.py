@@ -10,30 +10,30 @@ import torch
 from torch import nn
 
 from progprune_cli import __version__
-from progprune_cli.stages.built import Built
+from progprune_cli.parts import Parts
 from progprune_cli.stages.cache import cache_key, cached, store
 from progprune_cli.stages.io import StageIO
 from progprune_cli.stages.loop import Loop
 
 
-def dense_settings(built: Built, epochs: int) -> dict:
+def dense_settings(parts: Parts, epochs: int) -> dict:
     """Exactly what a dense checkpoint depends on: data, model, optimizer, training settings, seed."""
-    cfg = built.cfg
+    cfg = parts.cfg
     train = {k: v for k, v in dataclasses.asdict(cfg.train).items() if k != "reuse"}
     # Device and versions too: a model trained on a GPU, or by other code, must not pass for this one.
     return {"dataset": dataclasses.asdict(cfg.dataset), "model": dataclasses.asdict(cfg.model),
             "optimizer": dataclasses.asdict(cfg.optimizer), "train": train, "epochs": epochs,
             "seed": cfg.seed, "rewind": cfg.schedule.rewind if cfg.strategy else None,
-            "device": built.device.type, "torch": torch.__version__, "progprune": __version__}
+            "device": parts.device.type, "torch": torch.__version__, "progprune": __version__}
 
 
-def train(built: Built, io: StageIO, cache_dir: Path | None) -> tuple[nn.Module, str | None]:
+def train(parts: Parts, io: StageIO, cache_dir: Path | None) -> tuple[nn.Module, str | None]:
     """The dense model and, when it came from the cache, the cache folder it came from."""
     if io.done("original"):
-        return load_model(built, io, "original"), None
-    settings = dense_settings(built, built.cfg.train.epochs)
-    if cache_dir is None or not built.cfg.train.reuse:
-        return _train(built, io), None
+        return load_model(parts, io, "original"), None
+    settings = dense_settings(parts, parts.cfg.train.epochs)
+    if cache_dir is None or not parts.cfg.train.reuse:
+        return _train(parts, io), None
     key = cache_key(settings)
     with cached(cache_dir, key) as entry:
         if entry.exists():
@@ -42,25 +42,25 @@ def train(built: Built, io: StageIO, cache_dir: Path | None) -> tuple[nn.Module,
                 shutil.copyfile(entry.parent / "rewind.pt", io.checkpoint("rewind"))
             io.log(f"train: reused the dense model from {entry.parent} (same data, model, optimizer, train, seed)")
             io.write_rows("train", torch.load(entry, weights_only=False)["rows"])
-            return load_model(built, io, "original"), str(entry.parent)
-        model = _train(built, io)
+            return load_model(parts, io, "original"), str(entry.parent)
+        model = _train(parts, io)
         if io.checkpoint("rewind").exists():  # before the checkpoint: an entry is complete once that exists
             shutil.copyfile(io.checkpoint("rewind"), entry.parent / "rewind.pt")
         store(io.checkpoint("original"), entry, settings)
         return model, None
 
 
-def _train(built: Built, io: StageIO) -> nn.Module:
-    cfg = built.cfg
-    model = built.make_model()
+def _train(parts: Parts, io: StageIO) -> nn.Module:
+    cfg = parts.cfg
+    model = parts.make_model()
     rewind = cfg.schedule.rewind if cfg.strategy is not None else None
     if rewind in ("init", 0):
         # Lottery-ticket rewinding needs the weights as they were at init (or after epoch k) later on.
         io.save("rewind", {"model": model.state_dict()})
-    loop = Loop(model, built.data.train, built.data.val, cfg.optimizer, built.loss_fn, built.device,
+    loop = Loop(model, parts.data.train, parts.data.val, cfg.optimizer, parts.loss_fn, parts.device,
                 cfg.train.batch_size, io, "train", cfg.seed)
     io.log(f"train: {cfg.train.epochs} epochs of the dense {cfg.model.name} on {cfg.dataset.name} "
-           f"({len(built.data.train)} train samples) on {built.device}")
+           f"({len(parts.data.train)} train samples) on {parts.device}")
 
     def after_epoch(epoch: int) -> None:
         if rewind == epoch + 1:
@@ -73,7 +73,7 @@ def _train(built: Built, io: StageIO) -> nn.Module:
     return model
 
 
-def load_model(built: Built, io: StageIO, name: str) -> nn.Module:
-    model = built.make_model()
+def load_model(parts: Parts, io: StageIO, name: str) -> nn.Module:
+    model = parts.make_model()
     model.load_state_dict(io.load(name)["model"])
-    return model.to(built.device)
+    return model.to(parts.device)

@@ -1,1 +1,0 @@
-"""Builders: turn typed config into data, model, strategy, schedule and optimizer objects."""

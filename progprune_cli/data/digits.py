@@ -1,0 +1,41 @@
+"""scikit-learn's bundled 8×8 handwritten digits (1,797 real images, no download): the default dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from progprune_cli.data.base import DATASETS, DataSplits, tensor_splits
+from progprune_cli.config.strict import from_dict
+from progprune_cli.errors import UserError
+
+
+@dataclass(frozen=True)
+class Options:
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+
+
+@DATASETS.register("digits")
+def build(options: dict[str, Any], seed: int) -> DataSplits:
+    from sklearn.datasets import load_digits  # only this dataset needs scikit-learn
+
+    opts = from_dict(Options, options, "dataset", ("name",))
+    train_fraction = check_fractions(opts.val_fraction, opts.test_fraction)
+    bunch = load_digits()
+    # Pixels are 0..16 in the bundled data; scale to [0, 1] like the seed does for images (§6.1).
+    x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    y = torch.tensor(bunch.target, dtype=torch.long)
+    return tensor_splits(x, y, (train_fraction, opts.val_fraction, opts.test_fraction), seed, num_classes=10)
+
+
+def check_fractions(val: float, test: float) -> float:
+    """Return the train fraction, or fail when val/test leave nothing to train on."""
+    for key, value in (("dataset.val_fraction", val), ("dataset.test_fraction", test)):
+        if not 0.0 < value < 1.0:
+            raise UserError(f"{key}: got {value}; must be in (0, 1)")
+    if val + test >= 1.0:
+        raise UserError(f"dataset.val_fraction + dataset.test_fraction: got {val + test}; must be < 1")
+    return 1.0 - val - test

@@ -1,0 +1,56 @@
+"""A tiny ResNet: conv-bn-relu stem, two residual blocks (the second strided, with a projection), pool, linear."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from progprune_cli.data import DataInfo
+from progprune_cli.models.base import MODELS, model_options
+
+
+@dataclass(frozen=True)
+class Options:
+    width: int = 16
+
+
+def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
+    # No conv bias: the batch-norm shift makes it redundant.
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout))
+
+
+class BasicBlock(nn.Module):
+    """relu(bn(conv(relu(bn(conv(x))))) + shortcut(x)); the shortcut is identity unless the shape changes."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.shortcut = conv_bn(cin, cout, 1, stride) if stride != 1 or cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNetTiny(nn.Module):
+    def __init__(self, info: DataInfo, width: int = 16) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(info.channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width)
+        self.layer1 = BasicBlock(width, width, 1)
+        self.layer2 = BasicBlock(width, 2 * width, 2)
+        self.fc = nn.Linear(2 * width, info.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = self.layer2(self.layer1(x))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+@MODELS.register("resnet_tiny")
+def build(options: dict[str, Any], info: DataInfo) -> nn.Module:
+    opts = model_options(Options, options)
+    return ResNetTiny(info, opts.width)

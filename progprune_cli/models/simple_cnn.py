@@ -1,0 +1,40 @@
+"""The seed's Appendix B `SimpleCNN`: conv 32 3×3 → ReLU → max-pool 2 → linear."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from progprune_cli.data import DataInfo
+from progprune_cli.models.base import MODELS, model_options
+from progprune_cli.errors import UserError
+
+
+@dataclass(frozen=True)
+class Options:
+    channels: int = 32
+
+
+class SimpleCNN(nn.Module):
+    def __init__(self, info: DataInfo, channels: int = 32) -> None:
+        super().__init__()
+        # The seed writes Linear(32*26*26, 10), which does not match the pooled shape; derive it from the input.
+        height, width = (info.height - 2) // 2, (info.width - 2) // 2
+        if height < 1 or width < 1:
+            raise UserError(f"model=simple_cnn: input {info.height}x{info.width} is too small (needs >= 4x4)")
+        self.conv1 = nn.Conv2d(info.channels, channels, 3, 1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(channels * height * width, info.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(torch.relu(self.conv1(x)))
+        return self.fc(torch.flatten(x, 1))
+
+
+@MODELS.register("simple_cnn")
+def build(options: dict[str, Any], info: DataInfo) -> nn.Module:
+    opts = model_options(Options, options)
+    return SimpleCNN(info, opts.channels)

@@ -1,0 +1,1 @@
+"""Optimizers, losses and learning-rate schedules: how a model is trained, built from typed config."""

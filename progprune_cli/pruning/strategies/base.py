@@ -1,0 +1,140 @@
+"""What a pruning strategy is: units it can prune, a score per entry, and one pruning step shared by all."""
+
+from __future__ import annotations
+
+import fnmatch
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from progprune_cli.data import DataInfo
+from progprune_cli.config import StrategyConfig
+from progprune_cli.config.schema import common_keys
+from progprune_cli.config.strict import NoOptions, from_dict
+from progprune_cli.errors import UserError
+from progprune_cli.pruning.masks import Masks
+from progprune_cli.pruning.select import Selection, select
+from progprune_cli.registry import Registry
+
+
+@dataclass
+class PruneContext:
+    """What a score may need besides the model: calibration batches, the loss, the device, a seed."""
+
+    loader: DataLoader
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    device: torch.device
+    seed: int
+    step: int = 0
+
+
+@dataclass
+class StepReport:
+    """One pruning step: per-unit target and achieved sparsity, entries removed, guard notes."""
+
+    target: float
+    achieved: float
+    removed: int
+    layers: dict[str, dict[str, float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+class Strategy(ABC):
+    """Scores entries of prunable units; `step` turns scores into masks the same way for every strategy."""
+
+    granularity: ClassVar[str] = "weight"
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, cfg: StrategyConfig) -> None:
+        self.cfg = cfg
+        self.opts: Any = from_dict(self.Options, cfg.options, "strategy", common_keys(StrategyConfig))
+
+    def units(self, model: nn.Module) -> list[str]:
+        """Parameter names this strategy may prune: weights with dim > 1 (and biases if asked), minus `exclude`."""
+        modules = dict(model.named_modules())
+        names = []
+        for name, param in model.named_parameters():
+            owner, _, kind = name.rpartition(".")
+            wanted = (kind == "weight" and param.dim() > 1) or (
+                kind == "bias" and self.cfg.include_bias and modules[owner].weight.dim() > 1)
+            if wanted and not self._excluded(name):
+                names.append(name)
+        return names
+
+    def initial_masks(self, model: nn.Module, info: DataInfo | None = None) -> Masks:
+        """All-kept masks over the units, shaped like the scores (`info`: the data's shape, for those that trace)."""
+        params = dict(model.named_parameters())
+        # On the CPU like the scores: select() combines the two, and the loop moves enforced masks to the device.
+        return {u: torch.ones_like(params[u], dtype=torch.bool, device="cpu") for u in self.units(model)}
+
+    def to_param_masks(self, model: nn.Module, unit_masks: Masks) -> Masks:
+        """Masks over parameters to enforce; unit masks already are that for unstructured strategies."""
+        return unit_masks
+
+    def compact(self, model: nn.Module, unit_masks: Masks, info: Any) -> nn.Module | None:
+        """A physically smaller copy of the pruned model where the granularity allows one (None: mask-only)."""
+        return None
+
+    @abstractmethod
+    def scores(self, model: nn.Module, masks: Masks, ctx: PruneContext) -> dict[str, torch.Tensor]:
+        """Importance of every entry of every unit (higher = keep)."""
+
+    def check(self, model: nn.Module, info: DataInfo | None = None) -> None:
+        """Fail before training when the model offers nothing to prune or `layers` names an unknown layer."""
+        units = self.units(model)
+        if not units:
+            raise UserError(f"strategy={self.cfg.name}: model has no prunable layers after strategy.exclude")
+        known = {u.rsplit(".", 1)[0] for u in units} | set(units)
+        for layer in self.cfg.layers:
+            if layer not in known:
+                raise UserError(
+                    f"strategy.layers.{layer}: no such prunable layer; choose from {', '.join(sorted(known))}")
+
+    def step(self, model: nn.Module, masks: Masks, target: float, progress: float,
+             ctx: PruneContext) -> tuple[Masks, StepReport]:
+        """Prune to `target` (a sparsity, or a threshold in threshold mode); `progress` scales per-layer targets."""
+        before = sum(int(m.sum()) for m in masks.values())
+        threshold_mode = self.cfg.mode == "threshold"
+        how = Selection(
+            sparsity=None if threshold_mode else target,
+            threshold=target if threshold_mode else None,
+            scope=self.cfg.scope,
+            layers={k: v * progress for k, v in self.cfg.layers.items()},
+        )
+        new, notes = select(self.scores(model, masks, ctx), masks, how)
+        after = sum(int(m.sum()) for m in new.values())
+        total = sum(m.numel() for m in new.values())
+        layers = {
+            k: {"target": _unit_target(k, how, target), "achieved": 1.0 - int(m.sum()) / m.numel(),
+                "nonzero": int(m.sum())}
+            for k, m in new.items()
+        }
+        report = StepReport(target=target, achieved=1.0 - after / total, removed=before - after,
+                            layers=layers, notes=notes)
+        return new, report
+
+    def _excluded(self, name: str) -> bool:
+        module = name.rsplit(".", 1)[0]
+        return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(module, p) for p in self.cfg.exclude)
+
+
+def _unit_target(unit: str, how: Selection, target: float) -> float | None:
+    """The sparsity a unit was asked for (None in threshold mode, where only the threshold is known)."""
+    module = unit.rsplit(".", 1)[0]
+    for name in (unit, module):
+        if name in how.layers:
+            return how.layers[name]
+    return None if how.threshold is not None else target
+
+
+# A strategy class, or a function choosing one from the config (e.g. by its `granularity` option).
+STRATEGIES: Registry[Callable[[StrategyConfig], Strategy]] = Registry("strategy")
+
+
+def build_strategy(cfg: StrategyConfig) -> Strategy:
+    """Instantiate the strategy named in the config (its own options are validated here)."""
+    return STRATEGIES.get(cfg.name)(cfg)

@@ -1,0 +1,164 @@
+"""Channel-level strategies: whole output channels of conv/linear layers go, and the result can be compacted."""
+
+from __future__ import annotations
+
+import copy
+from abc import abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from progprune_cli.data import DataInfo
+from progprune_cli.pruning.strategies import channel_graph as cg
+from progprune_cli.pruning.strategies.base import PruneContext, Strategy
+from progprune_cli.config import StrategyConfig
+from progprune_cli.errors import UserError
+from progprune_cli.pruning.masks import Masks, apply_masks
+
+TOLERANCE = 1e-5  # max |compacted(x) − masked(x)| allowed (float64, so only a structural error exceeds it)
+
+
+@dataclass(frozen=True)
+class ChannelOptions:
+    keep_first: bool = True  # the first conv/linear sees raw pixels and is cheap: keep it at full width
+
+
+class ChannelStrategy(Strategy):
+    """Units are coupled groups of output channels, keyed by their first layer; masks are (out_channels,) bools.
+
+    Layers whose channels are tied by a residual add form one unit (scored by the mean over its layers), so a
+    channel is always removed from every layer that shares it. The classifier's outputs are the classes: never a unit.
+    """
+
+    granularity = "channel"
+    Options = ChannelOptions
+
+    def __init__(self, cfg: StrategyConfig) -> None:
+        super().__init__(cfg)
+        self.shape: cg.Shape | None = None  # one sample's shape, from DataInfo once a caller gives it
+        self._traced: tuple[nn.Module, cg.Shape, cg.ChannelGraph] | None = None
+
+    @abstractmethod
+    def layer_scores(self, model: nn.Module, layers: list[str], ctx: PruneContext) -> dict[str, torch.Tensor]:
+        """Importance of each output channel of each named layer (higher = keep)."""
+
+    def graph(self, model: nn.Module) -> cg.ChannelGraph:
+        """The model's channel coupling, traced once per model instance."""
+        shape = self._shape_of(model)
+        if self._traced is None or self._traced[0] is not model or self._traced[1] != shape:
+            self._traced = (model, shape, cg.trace(model, shape))
+        return self._traced[2]
+
+    def units(self, model: nn.Module) -> list[str]:
+        graph = self.graph(model)
+        first = set(graph.order[:1]) if self.opts.keep_first else set()
+        return [root for root, members in graph.groups.items()
+                if root not in graph.outputs and not any(self._excluded(m) or m in first for m in members)]
+
+    def initial_masks(self, model: nn.Module, info: DataInfo | None = None) -> Masks:
+        self._remember(info)
+        widths = self.graph(model).widths
+        return {unit: torch.ones(widths[unit], dtype=torch.bool) for unit in self.units(model)}
+
+    def scores(self, model: nn.Module, masks: Masks, ctx: PruneContext) -> dict[str, torch.Tensor]:
+        groups = self.graph(model).groups
+        per_layer = self.layer_scores(model, [m for unit in masks for m in groups[unit]], ctx)
+        return {unit: torch.stack([per_layer[m].detach().float().cpu() for m in groups[unit]]).mean(0)
+                for unit in masks}
+
+    def to_param_masks(self, model: nn.Module, unit_masks: Masks) -> Masks:
+        """Every parameter entry torch-pruning would remove with these channels: the layer's rows and bias, the next
+        layers' inputs, batch-norm scale and shift (so a removed channel reads 0, not beta − mean·gamma/std) and
+        residual partners. Zeroing exactly these makes the masked model compute what the compacted one does."""
+        return cg.kept_entries(model, self._shape_of(model), _pruned(unit_masks))
+
+    def compact(self, model: nn.Module, unit_masks: Masks, info: DataInfo | None = None) -> nn.Module:
+        """A copy with the pruned channels physically removed, checked against the masked model."""
+        self._remember(info)
+        small, problem = self._try_compact(model, unit_masks)
+        if small is None or problem is not None:
+            layer, why = self._blame(model, unit_masks, problem)
+            raise RuntimeError(f"strategy={self.cfg.name}: cannot compact layer {layer}: {why}")
+        return small
+
+    def check(self, model: nn.Module, info: DataInfo | None = None) -> None:
+        """Fail before training when the model cannot be traced or a unit cannot be compacted (one trial channel)."""
+        self._remember(info)
+        name = self.cfg.name
+        try:
+            graph = self.graph(model)
+        except Exception as error:  # noqa: BLE001 - whatever torch-pruning raises, the user needs one line
+            raise UserError(f"strategy={name}: cannot compact {type(model).__name__}: torch-pruning could not "
+                            f"trace it: {_first_line(error)}") from None
+        units = self.units(model)
+        if not units:
+            raise UserError(
+                f"strategy={name}: no layer left to prune: the classifier ({', '.join(sorted(graph.outputs))}) "
+                f"is never pruned, strategy.keep_first={self.opts.keep_first} and strategy.exclude="
+                f"{list(self.cfg.exclude)}; set strategy.keep_first=false or exclude fewer layers")
+        self._check_layers(graph, units)
+        # Trial: one channel less in every unit that can spare one must compact to the same outputs.
+        trial = {u: torch.arange(m.numel()) > 0 for u, m in self.initial_masks(model).items() if m.numel() > 1}
+        _, problem = self._try_compact(model, trial)
+        if problem is not None:
+            layer, why = self._blame(model, trial, problem)
+            raise UserError(f"strategy={name}: cannot compact layer {layer}: {why}")
+
+    def _check_layers(self, graph: cg.ChannelGraph, units: list[str]) -> None:
+        coupled = {m: unit for unit in units for m in graph.groups[unit]}
+        for layer in self.cfg.layers:
+            if layer in units:
+                continue
+            if layer in coupled:
+                raise UserError(f"strategy.layers.{layer}: its channels are tied to {coupled[layer]} (residual "
+                                f"add); set strategy.layers.{coupled[layer]} instead")
+            raise UserError(f"strategy.layers.{layer}: no such prunable layer; choose from {', '.join(units)}")
+
+    def _try_compact(self, model: nn.Module, unit_masks: Masks) -> tuple[nn.Module | None, str | None]:
+        """The masked copy of `model` compacted, and why it computes something else (None: it does not)."""
+        shape = self._shape_of(model)
+        try:
+            masked = copy.deepcopy(model)
+            apply_masks(masked, self.to_param_masks(model, unit_masks))
+            small = cg.remove_channels(masked, shape, _pruned(unit_masks))
+            gap = cg.output_gap(masked, small, shape)
+        except Exception as error:  # noqa: BLE001 - reported with the layer that caused it
+            return None, _first_line(error)
+        return small, None if gap <= TOLERANCE else f"its outputs differ from the masked model's by {gap:.3g}"
+
+    def _blame(self, model: nn.Module, unit_masks: Masks, problem: str | None) -> tuple[str, str | None]:
+        """The first unit that fails to compact on its own, and why (compaction failed with all of them)."""
+        for unit in unit_masks:
+            _, why = self._try_compact(model, _only(unit_masks, unit))
+            if why is not None:
+                return unit, why
+        return ", ".join(unit_masks) + " together", problem
+
+    def _remember(self, info: DataInfo | None) -> None:
+        if info is not None:
+            self.shape = (info.channels, info.height, info.width)
+
+    def _shape_of(self, model: nn.Module) -> cg.Shape:
+        if self.shape is None:
+            # Callers that do not pass DataInfo: probe the model for an input it accepts (structure, not size, matters).
+            try:
+                self.shape = cg.guess_shape(model)
+            except ValueError as error:
+                raise UserError(f"strategy={self.cfg.name}: cannot find an input shape for "
+                                f"{type(model).__name__}: {error}") from None
+        return self.shape
+
+
+def _pruned(unit_masks: Masks) -> dict[str, list[int]]:
+    return {unit: (~mask).nonzero().flatten().tolist() for unit, mask in unit_masks.items()}
+
+
+def _only(unit_masks: Masks, unit: str) -> Masks:
+    """The masks with every unit but `unit` back at full width (to find which one breaks compaction)."""
+    return {u: m if u == unit else torch.ones_like(m) for u, m in unit_masks.items()}
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
