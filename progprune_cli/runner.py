@@ -18,7 +18,7 @@ from progprune_cli.errors import UserError
 from progprune_cli.results.status import Status, check_folder
 from progprune_cli.parts import Parts, build_parts
 from progprune_cli.stages.dense_long import dense_long
-from progprune_cli.stages.evaluate import measure_model, stack, time_models, with_speedups
+from progprune_cli.stages.evaluate import TrainedModel, evaluate_models
 from progprune_cli.stages.finetune import finetune
 from progprune_cli.atomic import write_atomic
 from progprune_cli.stages.io import StageIO, write_json
@@ -61,7 +61,7 @@ def _stages(parts: Parts, io: StageIO, status: Status, cache_dir: Path | None) -
     cfg = parts.cfg
     status.set("running", "train")
     original, reused = train(parts, io, cache_dir)
-    trained: dict[str, tuple[Any, int, bool]] = {"original": (original, cfg.train.epochs, False)}
+    trained = {"original": TrainedModel(original, cfg.train.epochs, mask_only=False)}
     pruning = None
     if parts.strategy is None:
         io.log("dense baseline: no strategy given, so train → evaluate (add +strategy=NAME to prune)")
@@ -69,68 +69,22 @@ def _stages(parts: Parts, io: StageIO, status: Status, cache_dir: Path | None) -
         start = cfg.train.epochs * parts.steps_per_epoch(cfg.train.batch_size)
         status.set("running", "prune")
         pruned, unit_masks, pruning = prune(parts, io, start)
-        trained["pruned"] = (pruned, cfg.train.epochs + cfg.prune.epochs, True)
+        trained["pruned"] = TrainedModel(pruned, cfg.train.epochs + cfg.prune.epochs, mask_only=True)
         status.set("running", "finetune")
         after_prune = start + cfg.prune.epochs * parts.steps_per_epoch(cfg.prune.batch_size)
         finetuned = finetune(parts, io, after_prune)
         epochs = cfg.train.epochs + cfg.prune.epochs + cfg.finetune.epochs
-        trained["finetuned"] = (finetuned, epochs, True)
+        trained["finetuned"] = TrainedModel(finetuned, epochs, mask_only=True)
         compacted = parts.strategy.compact(finetuned, unit_masks, parts.data.info)
         if compacted is not None:
             # A CPU copy, so the saved module loads on a machine without the GPU it was made on.
             io.save("compacted", {"module": copy.deepcopy(compacted).cpu(), "stage": "compact"})
-            trained["compacted"] = (compacted, epochs, False)
+            trained["compacted"] = TrainedModel(compacted, epochs, mask_only=False)
         if cfg.evaluate.dense_baseline:
             status.set("running", "dense_long")
-            trained["dense_long"] = (dense_long(parts, io, start, cache_dir), epochs, False)
+            trained["dense_long"] = TrainedModel(dense_long(parts, io, start, cache_dir), epochs, mask_only=False)
     status.set("running", "evaluate")
-    return _evaluate(parts, io, trained, pruning, reused)
-
-
-def _evaluate(parts: Parts, io: StageIO, trained: dict[str, tuple[Any, int, bool]],
-              pruning: dict[str, Any] | None, reused: str | None) -> dict[str, Any]:
-    test_inputs = stack(parts.data.test)
-    dense_total = sum(p.numel() for p in trained["original"][0].parameters())
-    models, modules = {}, {}
-    for name, (model, epochs, mask_only) in trained.items():
-        io.log(f"evaluate: {name}")
-        models[name] = measure_model(parts, io, name, model, epochs, dense_total, mask_only)
-        modules[name] = model
-    if parts.cfg.evaluate.sparse_kernels and "finetuned" in trained:
-        sparse = _sparse_kernels(parts, io, trained["finetuned"][0], test_inputs)
-        if sparse is not None:
-            io.log("evaluate: sparse_kernels")
-            models["sparse_kernels"] = measure_model(parts, io, "sparse_kernels", sparse, trained["finetuned"][1],
-                                                     dense_total, False, models["finetuned"])
-            modules["sparse_kernels"] = sparse
-    io.log(f"evaluate: timing {len(modules)} models in turns on {parts.device}")
-    for name, latency in time_models(parts, modules, test_inputs).items():
-        models[name]["latency"] = latency
-    order = ("original", "pruned", "finetuned", "compacted", "sparse_kernels", "dense_long")
-    models = {name: models[name] for name in order if name in models}
-    final = "finetuned" if "finetuned" in models else "original"
-    layers = models[final]["_layers"]
-    for record in models.values():
-        record.pop("_layers")
-    return {"schema_version": 1, "status": "complete", "run": {"dense_reused_from": reused}, "config": {},
-            "pruning": pruning, "models": with_speedups(models), "layers": layers}
-
-
-def _sparse_kernels(parts: Parts, io: StageIO, model: Any, inputs: torch.Tensor) -> Any:
-    """The finetuned model with CSR kernels for its sparse-enough Linear layers, checked against dense."""
-    from progprune_cli.measure import max_abs_diff, sparsify_linears
-
-    threshold = parts.cfg.evaluate.sparse_min_sparsity
-    model = copy.deepcopy(model).cpu()  # a copy: the dense finetuned model stays where it is
-    sparse, names = sparsify_linears(model, threshold)
-    if not names:
-        io.log(f"sparse_kernels: no Linear layer is at least {threshold:.0%} sparse; no sparse-kernel row")
-        return None
-    diff = max_abs_diff(model, sparse, inputs[:64])
-    if diff > 1e-4:
-        raise RuntimeError(f"sparse kernels disagree with dense by {diff:.2e} (layers {', '.join(names)})")
-    io.log(f"sparse_kernels: CSR kernels for {', '.join(names)} (max |diff| vs dense {diff:.1e})")
-    return sparse
+    return evaluate_models(parts, io, trained, pruning, reused)
 
 
 def _run_info(cfg: RunConfig, overrides: list[str], run_dir: Path, started: str, duration: float,

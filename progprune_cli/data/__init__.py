@@ -6,12 +6,13 @@ from progprune_cli.data.base import (
     DATASETS,
     DataInfo,
     DataSplits,
+    Batches,
     build_data,
-    make_loader,
+    inputs,
     steps_per_epoch,
 )
 
 # Importing a module registers its dataset.
 from progprune_cli.data import cifar10, digits, imagefolder, mnist, synthetic  # noqa: F401,E402
 
-__all__ = ["DATASETS", "DataInfo", "DataSplits", "build_data", "make_loader", "steps_per_epoch"]
+__all__ = ["DATASETS", "Batches", "DataInfo", "DataSplits", "build_data", "inputs", "steps_per_epoch"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+import itertools
+from collections.abc import Iterator
 from typing import Any, Callable, Protocol
 
 import torch
@@ -84,10 +86,36 @@ def tensor_splits(x: torch.Tensor, y: torch.Tensor, fractions: tuple[float, floa
     return DataSplits(train=sets[0], val=sets[1], test=sets[2], info=info)
 
 
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
-    """A single-process loader; a seeded generator makes the shuffle order reproducible."""
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=0)
+@dataclass(frozen=True)
+class Batches:
+    """Re-iterable batches of one split, on `device`: what the training loop, evaluation and calibration read.
+
+    The order of a shuffled pass depends on `seed` alone, and `start` skips that many batches of it, so a stage
+    resumed mid-epoch sees exactly the batches an uninterrupted run would have seen next.
+    """
+
+    dataset: Dataset
+    batch_size: int
+    shuffle: bool = False
+    seed: int = 0
+    device: torch.device = torch.device("cpu")
+    start: int = 0
+
+    def __len__(self) -> int:
+        return max(steps_per_epoch(self.dataset, self.batch_size) - self.start, 0)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        generator = torch.Generator().manual_seed(self.seed) if self.shuffle else None
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=self.shuffle, generator=generator,
+                            num_workers=0)
+        for x, y in itertools.islice(loader, self.start, None):
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
+def inputs(dataset: Dataset, limit: int | None = None) -> torch.Tensor:
+    """The first `limit` (all, when None) inputs of a split as one tensor, as the model sees them (timing)."""
+    count = len(dataset) if limit is None else min(limit, len(dataset))  # type: ignore[arg-type]
+    return torch.stack([dataset[i][0] for i in range(count)])  # type: ignore[index]
 
 
 def steps_per_epoch(dataset: Dataset, batch_size: int) -> int:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from progprune_cli.measure import (
     count_params,
@@ -17,6 +18,7 @@ from progprune_cli.measure import (
     save_dense,
     save_sparse,
 )
+from progprune_cli.data import inputs
 from progprune_cli.parts import Parts
 from progprune_cli.stages.io import StageIO
 from progprune_cli.stages.loop import evaluate as accuracy_and_loss
@@ -26,9 +28,13 @@ LABELS = {"original": "original", "pruned": "pruned", "finetuned": "pruned+finet
           "dense_long": "dense, same epochs"}
 
 
-def stack(dataset: Dataset) -> torch.Tensor:
-    """The dataset's inputs as one tensor, so timing excludes data loading."""
-    return torch.stack([dataset[i][0] for i in range(len(dataset))])  # type: ignore[arg-type]
+@dataclass(frozen=True)
+class TrainedModel:
+    """A model a stage produced, with how many epochs made it and whether its zeros are only masked."""
+
+    model: nn.Module
+    epochs: int
+    mask_only: bool
 
 
 def measure_model(parts: Parts, io: StageIO, name: str, model: nn.Module, epochs: int, dense_total: int,
@@ -83,3 +89,50 @@ def with_speedups(models: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]
         median = record["latency"]["eval_runtime_s"]["median"]
         record["latency"]["measured_speedup"] = base / median if median > 0 else None
     return models
+
+
+def evaluate_models(parts: Parts, io: StageIO, trained: dict[str, TrainedModel],
+                    pruning: dict[str, Any] | None, reused: str | None) -> dict[str, Any]:
+    """Measure every trained model the same way; the results.json dict (run info and config are added by the runner)."""
+    test_inputs = inputs(parts.data.test)
+    dense_total = sum(p.numel() for p in trained["original"].model.parameters())
+    models, modules = {}, {}
+    for name, t in trained.items():
+        io.log(f"evaluate: {name}")
+        models[name] = measure_model(parts, io, name, t.model, t.epochs, dense_total, t.mask_only)
+        modules[name] = t.model
+    if parts.cfg.evaluate.sparse_kernels and "finetuned" in trained:
+        sparse = _sparse_kernels(parts, io, trained["finetuned"].model, test_inputs)
+        if sparse is not None:
+            io.log("evaluate: sparse_kernels")
+            models["sparse_kernels"] = measure_model(parts, io, "sparse_kernels", sparse, trained["finetuned"].epochs,
+                                                     dense_total, False, models["finetuned"])
+            modules["sparse_kernels"] = sparse
+    io.log(f"evaluate: timing {len(modules)} models in turns on {parts.device}")
+    for name, latency in time_models(parts, modules, test_inputs).items():
+        models[name]["latency"] = latency
+    order = ("original", "pruned", "finetuned", "compacted", "sparse_kernels", "dense_long")
+    models = {name: models[name] for name in order if name in models}
+    final = "finetuned" if "finetuned" in models else "original"
+    layers = models[final]["_layers"]
+    for record in models.values():
+        record.pop("_layers")
+    return {"schema_version": 1, "status": "complete", "run": {"dense_reused_from": reused}, "config": {},
+            "pruning": pruning, "models": with_speedups(models), "layers": layers}
+
+
+def _sparse_kernels(parts: Parts, io: StageIO, model: Any, sample: torch.Tensor) -> Any:
+    """The finetuned model with CSR kernels for its sparse-enough Linear layers, checked against dense."""
+    from progprune_cli.measure import max_abs_diff, sparsify_linears
+
+    threshold = parts.cfg.evaluate.sparse_min_sparsity
+    model = copy.deepcopy(model).cpu()  # a copy: the dense finetuned model stays where it is
+    sparse, names = sparsify_linears(model, threshold)
+    if not names:
+        io.log(f"sparse_kernels: no Linear layer is at least {threshold:.0%} sparse; no sparse-kernel row")
+        return None
+    diff = max_abs_diff(model, sparse, sample[:64])
+    if diff > 1e-4:
+        raise RuntimeError(f"sparse kernels disagree with dense by {diff:.2e} (layers {', '.join(names)})")
+    io.log(f"sparse_kernels: CSR kernels for {', '.join(names)} (max |diff| vs dense {diff:.1e})")
+    return sparse

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.utils.data import Dataset
 
-from progprune_cli.data import make_loader, steps_per_epoch
+from progprune_cli.data import Batches, steps_per_epoch
 from progprune_cli.optim.losses import LossFn
 from progprune_cli.optim.optimizers import build_optimizer, regularization
 from progprune_cli.config import OptimizerConfig
@@ -24,8 +24,7 @@ def evaluate(model: nn.Module, dataset: Dataset, loss_fn: LossFn, device: torch.
     """Top-1 accuracy and mean loss of `model` on `dataset`."""
     model.eval()
     correct, loss_sum, count = 0, 0.0, 0
-    for x, y in make_loader(dataset, batch_size, shuffle=False):
-        x, y = x.to(device), y.to(device)
+    for x, y in Batches(dataset, batch_size, device=device):
         logits = model(x)
         loss_sum += float(loss_fn(logits, y)) * len(y)
         correct += int((logits.argmax(1) == y).sum())
@@ -79,7 +78,8 @@ class Loop:
         per_epoch = steps_per_epoch(self.train_set, self.batch_size)
         with _progress(self.io, f"{self.stage}", epochs * per_epoch) as advance:
             for epoch in range(epochs):
-                loader = make_loader(self.train_set, self.batch_size, shuffle=True, seed=self.seed * 1000 + epoch)
+                loader = Batches(self.train_set, self.batch_size, shuffle=True, seed=self.seed * 1000 + epoch,
+                                 device=self.device)
                 # Summed on the device and read once per epoch: a per-step .item() would sync a GPU every step.
                 loss_sum = torch.zeros((), device=self.device)
                 correct = torch.zeros((), device=self.device, dtype=torch.long)
@@ -89,7 +89,7 @@ class Loop:
                     if before_step is not None:
                         before_step(epoch * per_epoch + i)
                         self.model.train()
-                    loss, right = self._step(x.to(self.device), y.to(self.device))
+                    loss, right = self._step(x, y)
                     loss_sum, correct, count = loss_sum + loss * len(y), correct + right, count + len(y)
                     advance()
                 self._end_epoch(epoch, float(loss_sum) / count, int(correct) / count)

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from progprune_cli.data import make_loader
+from progprune_cli.data import Batches
 from progprune_cli.pruning.strategies import PruneContext
 from progprune_cli.pruning.masks import Masks
 from progprune_cli.parts import Parts
@@ -28,7 +28,7 @@ def prune(parts: Parts, io: StageIO, start_iteration: int) -> tuple[nn.Module, M
     model = load_model(parts, io, "original")
     rewind_state = io.load("rewind")["model"] if cfg.schedule.rewind is not None else None
     torch.manual_seed(cfg.seed + 1)
-    ctx = PruneContext(make_loader(parts.data.train, cfg.prune.batch_size, shuffle=False), parts.loss_fn,
+    ctx = PruneContext(Batches(parts.data.train, cfg.prune.batch_size, device=parts.device), parts.loss_fn,
                        parts.device, cfg.seed)
     loop = Loop(model, parts.data.train, parts.data.val, cfg.optimizer, parts.loss_fn, parts.device,
                 cfg.prune.batch_size, io, "prune", cfg.seed + 1, iteration=start_iteration)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import fnmatch
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from progprune_cli.data import DataInfo
 from progprune_cli.config import StrategyConfig
@@ -25,7 +25,7 @@ from progprune_cli.registry import Registry
 class PruneContext:
     """What a score may need besides the model: calibration batches, the loss, the device, a seed."""
 
-    loader: DataLoader
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]]  # re-iterable calibration batches (data.Batches)
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     device: torch.device
     seed: int
