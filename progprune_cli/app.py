@@ -17,6 +17,7 @@ from rich.console import Console
 
 from progprune_cli.config import load_run_config
 from progprune_cli.errors import UserError
+from progprune_cli.stages.signals import Interrupted
 
 # Unique per process: two runs started in the same second still get two folders.
 _UID = f"{os.getpid()}{secrets.token_hex(1)}"
@@ -33,15 +34,20 @@ def train_task(cfg: DictConfig) -> Any:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
-    console = Console(highlight=False)
+    # log_path=False: the logging call's file:line after every line is noise to a user.
+    console = Console(highlight=False, log_path=False)
     if not console.is_terminal:
-        console = Console(highlight=False, width=150)  # piped output: wide tables instead of wrapped cells
+        console = Console(highlight=False, log_path=False, width=150)  # piped: wide tables, not wrapped cells
     container: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     try:
         from progprune_cli.runner import run  # torch is imported only once a job really starts
 
         cache = Path(hc.runtime.cwd) / "runs" / ".cache"
         return run(load_run_config(container), container, list(hc.overrides.task), run_dir, console, cache)["status"]
+    except Interrupted as error:
+        # The checkpoint is written and status.json says where; 130 for SIGINT, 143 for SIGTERM (as a shell does).
+        print(f"progprune: {error}", file=sys.stderr)
+        raise SystemExit(error.exit_code) from None
     except UserError as error:
         print(f"progprune: error: {error}", file=sys.stderr)
         if multirun:

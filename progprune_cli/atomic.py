@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Callable
@@ -32,3 +33,15 @@ def write_atomic(path: Path, data: bytes | str) -> None:
             os.fsync(handle.fileno())
 
     replace_atomically(path, write)
+
+
+def copy_atomically(source: Path, target: Path) -> None:
+    """Replace `target` with a copy of `source`, flushed before the rename (a full disk leaves the old target)."""
+
+    def write(tmp: Path) -> None:
+        with open(source, "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+
+    replace_atomically(target, write)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
 from progprune_cli.data import DataSplits, build_data, steps_per_epoch
-from progprune_cli.optim.losses import LOSSES, LossFn
+from progprune_cli.optim.losses import LossFn, build_loss
 from progprune_cli.models import build_model
 from progprune_cli.optim.optimizers import check_optimizer
 from progprune_cli.pruning.schedules import Event, build_events
@@ -43,11 +46,29 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def available_cores() -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (what Slurm and
+    containers grant), not the machine's count."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(cores, 1)
+
+
+def resolve_threads(threads: int | None) -> int:
+    """`train.threads`, or the cores this process may use when it is null."""
+    return available_cores() if threads is None else threads
+
+
 def build_parts(cfg: RunConfig) -> Parts:
     """Build and check every part; any bad value fails here, before a single training step."""
     device = resolve_device(cfg.device)
     check_optimizer(cfg.optimizer)
-    loss_fn = LOSSES.get(cfg.train.loss)
+    loss_fn = build_loss(cfg.train.loss, cfg.train.label_smoothing)
     strategy = None if cfg.strategy is None else build_strategy(cfg.strategy)
     data = build_data(cfg.dataset, cfg.seed)
 

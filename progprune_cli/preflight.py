@@ -84,13 +84,16 @@ def _unknown_key(key: str, job: list[str]) -> str:
     parent, _, leaf = key.rpartition(".")
     rest = [o for o in job if not o.lstrip("+~").startswith(key + "=")]
     try:
-        node = compose(config_name="config", overrides=rest)
-        node = OmegaConf.select(node, parent) if parent else node
+        root = compose(config_name="config", overrides=rest)
+        node = OmegaConf.select(root, parent) if parent else root
         keys = ", ".join(sorted(node.keys())) if node is not None else ""  # type: ignore[union-attr]
+        top = sorted(str(k) for k in root.keys() if k != "hydra")
     except (HydraException, OmegaConfBaseException):
-        node, keys = None, ""
+        node, keys, top = None, "", []
     where = f" under {parent}" if parent else ""
     group = key.split(".", 1)[0]
+    if top and group not in top and group not in group_options():
+        return f"{key}: unknown key {group}; allowed top-level keys are {', '.join(top)}"
     if parent and group in group_options() and node is None:
         return (f"{key}: no {group} chosen; add +{group}=NAME first "
                 f"(one of {', '.join(group_options()[group])})")
@@ -103,10 +106,14 @@ def _unknown_key(key: str, job: list[str]) -> str:
 def _check_groups(overrides: Iterable[str]) -> None:
     groups = group_options()
     for line in overrides:
-        match = re.match(r"^([+~]*)(\w+)=(.*)$", line)
+        match = re.match(r"^([+~]*)(\w+)(@[\w.]+)?=(.*)$", line)
         if not match or match.group(2) not in groups:
             continue
-        group, values = match.group(2), match.group(3)
+        group, values = match.group(2), match.group(4)
+        if group == "lr_scheduler" and not match.group(3):
+            raise UserError(f"{line}: a learning-rate schedule is set per stage: lr_scheduler@train.lr_scheduler="
+                            f"{values} (or @prune.lr_scheduler, @finetune.lr_scheduler); choose one of "
+                            f"{', '.join(groups[group])}")
         if group == "strategy" and not match.group(1):
             continue  # normalize() already added the '+'; a plain '~strategy' is Hydra's business
         for value in values.split(","):

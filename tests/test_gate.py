@@ -15,8 +15,9 @@ from progprune_cli.errors import UserError
 from progprune_cli.stages import gate
 from progprune_cli.parts import build_parts
 from progprune_cli.stages.io import StageIO
-from progprune_cli.stages.prune import prune
-from progprune_cli.stages.train import train
+from progprune_cli.stages.base import Produced, RunContext
+from progprune_cli.stages.prune import Prune
+from progprune_cli.stages.train import Train
 
 BASE = ["+strategy=weight", "strategy.sparsity=0.6", "dataset=synthetic", "model=mlp", "schedule=linear",
         "train.epochs=1", "prune.epochs=4"]
@@ -31,11 +32,12 @@ def config(*overrides: str) -> dict:
 def test_held_steps_wait_and_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     parts = build_parts(load_run_config(config("schedule.max_drop=0.05")))
     stage_io = StageIO(tmp_path, Console(file=io.StringIO()))
-    train(parts, stage_io, cache_dir=None)
+    run = RunContext(parts, stage_io)
+    dense = Train().run(run, Produced(), None)
     # Scripted val accuracies: the dense reference, then one per pruning step (linear: 0, 0.2, 0.4, 0.6).
     accuracies = iter([0.90, 0.90, 0.84, 0.86, 0.50])
     monkeypatch.setattr(gate, "evaluate", lambda *args, **kwargs: (next(accuracies), 0.0))
-    _, _, pruning = prune(parts, stage_io, start_iteration=0)
+    pruning = Prune().run(run, Produced(original=dense), None).pruning
     steps = pruning["steps"]
     assert [s.get("held", False) for s in steps] == [False, True, False, True]
     assert [s["target"] for s in steps] == pytest.approx([0.0, 0.2, 0.4, 0.6])
@@ -51,9 +53,10 @@ def test_held_steps_wait_and_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_without_max_drop_nothing_is_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     parts = build_parts(load_run_config(config()))
     stage_io = StageIO(tmp_path, Console(file=io.StringIO()))
-    train(parts, stage_io, cache_dir=None)
+    run = RunContext(parts, stage_io)
+    dense = Train().run(run, Produced(), None)
     monkeypatch.setattr(gate, "evaluate", lambda *args, **kwargs: pytest.fail("no gate, no extra evaluation"))
-    _, _, pruning = prune(parts, stage_io, start_iteration=0)
+    pruning = Prune().run(run, Produced(original=dense), None).pruning
     assert not any(s.get("held") for s in pruning["steps"])
     assert pruning["achieved_sparsity"] == pytest.approx(0.6, abs=0.01)
 

@@ -79,7 +79,7 @@ def dataset(n: int = 24) -> TensorDataset:
 def loop(tmp_path: Path, optimizer: OptimizerConfig, model: nn.Module) -> Loop:
     io_ = StageIO(tmp_path, Console(file=io.StringIO()))
     return Loop(model, dataset(), dataset(6), optimizer, cross_entropy, CPU, batch_size=8, io=io_,
-                stage="prune", seed=0)
+                stage="prune", seed=0, epochs=3)
 
 
 OPTIMIZERS = {
@@ -100,13 +100,13 @@ def test_loop_keeps_pruned_weights_at_zero_after_momentum_built_up(tmp_path: Pat
     assert model.weight[~MASK].tolist() == [0.0] * 5  # set_masks zeroes at once
     at_prune = model.weight.detach().clone()
     bias_at_prune = model.bias.detach().clone()
-    rows = lp.run(2)
+    rows = lp.run(3)  # up to the stage's third epoch
     assert model.weight[~MASK].tolist() == [0.0] * 5
     assert model.weight.grad[~MASK].tolist() == [0.0] * 5
     assert bool((model.weight[MASK] != at_prune[MASK]).all())  # live weights still train
     assert bool((model.bias != bias_at_prune).all())
     assert lp.iteration == 9  # 3 epochs x ceil(24 / 8) steps
-    assert [r["epoch"] for r in rows] == [0, 0, 1]  # rows accumulate; epochs count per run() call
+    assert [r["epoch"] for r in rows] == [0, 1, 2]  # rows accumulate; epochs count within the stage
     assert [r["achieved_sparsity"] for r in rows] == [0.0, 5 / 12, 5 / 12]
     assert (tmp_path / "run.log").read_text().count("prune epoch") == 3
 

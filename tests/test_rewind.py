@@ -13,8 +13,9 @@ from rich.console import Console
 from progprune_cli.config import load_run_config
 from progprune_cli.parts import build_parts
 from progprune_cli.stages.io import StageIO
-from progprune_cli.stages.prune import prune
-from progprune_cli.stages.train import train
+from progprune_cli.stages.base import Produced, RunContext
+from progprune_cli.stages.prune import Prune
+from progprune_cli.stages.train import Train
 
 BASE = ["+strategy=weight", "dataset=synthetic", "model=mlp", "schedule=oneshot", "prune.epochs=1",
         "train.epochs=2"]
@@ -30,9 +31,11 @@ def test_rewind_to_init_resets_surviving_weights(tmp_path: Path) -> None:
     stage_io = StageIO(tmp_path, Console(file=io.StringIO()))
     # Train normally (saving the init weights), then prune with a learning rate too small to move a float32
     # weight, so what the prune stage leaves is exactly what the rewind set.
-    original, _ = train(parts("schedule.rewind=init"), stage_io, cache_dir=None)
+    dense = Train().run(RunContext(parts("schedule.rewind=init"), stage_io), Produced(), None)
+    original = dense.model
     frozen = parts("schedule.rewind=init", "optimizer=sgd", "optimizer.lr=1e-30", "optimizer.momentum=0.0")
-    model, _, pruning = prune(frozen, stage_io, start_iteration=0)
+    result = Prune().run(RunContext(frozen, stage_io), Produced(original=dense), None)
+    model, pruning = result.model, result.pruning
     init = stage_io.load("rewind")["model"]
     masks = stage_io.load("pruned")["masks"]
     assert pruning["steps"][0]["achieved"] == 0.5
@@ -44,9 +47,10 @@ def test_rewind_to_init_resets_surviving_weights(tmp_path: Path) -> None:
 
 def test_without_rewind_surviving_weights_keep_their_trained_values(tmp_path: Path) -> None:
     stage_io = StageIO(tmp_path, Console(file=io.StringIO()))
-    original, _ = train(parts(), stage_io, cache_dir=None)
-    trained = {k: v.detach().clone() for k, v in original.state_dict().items()}
-    model, _, _ = prune(parts("optimizer=sgd", "optimizer.lr=1e-30", "optimizer.momentum=0.0"), stage_io, 0)
+    dense = Train().run(RunContext(parts(), stage_io), Produced(), None)
+    trained = {k: v.detach().clone() for k, v in dense.model.state_dict().items()}
+    frozen = parts("optimizer=sgd", "optimizer.lr=1e-30", "optimizer.momentum=0.0")
+    model = Prune().run(RunContext(frozen, stage_io), Produced(original=dense), None).model
     masks = stage_io.load("pruned")["masks"]
     for name, param in model.named_parameters():
         expected = trained[name] * masks[name] if name in masks else trained[name]

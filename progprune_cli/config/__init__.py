@@ -2,6 +2,8 @@
 
 from progprune_cli.config.load import load_run_config
 from progprune_cli.config.schema import (
+    CheckpointConfig,
+    LRSchedulerConfig,
     DatasetConfig,
     EvaluateConfig,
     ModelConfig,
@@ -13,6 +15,8 @@ from progprune_cli.config.schema import (
 )
 
 __all__ = [
+    "CheckpointConfig",
+    "LRSchedulerConfig",
     "DatasetConfig",
     "EvaluateConfig",
     "ModelConfig",

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from progprune_cli.config.schema import (
+    CheckpointConfig,
     DatasetConfig,
+    LRSchedulerConfig,
     EvaluateConfig,
     ModelConfig,
     OptimizerConfig,
@@ -38,10 +40,11 @@ def load_run_config(data: Mapping[str, Any]) -> RunConfig:
         optimizer=_component(OptimizerConfig, data.get("optimizer"), "optimizer"),
         strategy=None if strategy is None else _component(StrategyConfig, strategy, "strategy"),
         schedule=_component(ScheduleConfig, data.get("schedule"), "schedule"),
-        train=from_dict(TrainConfig, data.get("train"), "train"),
-        prune=from_dict(StageConfig, data.get("prune"), "prune"),
-        finetune=from_dict(StageConfig, data.get("finetune"), "finetune"),
+        train=_stage(TrainConfig, data.get("train"), "train"),
+        prune=_stage(StageConfig, data.get("prune"), "prune"),
+        finetune=_stage(StageConfig, data.get("finetune"), "finetune"),
         evaluate=from_dict(EvaluateConfig, data.get("evaluate"), "evaluate"),
+        checkpoint=from_dict(CheckpointConfig, data.get("checkpoint"), "checkpoint"),
     )
     _check_ranges(cfg)
     return cfg
@@ -61,6 +64,16 @@ class _Device:
             raise UserError(f"device: got {self.device!r}; allowed values are auto, cpu, cuda")
 
 
+def _stage(cls: type, data: Any, where: str) -> Any:
+    """A stage section; its `lr_scheduler` is a component of its own (common keys + the schedule's options)."""
+    data = dict(data or {})
+    scheduler = data.pop("lr_scheduler", None)
+    stage = from_dict(cls, data, where, ("lr_scheduler",))
+    if scheduler is None:
+        return stage
+    return dataclasses.replace(stage, lr_scheduler=_component(LRSchedulerConfig, scheduler, f"{where}.lr_scheduler"))
+
+
 def _component(cls: type, data: Any, group: str) -> Any:
     """Split a group's keys into the typed common ones and the component's own `options`."""
     if not isinstance(data, Mapping) or "name" not in data:
@@ -77,6 +90,18 @@ def _check_ranges(cfg: RunConfig) -> None:
         section = getattr(cfg, stage)
         _at_least(section.epochs, 0, f"{stage}.epochs")
         _at_least(section.batch_size, 1, f"{stage}.batch_size")
+        if section.lr is not None and section.lr <= 0:
+            raise UserError(f"{stage}.lr: got {section.lr}; must be > 0 or null (null: optimizer.lr)")
+        _at_least(section.lr_scheduler.warmup_epochs, 0, f"{stage}.lr_scheduler.warmup_epochs")
+        if not 0.0 < section.lr_scheduler.warmup_factor <= 1.0:
+            raise UserError(f"{stage}.lr_scheduler.warmup_factor: got {section.lr_scheduler.warmup_factor}; "
+                            "must be in (0, 1]")
+    if cfg.train.threads is not None:
+        _at_least(cfg.train.threads, 1, "train.threads")
+    if not 0.0 <= cfg.train.label_smoothing < 1.0:
+        raise UserError(f"train.label_smoothing: got {cfg.train.label_smoothing}; must be in [0, 1)")
+    if cfg.checkpoint.every_steps is not None:
+        _at_least(cfg.checkpoint.every_steps, 1, "checkpoint.every_steps")
     ev = cfg.evaluate
     for key in ("batch_size", "latency_batch", "repeats", "threads"):
         _at_least(getattr(ev, key), 1, f"evaluate.{key}")

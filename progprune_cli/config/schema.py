@@ -41,7 +41,7 @@ class StrategyConfig:
     name: str
     sparsity: Optional[float] = 0.5
     threshold: Optional[float] = None
-    scope: Literal["layer", "global"] = "layer"
+    scope: Literal["layer", "global", "lamp"] = "layer"
     exclude: tuple[str, ...] = ()
     layers: dict[str, float] = field(default_factory=dict)
     include_bias: bool = False
@@ -74,19 +74,40 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class LRSchedulerConfig:
+    """`<stage>.lr_scheduler:` (group conf/lr_scheduler); `options` holds the schedule's own keys."""
+
+    name: str = "constant"
+    warmup_epochs: int = 0  # linear warm-up from warmup_factor × lr, then the schedule
+    warmup_factor: float = 0.1
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class StageConfig:
-    """`train:`, `prune:` or `finetune:`: how long a stage trains."""
+    """`train:`, `prune:` or `finetune:`: how long a stage trains, at which learning rate and schedule."""
 
     epochs: int
     batch_size: int = 32
+    lr: Optional[float] = None  # null: optimizer.lr
+    lr_scheduler: LRSchedulerConfig = field(default_factory=LRSchedulerConfig)
 
 
 @dataclass(frozen=True)
 class TrainConfig(StageConfig):
-    """`train:` also chooses the loss (§4.3) and whether a cached dense model may be reused."""
+    """`train:` also chooses the loss (§4.3), threads, and whether a cached dense model may be reused."""
 
     loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+    label_smoothing: float = 0.0
     reuse: bool = True
+    threads: Optional[int] = None  # null: the cores this process may use (affinity / cgroup quota)
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """`checkpoint:`: a resumable checkpoint after every epoch, and every `every_steps` optimizer steps if set."""
+
+    every_steps: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +139,7 @@ class RunConfig:
     prune: StageConfig
     finetune: StageConfig
     evaluate: EvaluateConfig
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
 
 def common_keys(cls: type) -> tuple[str, ...]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from progprune_cli.errors import UserError
 from progprune_cli.registry import Registry
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -21,3 +23,13 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 @LOSSES.register("mse")
 def mse(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(torch.softmax(logits, dim=1), F.one_hot(target, logits.shape[1]).to(logits.dtype))
+
+
+def build_loss(name: str, label_smoothing: float = 0.0) -> LossFn:
+    """The loss `train.loss` names, with cross-entropy's label smoothing when asked."""
+    loss = LOSSES.get(name)
+    if label_smoothing == 0.0:
+        return loss
+    if loss is not cross_entropy:
+        raise UserError(f"train.label_smoothing: got {label_smoothing}; only train.loss=cross_entropy takes it")
+    return functools.partial(F.cross_entropy, label_smoothing=label_smoothing)

@@ -10,7 +10,7 @@ Masks = dict[str, torch.Tensor]  # parameter name → bool tensor of the same sh
 
 @torch.no_grad()
 def apply_masks(model: nn.Module, masks: Masks) -> None:
-    """Zero every masked-out weight in place."""
+    """Set every masked-out weight to exactly zero in place (a fill, not a multiply: NaN × 0 would stay NaN)."""
     params = dict(model.named_parameters())
     for name, mask in masks.items():
-        params[name].mul_(mask.to(params[name].device, params[name].dtype))
+        params[name].masked_fill_(~mask.to(params[name].device, torch.bool), 0.0)

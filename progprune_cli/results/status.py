@@ -1,48 +1,182 @@
-"""status.json: what a run folder says about itself while running, and whether a command may (re)use it."""
+"""status.json, the run-folder lock, and whether a command may (re)use a folder: the run folder's own state."""
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import fcntl
 import hashlib
 import json
+import os
+import socket
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from progprune_cli.atomic import write_atomic
 from progprune_cli.errors import UserError
-from progprune_cli.stages.io import write_json
+
+# Sections that may change between an interrupted attempt and its resume without changing any result.
+_NOT_HASHED = ("evaluate", "checkpoint", "hydra")
+# What may already be in a folder Hydra prepared for a run before progprune wrote anything.
+_HYDRA_ONLY = {".hydra", ".lock"}
+CONFIG_FILE = "config.json"  # the resolved config of the first attempt, never rewritten
+LOCK_FILE = ".lock"
 
 
 def _now() -> str:
     return dt.datetime.now().isoformat(timespec="seconds")
 
 
+def _relevant(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in _NOT_HASHED}
+
+
 def config_hash(config: dict[str, Any]) -> str:
     """What a resumed run must share with the one that started the folder (evaluation settings may change)."""
-    relevant = {k: v for k, v in config.items() if k not in ("evaluate", "hydra")}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(_relevant(config), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def differing_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ (a key missing on one side and null on the other does not differ)."""
+    a, b = _flat(_relevant(old)), _flat(_relevant(new))
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def read_status(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads((run_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def check_folder(run_dir: Path, config: dict[str, Any]) -> None:
-    """Refuse a folder holding a finished run, or an unfinished one started with another config."""
+    """Refuse a folder that holds a finished run, another config's run, a run in use, or files of the user's."""
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise UserError(f"hydra.run.dir: {run_dir} is a file, not a folder; choose a new folder")
     if (run_dir / "results.json").exists():
         raise UserError(f"hydra.run.dir: {run_dir} already holds a finished run; choose a new folder")
-    status = run_dir / "status.json"
-    if status.exists() and json.loads(status.read_text()).get("config_hash") != config_hash(config):
-        raise UserError(f"hydra.run.dir: {run_dir} holds a run with another config; resume it with "
-                        "the same overrides or choose a new folder")
+    status = read_status(run_dir)
+    entries = {p.name for p in run_dir.iterdir()}
+    if status is None:
+        if entries - _HYDRA_ONLY:
+            raise UserError(f"hydra.run.dir: {run_dir} is not empty and is not a progprune run folder (no "
+                            "status.json); nothing in it was touched; choose a new or empty folder")
+        return
+    if status.get("config_hash") != config_hash(config):
+        keys = differing_keys(_read_config(run_dir), config)
+        named = f" ({', '.join(keys[:8])}{', ...' if len(keys) > 8 else ''})" if keys else ""
+        raise UserError(f"hydra.run.dir: {run_dir} holds a run with another config{named}; resume it with the same "
+                        "config (progprune resume RUN_DIR) or choose a new folder")
+    holder = RunLock.holder(run_dir)
+    if holder:
+        raise UserError(f"hydra.run.dir: {run_dir} is in use by another progprune run ({holder}); wait for it or "
+                        "choose a new folder")
+
+
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads((run_dir / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def save_config(run_dir: Path, config: dict[str, Any]) -> None:
+    """The first attempt's resolved config, kept so a later resume can name the keys that differ."""
+    if not (run_dir / CONFIG_FILE).exists():
+        write_atomic(run_dir / CONFIG_FILE, json.dumps(config, indent=1, sort_keys=True, default=str) + "\n")
+
+
+class RunLock:
+    """An exclusive lock on a run folder for as long as a run uses it (released by the kernel if it dies)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK_FILE
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise UserError(f"hydra.run.dir: {self.path.parent} is in use by another progprune run ({holder}); "
+                            "wait for it or choose a new folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+    @staticmethod
+    def holder(run_dir: Path) -> str | None:
+        """Who holds the folder's lock right now (None when nobody does)."""
+        path = run_dir / LOCK_FILE
+        if not path.exists():
+            return None
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                return handle.read().strip() or "another process"
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
 
 
 class Status:
-    """Writes status.json: running (with the stage), failed or interrupted (with the error), complete."""
+    """Writes status.json: running (with the stage), failed or interrupted (with the error), complete; with the
+    pid and host of the process, so readers can tell a killed run from one still running."""
 
     def __init__(self, run_dir: Path, config: dict[str, Any]) -> None:
         self.path, self.hash, self.started = run_dir / "status.json", config_hash(config), _now()
         self.stage: str | None = None
-        if self.path.exists():
-            self.started = json.loads(self.path.read_text()).get("started", self.started)
+        previous = read_status(run_dir)
+        if previous is not None:
+            self.started = previous.get("started", self.started)
 
-    def set(self, status: str, stage: str | None = None, error: str | None = None) -> None:
+    def set(self, status: str, stage: str | None = None, error: str | None = None, **extra: Any) -> None:
         """`stage` defaults to the last one set, so a failure or interrupt says where it happened."""
         self.stage = stage or (None if status == "complete" else self.stage)
-        write_json(self.path, {"status": status, "stage": self.stage, "started": self.started, "updated": _now(),
-                               "error": error, "config_hash": self.hash})
+        self._write({"status": status, "stage": self.stage, "started": self.started, "updated": _now(),
+                     "error": error, "config_hash": self.hash, "pid": os.getpid(), "host": socket.gethostname(),
+                     **extra})
+
+    def _write(self, doc: dict[str, Any]) -> None:
+        text = json.dumps(doc, indent=1) + "\n"
+        try:
+            write_atomic(self.path, text)
+            return
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                raise
+        # Disk full: a compact copy, and failing that an in-place rewrite of the old file, which needs no new
+        # blocks when it is not longer — so a full disk still leaves "failed: disk full", not "running".
+        compact = json.dumps(doc, separators=(",", ":"))
+        try:
+            write_atomic(self.path, compact)
+        except OSError:
+            with open(self.path, "r+") as handle:
+                handle.write(compact)
+                handle.truncate()

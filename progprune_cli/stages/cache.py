@@ -5,13 +5,12 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from progprune_cli.atomic import replace_atomically, write_atomic
+from progprune_cli.atomic import copy_atomically, write_atomic
 
 
 def cache_key(settings: dict[str, Any]) -> str:
@@ -35,7 +34,8 @@ def cached(cache_dir: Path, key: str) -> Iterator[Path]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def store(source: Path, target: Path, settings: dict[str, Any]) -> None:
+def store(source: Path, target: Path, settings: dict[str, Any] | None) -> None:
     """Copy a finished checkpoint into the cache atomically, with the settings it was made from."""
-    write_atomic(target.with_name("settings.json"), json.dumps(settings, indent=1, sort_keys=True, default=str))
-    replace_atomically(target, lambda tmp: shutil.copyfile(source, tmp))
+    if settings is not None:
+        write_atomic(target.with_name("settings.json"), json.dumps(settings, indent=1, sort_keys=True, default=str))
+    copy_atomically(source, target)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from progprune_cli.optim.losses import build_loss
+from progprune_cli.optim.lr_schedulers import check_lr_scheduler
 from progprune_cli.optim.optimizers import check_optimizer
 from progprune_cli.pruning.strategies import build_strategy
 from progprune_cli.config import RunConfig
@@ -14,6 +16,9 @@ def check_components(cfg: RunConfig, here: bool = True) -> None:
     if here:
         resolve_device(cfg.device)
     check_optimizer(cfg.optimizer)
+    for stage in ("train", "prune", "finetune"):
+        check_lr_scheduler(getattr(cfg, stage).lr_scheduler, f"{stage}.lr_scheduler")
+    build_loss(cfg.train.loss, cfg.train.label_smoothing)
     if cfg.strategy is None:
         return
     build_strategy(cfg.strategy)

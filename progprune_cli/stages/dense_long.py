@@ -2,48 +2,63 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
+import copy
+from typing import Any
 
 import torch
 from torch import nn
 
-from progprune_cli.parts import Parts
+from progprune_cli.config import StageConfig
+from progprune_cli.stages.base import Produced, RunContext, Stage, resume_loop, stage_seed
 from progprune_cli.stages.cache import cache_key, cached, store
-from progprune_cli.stages.io import StageIO
-from progprune_cli.stages.loop import Loop
-from progprune_cli.stages.train import dense_settings, load_model
+from progprune_cli.stages.train import dense_settings
 
 
-def dense_long(parts: Parts, io: StageIO, start_iteration: int, cache_dir: Path | None) -> nn.Module:
+class DenseLong(Stage):
     """Without it "finetuning recovered accuracy" could just mean "trained longer"."""
-    if io.done("dense_long"):
-        return load_model(parts, io, "dense_long")
-    cfg = parts.cfg
-    extra = cfg.prune.epochs + cfg.finetune.epochs
-    settings = {**dense_settings(parts, cfg.train.epochs), "extra_epochs": extra,
-                "batch_size": cfg.finetune.batch_size}
-    if cache_dir is None or not cfg.train.reuse:
-        return _train(parts, io, start_iteration, extra)
-    with cached(cache_dir, cache_key(settings)) as entry:
-        if entry.exists():
-            shutil.copyfile(entry, io.checkpoint("dense_long"))
-            io.write_rows("dense_long", torch.load(entry, weights_only=False)["rows"])
-            io.log(f"dense_long: reused from {entry.parent}")
-            return load_model(parts, io, "dense_long")
-        model = _train(parts, io, start_iteration, extra)
-        store(io.checkpoint("dense_long"), entry, settings)
+
+    name = "dense_long"
+    output = "dense_long"
+
+    def section(self, run: RunContext) -> StageConfig:
+        """prune + finetune epochs at the finetune batch size, with the train stage's lr and schedule."""
+        cfg = run.parts.cfg
+        return StageConfig(epochs=cfg.prune.epochs + cfg.finetune.epochs, batch_size=cfg.finetune.batch_size,
+                           lr=cfg.train.lr, lr_scheduler=cfg.train.lr_scheduler)
+
+    def load(self, run: RunContext, produced: Produced, final: dict[str, Any]) -> nn.Module:
+        return run.model_from(final)
+
+    def run(self, run: RunContext, produced: Produced, progress: dict[str, Any] | None) -> nn.Module:
+        parts, io = run.parts, run.io
+        section = self.section(run)
+        settings = {**dense_settings(parts, parts.cfg.train.epochs), "extra_epochs": section.epochs,
+                    "batch_size": section.batch_size}
+        if run.cache_dir is None or not parts.cfg.train.reuse:
+            return self._train(run, produced, progress)
+        with cached(run.cache_dir, cache_key(settings)) as entry:
+            if entry.exists():
+                io.copy_in(entry, self.output)
+                final = io.load(self.output)
+                io.write_rows("dense_long", final["rows"])
+                io.log(f"dense_long: reused from {entry.parent}")
+                return run.model_from(final)
+            model = self._train(run, produced, progress)
+            store(io.checkpoint(self.output), entry, settings)
+            return model
+
+    def _train(self, run: RunContext, produced: Produced, progress: dict[str, Any] | None) -> nn.Module:
+        io, section = run.io, self.section(run)
+        assert produced.original is not None
+        model = copy.deepcopy(produced.original.model)  # the original stays as it was, for evaluation
+        loop = run.loop("dense_long", model, section,
+                        save=lambda: io.save(self.progress_name(), {"loop": loop.state_dict()}))
+        if progress is None:
+            torch.manual_seed(stage_seed(run.parts.cfg.seed, "dense_long"))
+            io.log(f"dense_long: the dense model trained {section.epochs} more epochs (as long as prune + "
+                   "finetune)")
+        resume_loop(run, loop, progress)
+        loop.run(section.epochs)
+        io.write_rows("dense_long", loop.rows)
+        io.save(self.output, {"model": model.state_dict(), "masks": None, "stage": "dense_long", "rows": loop.rows})
         return model
-
-
-def _train(parts: Parts, io: StageIO, start_iteration: int, epochs: int) -> nn.Module:
-    cfg = parts.cfg
-    model = load_model(parts, io, "original")
-    torch.manual_seed(cfg.seed + 3)
-    loop = Loop(model, parts.data.train, parts.data.val, cfg.optimizer, parts.loss_fn, parts.device,
-                cfg.finetune.batch_size, io, "dense_long", cfg.seed + 3, iteration=start_iteration)
-    io.log(f"dense_long: the dense model trained {epochs} more epochs (as long as prune + finetune)")
-    loop.run(epochs)
-    io.write_rows("dense_long", loop.rows)
-    io.save("dense_long", {"model": model.state_dict(), "masks": None, "stage": "dense_long", "rows": loop.rows})
-    return model

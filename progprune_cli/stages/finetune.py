@@ -2,31 +2,40 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import torch
 from torch import nn
 
-from progprune_cli.parts import Parts
-from progprune_cli.stages.io import StageIO
-from progprune_cli.stages.loop import Loop
-from progprune_cli.stages.train import load_model
+from progprune_cli.stages.base import Produced, RunContext, Stage, resume_loop, stage_seed
 
 
-def finetune(parts: Parts, io: StageIO, start_iteration: int) -> nn.Module:
+class Finetune(Stage):
     """The pruned model trained on with its masks enforced after every step."""
-    if io.done("finetuned"):
-        return load_model(parts, io, "finetuned")
-    cfg = parts.cfg
-    pruned = io.load("pruned")
-    model = load_model(parts, io, "pruned")
-    torch.manual_seed(cfg.seed + 2)
-    loop = Loop(model, parts.data.train, parts.data.val, cfg.optimizer, parts.loss_fn, parts.device,
-                cfg.finetune.batch_size, io, "finetune", cfg.seed + 2, iteration=start_iteration)
-    loop.set_masks(pruned["masks"])
-    loop.target_sparsity = None if pruned["pruning"]["mode"] == "threshold" else pruned["pruning"]["target"]
-    loop.achieved_sparsity = pruned["pruning"]["achieved_sparsity"]
-    io.log(f"finetune: {cfg.finetune.epochs} epochs with the masks fixed")
-    loop.run(cfg.finetune.epochs)
-    io.write_rows("finetune", loop.rows)
-    io.save("finetuned", {"model": model.state_dict(), "masks": pruned["masks"],
-                          "unit_masks": pruned["unit_masks"], "stage": "finetune"})
-    return model
+
+    name = "finetune"
+    output = "finetuned"
+
+    def load(self, run: RunContext, produced: Produced, final: dict[str, Any]) -> nn.Module:
+        return run.model_from(final)
+
+    def run(self, run: RunContext, produced: Produced, progress: dict[str, Any] | None) -> nn.Module:
+        parts, io = run.parts, run.io
+        cfg, pruned = parts.cfg, produced.pruned
+        assert pruned is not None
+        model = copy.deepcopy(pruned.model)  # the pruned model stays as it was, for evaluation
+        loop = run.loop("finetune", model, cfg.finetune,
+                        save=lambda: io.save(self.progress_name(), {"loop": loop.state_dict()}))
+        if progress is None:
+            torch.manual_seed(stage_seed(cfg.seed, "finetune"))
+            loop.set_masks(pruned.masks)
+            loop.target_sparsity = None if pruned.pruning["mode"] == "threshold" else pruned.pruning["target"]
+            loop.achieved_sparsity = pruned.pruning["achieved_sparsity"]
+            io.log(f"finetune: {cfg.finetune.epochs} epochs with the masks fixed")
+        resume_loop(run, loop, progress)
+        loop.run(cfg.finetune.epochs)
+        io.write_rows("finetune", loop.rows)
+        io.save(self.output, {"model": model.state_dict(), "masks": pruned.masks, "unit_masks": pruned.unit_masks,
+                              "stage": "finetune"})
+        return model

@@ -20,7 +20,7 @@ class AccuracyGate:
     reference: float | None = None
 
     def __post_init__(self) -> None:
-        if self.max_drop is not None:
+        if self.max_drop is not None and self.reference is None:
             self.reference = self.accuracy()  # the dense model's, before any pruning step
 
     def accuracy(self) -> float:

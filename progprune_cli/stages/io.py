@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,10 +14,24 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from progprune_cli.atomic import write_atomic
+from progprune_cli.atomic import copy_atomically, write_atomic
+from progprune_cli.errors import UserError
 
 METRIC_COLUMNS = ["stage", "event", "epoch", "iteration", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
                   "target_sparsity", "achieved_sparsity"]
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint or cache entry, read with `weights_only=True`: tensors and plain values only, never code."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on a foreign file's pickle protocol: not for the user
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights only" not in str(error).lower() and "weights_only" not in str(error):
+            raise
+        raise UserError(f"{path}: refused to load: it holds pickled objects that would run code when read, not "
+                        "plain tensors; delete it (or the run folder) if you did not put it there") from None
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -46,14 +62,8 @@ class StageIO:
     def checkpoint(self, name: str) -> Path:
         return self.run_dir / "checkpoints" / f"{name}.pt"
 
-    def done(self, name: str) -> bool:
-        """True (and says so) when an earlier, interrupted attempt in this folder already finished this stage."""
-        if not self.checkpoint(name).exists():
-            return False
-        self.log(f"{name}: checkpoints/{name}.pt exists in this folder; stage skipped (resumed)")
-        return True
-
     def save(self, name: str, state: dict[str, Any]) -> Path:
+        """Write checkpoints/<name>.pt atomically (temp file, fsync, rename): the previous one stays until then."""
         buffer = io.BytesIO()
         torch.save(state, buffer)
         path = self.checkpoint(name)
@@ -61,7 +71,26 @@ class StageIO:
         return path
 
     def load(self, name: str) -> dict[str, Any]:
-        return torch.load(self.checkpoint(name), map_location="cpu", weights_only=False)
+        return load_checkpoint(self.checkpoint(name))
+
+    def try_load(self, name: str) -> dict[str, Any] | None:
+        """The checkpoint, or None when it is missing or unreadable (e.g. truncated by a full disk): a stage is
+        done only when its final checkpoint loads, not when a file exists. A file that would run code is refused."""
+        path = self.checkpoint(name)
+        if not path.exists():
+            return None
+        try:
+            return load_checkpoint(path)
+        except UserError:
+            raise
+        except Exception as error:  # truncated or corrupt: this stage (or step) is simply done again
+            self.log(f"{path.relative_to(self.run_dir)} is unreadable ({type(error).__name__}); not using it")
+            return None
+
+    def copy_in(self, source: Path, name: str) -> None:
+        """Copy a cached checkpoint into this run, atomically, after checking it loads as plain tensors."""
+        load_checkpoint(source)
+        copy_atomically(source, self.checkpoint(name))
 
     def write_rows(self, stage: str, rows: list[dict[str, Any]]) -> None:
         """Replace the stage's rows, then rebuild metrics.csv from every stage's rows (in pipeline order)."""
