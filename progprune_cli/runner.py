@@ -37,13 +37,14 @@ def run(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_d
         parts = build_parts(cfg)
         io = StageIO(run_dir, console)
         results = _stages(parts, io, status, cache_dir)
-        results["run"].update(_run_info(cfg, overrides, run_dir, status.started, time.perf_counter() - started,
-                                        parts))
-        results["config"] = config_dict
+        record = results.with_run(_run_info(cfg, overrides, run_dir, status.started, time.perf_counter() - started,
+                                            parts, results.run.dense_reused_from), config_dict)
+        text = record.dumps()  # strict JSON: a NaN or Infinity fails here, before anything is drawn from it
         status.set("running", "report")
-        _report(results, run_dir, console)
+        _report(record, run_dir, console)
         # Last, so a results.json always means a finished run (a crash before it leaves a resumable folder).
-        write_json(run_dir / "results.json", results)
+        write_atomic(run_dir / "results.json", text)
+        results = record.to_json()  # run() still returns the results.json dict (app.py reads its "status")
     except KeyboardInterrupt:
         status.set("interrupted", error="interrupted by the user (Ctrl-C)")
         raise
@@ -88,11 +89,14 @@ def _stages(parts: Parts, io: StageIO, status: Status, cache_dir: Path | None) -
 
 
 def _run_info(cfg: RunConfig, overrides: list[str], run_dir: Path, started: str, duration: float,
-              parts: Parts) -> dict[str, Any]:
-    return {"id": run_dir.name, "started": started, "finished": dt.datetime.now().isoformat(timespec="seconds"), "duration_s": round(duration, 3),
-            "overrides": overrides, "seed": cfg.seed, "device": str(parts.device), "torch": torch.__version__,
-            "python": platform.python_version(), "threads": cfg.evaluate.threads,
-            "train_threads": torch.get_num_threads(), "git_commit": _git_commit()}
+              parts: Parts, dense_reused_from: str | None) -> RunInfo:
+    from progprune_cli.results.schema import RunInfo
+
+    return RunInfo(id=run_dir.name, started=started, finished=dt.datetime.now().isoformat(timespec="seconds"),
+                   duration_s=round(duration, 3), overrides=tuple(overrides), seed=cfg.seed, device=str(parts.device),
+                   torch=torch.__version__, python=platform.python_version(), threads=cfg.evaluate.threads,
+                   train_threads=torch.get_num_threads(), git_commit=_git_commit(),
+                   dense_reused_from=dense_reused_from)
 
 
 def _git_commit() -> str | None:
@@ -109,8 +113,8 @@ def _git_commit() -> str | None:
         return None
 
 
-def _report(results: dict[str, Any], run_dir: Path, console: Console) -> None:
-    """results.md, the plots and the terminal summary, all drawn from results.json and metrics.csv."""
+def _report(results: Results, run_dir: Path, console: Console) -> None:
+    """results.md, the plots and the terminal summary, all drawn from the results record and metrics.csv."""
     from progprune_cli.report.console import print_summary
     from progprune_cli.report.markdown import render_markdown
     from progprune_cli.report.plots import draw_plots

@@ -1,4 +1,5 @@
-"""Write a fake but schema-complete run folder (docs/run-folder.md) for the readers' tests."""
+"""Write a fake but schema-complete run folder (docs/run-folder.md) for the readers' tests; results.json is
+written through the schema's records, so a fixture cannot drift from what the runner writes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from progprune_cli.results.schema import METRIC_COLUMNS, MODEL_LABELS, Results
 
 
 def model_entry(label: str, acc: float, nonzero: int, median_s: float, total: int = 10858,
@@ -24,8 +27,8 @@ def model_entry(label: str, acc: float, nonzero: int, median_s: float, total: in
         "macs": {"dense": 200000, "effective": int(200000 * nonzero / total),
                  "theoretical_speedup": total / nonzero},
         "latency": {"device": "cpu", "threads": 1, "warmup": 3, "repeats": 10, "eval_batch_size": 256,
-                    "eval_samples": 270, "eval_runtime_s": {"median": median_s, "p10": median_s * 0.9,
-                                                            "p90": median_s * 1.1},
+                    "eval_samples": 270, "latency_batch": 1, "timing": "interleaved",
+                    "eval_runtime_s": {"median": median_s, "p10": median_s * 0.9, "p90": median_s * 1.1},
                     "batch1_ms": {"median": 0.2, "p10": 0.18, "p90": 0.22},
                     "throughput_sps": 270 / median_s, "measured_speedup": 0.01 / median_s},
         "size_bytes": {"dense": 45000, "sparse": 25000, "compacted": None},
@@ -66,7 +69,7 @@ def make_run(path: Path, *, status: str = "complete", overrides: list[str] | Non
          "started": "2026-11-29T20:00:00", "updated": "2026-11-29T20:01:00",
          "error": "boom" if status == "failed" else None}))
     (path / "metrics.csv").write_text(
-        "stage,event,epoch,iteration,lr,train_loss,train_acc,val_loss,val_acc,target_sparsity,achieved_sparsity\n"
+        ",".join(METRIC_COLUMNS) + "\n"
         "train,epoch,0,40,0.001,0.9,0.7,0.5,0.85,,0.0\n"
         "prune,prune,0,40,,,,,,0.25,0.25\n"
         "prune,epoch,0,80,0.001,0.4,0.9,0.3,0.92,0.25,0.25\n"
@@ -79,7 +82,7 @@ def make_run(path: Path, *, status: str = "complete", overrides: list[str] | Non
             "schema_version": 1, "status": "complete",
             "run": {"id": path.name, "started": "2026-11-29T20:00:00", "finished": "2026-11-29T20:01:00",
                     "duration_s": 60.0, "overrides": overrides or [], "seed": cfg["seed"], "device": "cpu",
-                    "torch": "2.14.1", "python": "3.11.7", "threads": 1, "git_commit": None,
+                    "torch": "2.14.1", "python": "3.11.7", "threads": 1, "train_threads": 2, "git_commit": None,
                     "dense_reused_from": None},
             "config": cfg,
             "pruning": {"strategy": cfg["strategy"]["name"], "granularity": "weight", "mode": "sparsity",
@@ -90,13 +93,14 @@ def make_run(path: Path, *, status: str = "complete", overrides: list[str] | Non
                                   {"index": 1, "epoch": 1, "iteration": 80, "target": sparsity,
                                    "achieved": sparsity, "removed": 1000, "layers": {}}]},
             "models": {
-                "original": model_entry("original", 0.96, total, 0.01),
-                "pruned": model_entry("pruned", 0.90, nonzero, 0.01),
-                "finetuned": model_entry("pruned+finetuned", finetuned_acc, nonzero, finetuned_median_s),
-                "dense_long": model_entry("dense (same epochs)", 0.965, total, 0.01),
+                "original": model_entry(MODEL_LABELS["original"], 0.96, total, 0.01),
+                "pruned": model_entry(MODEL_LABELS["pruned"], 0.90, nonzero, 0.01),
+                "finetuned": model_entry(MODEL_LABELS["finetuned"], finetuned_acc, nonzero, finetuned_median_s),
+                "dense_long": model_entry(MODEL_LABELS["dense_long"], 0.965, total, 0.01, mask_only=False),
             },
             "layers": [{"name": "conv1", "type": "Conv2d", "shape": [32, 1, 3, 3], "params": 288,
                         "nonzero": 144, "sparsity": 0.5, "macs_dense": 18432, "macs_effective": 9216}],
         }
-        (path / "results.json").write_text(json.dumps(results, indent=1))
+        # strict: a key the schema does not know is an error here too, so the fixture stays schema-complete.
+        (path / "results.json").write_text(Results.from_json(results, strict=True).dumps())
     return path

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import os
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -248,3 +251,175 @@ def test_module_entry_point_exit_code(tmp_path):
                           capture_output=True, text=True)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == f"progprune compare: error: {tmp_path / 'nope'}: not a run or sweep folder\n"
+
+
+# --- fitting the terminal ------------------------------------------------------------------------------------
+
+def three_datasets(tmp_path: Path) -> list[Path]:
+    """Runs of different datasets and models, in Hydra's runs/DATE/TIME_STRATEGY_ID folders; dataset.limit is
+    null for mnist and cifar10 and missing for digits (its config has no such key)."""
+    root = tmp_path / "runs"
+    digits = make_run(root / "2026-11-29" / "20-00-00_weight_0", overrides=["+strategy=weight"])
+    mnist = make_run(root / "2026-11-30" / "09-12-44_weight_1234", sparsity=0.9, finetuned_acc=0.97,
+                     overrides=["+strategy=weight", "dataset=mnist", "model=mlp"],
+                     config={"dataset": {"name": "mnist", "root": "data/mnist", "val_fraction": 0.1, "limit": None},
+                             "model": {"name": "mlp", "hidden": [128, 64]}})
+    cifar = make_run(root / "2026-11-30" / "10-01-02_channel_7", sparsity=0.7, finetuned_acc=0.81,
+                     overrides=["+strategy=channel", "dataset=cifar10", "model=resnet_tiny"],
+                     config={"dataset": {"name": "cifar10", "root": "data/cifar10", "val_fraction": 0.1,
+                                         "augment": True, "limit": None},
+                             "model": {"name": "resnet_tiny", "width": 16}, "strategy.name": "channel",
+                             "optimizer.lr": 0.01, "train.epochs": 30})
+    return [digits, mnist, cifar]
+
+
+def render(paths: list[Path], width: int, **options: object) -> str:
+    """What a terminal `width` columns wide shows (no colours, so the text can be compared)."""
+    from rich.console import Console
+
+    from progprune_cli.report.compare import compare_table
+    from progprune_cli.report.compare_cli import print_rich
+    from progprune_cli.report.runs import read_run, run_labels
+
+    out = io.StringIO()
+    console = Console(file=out, width=width, force_terminal=True, color_system=None)
+    print_rich(compare_table([read_run(p) for p in paths], run_labels(paths), **options), console)  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+TRANSPOSED_120 = [
+    "one column per run: the 22 columns do not fit in 120",
+    "┏━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━┓",
+    "┃                       ┃ 2026-11-29/       ┃ 2026-11-30/          ┃ 2026-11-30/        ┃",
+    "┃ run                   ┃ 20-00-00_weight_0 ┃ 09-12-44_weight_1234 ┃ 10-01-02_channel_7 ┃",
+    "┡━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━┩",
+    "│ status                │ complete          │ complete             │ complete           │",
+    "│ dataset.name          │ digits            │ mnist                │ cifar10            │",
+    "│ dataset.val_fraction  │              0.15 │                  0.1 │                0.1 │",
+    "│ dataset.test_fraction │              0.15 │                    - │                  - │",
+    "│ model.name            │ two_conv_cnn      │ mlp                  │ resnet_tiny        │",
+    "│ optimizer.lr          │             0.001 │                0.001 │               0.01 │",
+    "│ strategy.name         │ weight            │ weight               │ channel            │",
+    "│ train.epochs          │                10 │                   10 │                 30 │",
+    "│ dataset.root          │ -                 │ data/mnist           │ data/cifar10       │",
+    "│ model.hidden          │ -                 │ [128,64]             │ -                  │",
+    "│ dataset.augment       │ -                 │ -                    │ true               │",
+    "│ model.width           │                 - │                    - │                 16 │",
+    "│ test_acc              │            0.9400 │               0.9600 │             0.8000 │",
+    "│ val_acc               │            0.9500 │               0.9700 │             0.8100 │",
+    "│ test_acc_vs_orig      │           -0.0100 │              +0.0100 │            -0.1500 │",
+    "│ sparsity              │            0.5000 │               0.9000 │             0.7000 │",
+    "│ nonzero               │              5429 │                 1086 │               3257 │",
+    "│ physical              │             10858 │                10858 │              10858 │",
+    "│ theoretical_speedup   │              2.00 │                10.00 │               3.33 │",
+    "│ measured_speedup      │              1.00 │                 1.00 │               1.00 │",
+    "│ runtime_median_s      │              0.01 │                 0.01 │               0.01 │",
+    "└───────────────────────┴───────────────────┴──────────────────────┴────────────────────┘",
+]
+
+
+def header_labels(text: str) -> list[str]:
+    """Each column's header, its lines joined (a run label may go over two lines at its `/`)."""
+    lines = text.splitlines()
+    top = next(i for i, line in enumerate(lines) if line.startswith("┏"))
+    bottom = next(i for i, line in enumerate(lines) if line.startswith("┡"))
+    rows = [[cell.strip() for cell in line.split("┃")[1:-1]] for line in lines[top + 1:bottom]]
+    return ["".join(parts) for parts in zip(*rows)]
+
+
+def assert_readable(text: str, width: int) -> None:
+    from rich.cells import cell_len
+
+    assert "…" not in text
+    assert all(cell_len(line) <= width for line in text.splitlines())
+
+
+def test_runs_of_different_datasets_fit_a_120_column_terminal(tmp_path, capsys):
+    paths = three_datasets(tmp_path)
+    text = render(paths, 120)
+    assert text.splitlines() == TRANSPOSED_120
+    assert_readable(text, 120)
+    differing = [c for c in rows_json(capsys, *paths)[0] if c != "run"]
+    keys = [line.split("│")[1].strip() for line in text.splitlines() if line.startswith("│")]
+    assert keys == differing  # every differing key, whole, in the key column
+    assert header_labels(text) == ["run", "2026-11-29/20-00-00_weight_0", "2026-11-30/09-12-44_weight_1234",
+                                   "2026-11-30/10-01-02_channel_7"]
+
+
+def test_compare_command_in_a_120_column_terminal(tmp_path):
+    paths = three_datasets(tmp_path)
+    env = {**os.environ, "COLUMNS": "120", "TTY_COMPATIBLE": "1"}  # rich: a terminal, 120 columns wide
+    done = subprocess.run([sys.executable, "-m", "progprune_cli.report.compare_cli", *map(str, paths)],
+                          capture_output=True, text=True, env=env, check=True)
+    assert ANSI.sub("", done.stdout).splitlines() == TRANSPOSED_120
+
+
+def test_a_key_missing_in_one_run_and_null_in_another_is_no_difference(tmp_path, capsys):
+    digits, mnist, cifar = three_datasets(tmp_path)
+    assert "dataset.limit" not in rows_json(capsys, digits, mnist, cifar)[0]
+    assert rows_json(capsys, digits, mnist, cifar, "--all-params")[0]["dataset.limit"] is None
+    code, out, _ = run(capsys, digits, mnist, "--diff", "--md")
+    assert code == 0 and "dataset.limit" not in out
+    assert "| config | dataset.root | - | data/mnist | - |" in out.splitlines()
+
+
+def test_a_table_that_fits_is_shown_as_it_is(tmp_path):
+    text = render(list(two_runs(tmp_path)), 200)
+    assert text.splitlines()[1].split("┃")[1:5] == [" run ", " status   ", " strategy.sparsity ", " test_acc "]
+    assert_readable(text, 200)
+
+
+def test_many_runs_go_in_parts_and_a_long_error_wraps(tmp_path):
+    root = tmp_path / "sweep"
+    paths = [make_run(root / str(i), overrides=[f"seed={i}"], config={"seed": i}) for i in range(7)]
+    error = "RuntimeError: CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 79.15 GiB total capacity)"
+    (paths[3] / "status.json").write_text(json.dumps({"status": "failed", "stage": "prune", "error": error}))
+    (paths[3] / "results.json").unlink()
+    text = render(paths, 80)
+    assert_readable(text, 80)
+    lines = text.splitlines()
+    # Run 3's column is as wide as ERROR_WIDTH, so fewer runs fit beside it.
+    starts = [i for i, line in enumerate(lines) if line.startswith("run")]
+    assert [lines[i].rstrip() for i in starts] == ["runs 1–3 of 7", "runs 4–5 of 7", "runs 6–7 of 7"]
+    assert [header_labels("\n".join(lines[i:])) for i in starts] == [
+        ["run", "0", "1", "2"], ["run", "3", "4"], ["run", "5", "6"]]
+    part = lines[starts[1]:starts[2]]
+    wrapped = [line.split("│")[2].strip() for line in part if line.startswith("│")
+               and line.split("│")[1].strip() in ("error", "")]
+    assert " ".join(wrapped) == error  # the whole message, over lines, in run 3's column
+
+
+def test_diff_too_wide_for_the_terminal_wraps_its_cells(tmp_path):
+    a, b = two_runs(tmp_path)
+    from rich.console import Console
+
+    from progprune_cli.report.compare import diff_table
+    from progprune_cli.report.compare_cli import print_rich
+    from progprune_cli.report.runs import read_run
+
+    out = io.StringIO()
+    print_rich(diff_table(read_run(a), read_run(b), "a", "b"),
+               Console(file=out, width=60, force_terminal=True, color_system=None))
+    assert_readable(out.getvalue(), 60)
+    config = [line for line in out.getvalue().splitlines() if line.startswith("│ config")]
+    assert len(config) == 1 and "0.5000" in config[0] and "0.9000" in config[0]  # values whole, keys wrap
+
+
+def test_a_results_json_of_another_schema_shows_its_status_not_a_traceback(tmp_path, capsys):
+    a, b = two_runs(tmp_path)
+    (a / "results.json").write_text(json.dumps({"schema_version": 2, "models": {}}))
+    doc = json.loads((b / "results.json").read_text())
+    doc["models"]["finetuned"]["params"]["nonzero"] = "many"
+    (b / "results.json").write_text(json.dumps(doc))
+    rows = rows_json(capsys, a, b)
+    assert [(r["run"], r["status"], r["error"], r["test_acc"]) for r in rows] == [
+        ("a", "corrupt", "results.json: schema_version 2, this progprune reads 1", None),
+        ("b", "corrupt", "results.json: models.finetuned.params.nonzero: expected an integer, found a string 'many'",
+         None)]
+
+
+def test_no_run_left_after_where_still_prints_the_header_in_a_narrow_terminal(tmp_path):
+    text = render(three_datasets(tmp_path), 60, where=["sparsity>0.95"])
+    assert_readable(text, 60)
+    assert text.startswith("┏") and "│" not in text  # headers only (wrapped), no rows

@@ -22,13 +22,18 @@ from progprune_cli.report.console import print_summary  # noqa: E402
 from progprune_cli.report.markdown import render_markdown  # noqa: E402
 from progprune_cli.report.plots import draw_plots  # noqa: E402
 from progprune_cli.report.report_cli import main  # noqa: E402
+from progprune_cli.results.schema import Results  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MASK = "mask-only: no kernel uses the zeros"
 
 
-def load(run: Path) -> dict[str, Any]:
+def raw(run: Path) -> dict[str, Any]:
     return json.loads((run / "results.json").read_text())
+
+
+def load(run: Path) -> Results:
+    return Results.from_json(raw(run))
 
 
 def rewrite(run: Path, results: dict[str, Any]) -> None:
@@ -44,7 +49,7 @@ def run(tmp_path: Path) -> Path:
 def dense(tmp_path: Path) -> Path:
     """A dense run: no strategy, so the runner writes only the original model and no pruning record."""
     path = make_run(tmp_path / "20-00-00_dense_0")
-    results = load(path)
+    results = raw(path)
     results["pruning"] = None
     results["models"] = {"original": results["models"]["original"]}
     rewrite(path, results)
@@ -80,9 +85,10 @@ def test_params_rows(run: Path) -> None:
 
 
 def test_layers_and_steps(run: Path) -> None:
-    results = load(run)
-    results["pruning"]["steps"][1]["removed"] = 0
-    results["pruning"]["notes"] = ["fc: capped at 1 kept weight (zero-width guard)"]
+    doc = raw(run)
+    doc["pruning"]["steps"][1]["removed"] = 0
+    doc["pruning"]["notes"] = ["fc: capped at 1 kept weight (zero-width guard)"]
+    results = Results.from_json(doc)
     assert tables.layers_table(results).rows == [
         ["conv1", "Conv2d", "32×1×3×3", "288", "144", "50.0%", "18,432", "9,216"]]
     steps = tables.steps_table(results)
@@ -92,12 +98,13 @@ def test_layers_and_steps(run: Path) -> None:
 
 
 def test_extra_models_follow_the_contract_order(run: Path) -> None:
-    results = load(run)
-    models = results["models"]
-    results["models"] = {"dense_long": models["dense_long"], "original": models["original"],
-                         "sparse_kernels": model_entry("x", 0.94, 5429, 0.009),
-                         "compacted": model_entry("y", 0.94, 5429, 0.005, physical=6000, mask_only=False),
-                         "finetuned": models["finetuned"], "pruned": models["pruned"]}
+    doc = raw(run)
+    models = doc["models"]
+    doc["models"] = {"dense_long": models["dense_long"], "original": models["original"],
+                     "sparse_kernels": model_entry("x", 0.94, 5429, 0.009),
+                     "compacted": model_entry("y", 0.94, 5429, 0.005, physical=6000, mask_only=False),
+                     "finetuned": models["finetuned"], "pruned": models["pruned"]}
+    results = Results.from_json(doc)
     table = tables.params_table(results)
     assert [r[0] for r in table.rows] == ["original", "pruned", "pruned+finetuned", "compacted",
                                           "sparse kernels", "dense, same epochs"]
@@ -192,7 +199,9 @@ def test_report_cli_bad_folders(tmp_path: Path, capsys: pytest.CaptureFixture[st
     wrong_type = {"schema_version": 1, "models": {"original": {"accuracy": {"test": "high"}}}}
     (corrupt / "results.json").write_text(json.dumps(wrong_type))
     assert main([str(corrupt)]) == 2
-    assert "does not match schema_version 1" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"progprune report: error: {corrupt / 'results.json'}: does not match "
+                                       "schema_version 1 (models.original.accuracy.test: expected a number, "
+                                       "found a string 'high')\n")
     (corrupt / "results.json").write_text(json.dumps({"schema_version": 2}))
     assert main([str(corrupt)]) == 2
     assert capsys.readouterr().err == (f"progprune report: error: {corrupt / 'results.json'}: schema_version 2, "
@@ -212,3 +221,25 @@ def test_report_cli_imports_without_torch() -> None:
     code = ("import sys, progprune_cli.report.report_cli; "
             "assert 'torch' not in sys.modules; assert 'matplotlib' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_older_or_partial_file_shows_what_it_has(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = raw(run)
+    del doc["run"]["train_threads"], doc["layers"]
+    del doc["models"]["pruned"]["latency"], doc["models"]["pruned"]["size_bytes"]
+    for model in doc["models"].values():
+        model.get("latency", {}).pop("timing", None)
+    rewrite(run, doc)
+    results = load(run)
+    assert tables.speed_table(results).rows[1] == ["pruned", "—", "—", "—", "—", "2.00×", MASK]
+    assert tables.params_table(results).rows[1][-1] == "— / — / —"
+    assert tables.layers_table(results) is None
+    assert main([str(run), "--md"]) == 0
+    assert "| pruned | 10,858 | 5,429 | 10,858 | 50.0% | 2.00× | — / — / — |" in capsys.readouterr().out
+
+
+def test_an_unknown_model_shows_under_its_own_label_after_the_known_ones(run: Path) -> None:
+    doc = raw(run)
+    doc["models"] = {"quantized": model_entry("int8", 0.93, 5429, 0.004), **doc["models"]}
+    rows = tables.accuracy_table(Results.from_json(doc)).rows
+    assert [r[0] for r in rows] == ["original", "pruned", "pruned+finetuned", "dense, same epochs", "int8"]

@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 
 from progprune_cli.errors import UserError
 from progprune_cli.report.runs import RunRecord
+from progprune_cli.results.schema import DEPLOYED_MODELS
 
 FIXED = ("run", "status")
 HEADLINE = ("test_acc", "val_acc", "test_acc_vs_orig", "sparsity", "nonzero", "physical",
@@ -26,7 +27,6 @@ _WHERE = re.compile(r"^\s*([^\s<>=!]+)\s*(>=|<=|==|!=|>|<)\s*(\S.*?)\s*$")
 _WHERE_HELP = "expected KEY OP VALUE with OP one of > >= < <= == != (e.g. 'sparsity>0.8')"
 # Timestamps always differ between two runs; showing them in --diff would only hide the real differences.
 _DIFF_SKIP = {"run.id", "run.started", "run.finished"}
-_MISSING = "\0missing"  # a key absent from one config differs from the same key set to null
 
 
 @dataclass
@@ -42,36 +42,32 @@ class Table:
         return format_cell(key, row.get(column), signed=True if column == "delta" else None)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _sub(a: Any, b: Any) -> float | int | None:
     # Rounded so 0.94 - 0.95 prints and serialises as -0.01, not -0.010000000000000009.
-    return round(a - b, 10) if _is_number(a) and _is_number(b) else None
+    return round(a - b, 10) if is_number(a) and is_number(b) else None
 
 
 def headline(record: RunRecord) -> dict[str, Any]:
     """The final model's figures (finetuned, else pruned, else original); latency and physical size are
     taken from the deployed model (compacted or sparse_kernels when present), where pruning pays off."""
-    figures = record.results
-    models = {key.split(".", 2)[1] for key in figures if key.startswith("models.")}
-    final = next((m for m in ("finetuned", "pruned", "original") if m in models), None)
-    if final is None:
+    doc = record.document
+    final = doc.final_model() if doc is not None else None
+    if doc is None or final is None:
         return {}
-    deployed = next(m for m in ("compacted", "sparse_kernels", final) if m in models)
-
-    def get(model: str, path: str) -> Any:
-        return figures.get(f"models.{model}.{path}")
-
-    row = {"test_acc": get(final, "accuracy.test"), "val_acc": get(final, "accuracy.val"),
-           "sparsity": get(final, "params.sparsity"), "nonzero": get(final, "params.nonzero"),
-           "physical": get(deployed, "params.physical"), "macs_effective": get(final, "macs.effective"),
-           "theoretical_speedup": get(final, "macs.theoretical_speedup"),
-           "measured_speedup": get(deployed, "latency.measured_speedup"),
-           "runtime_median_s": get(deployed, "latency.eval_runtime_s.median")}
-    row["test_acc_vs_orig"] = _sub(row["test_acc"], get("original", "accuracy.test"))
-    row["test_acc_vs_long"] = _sub(row["test_acc"], get("dense_long", "accuracy.test"))
+    models = doc.models
+    fin = models[final]
+    deployed = models[next(m for m in (*DEPLOYED_MODELS, final) if m in models)]
+    row = {"test_acc": fin.accuracy.test, "val_acc": fin.accuracy.val, "sparsity": fin.params.sparsity,
+           "nonzero": fin.params.nonzero, "physical": deployed.params.physical, "macs_effective": fin.macs.effective,
+           "theoretical_speedup": fin.macs.theoretical_speedup,
+           "measured_speedup": deployed.latency.measured_speedup,
+           "runtime_median_s": deployed.latency.eval_runtime_s.median}
+    for suffix, other in (("orig", "original"), ("long", "dense_long")):
+        row[f"test_acc_vs_{suffix}"] = _sub(row["test_acc"], models[other].accuracy.test if other in models else None)
     return {key: value for key, value in row.items() if value is not None}
 
 
@@ -80,12 +76,14 @@ def _hashable(value: Any) -> str:
 
 
 def config_columns(records: list[RunRecord], all_params: bool = False) -> list[str]:
-    """Config keys whose value differs between the runs that have a config (all keys with all_params)."""
+    """Config keys whose value differs between the runs that have a config (all keys with all_params). A key
+    missing from one config and null in another is unset in both: not a difference (dataset.limit exists only for
+    some datasets)."""
     configs = [r.config for r in records if r.config]
     keys = list(dict.fromkeys(key for config in configs for key in config))
     if all_params:
         return keys
-    return [k for k in keys if len({_hashable(c.get(k, _MISSING)) for c in configs}) > 1]
+    return [k for k in keys if len({_hashable(c.get(k)) for c in configs}) > 1]
 
 
 def build_row(record: RunRecord, label: str, base: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -95,7 +93,7 @@ def build_row(record: RunRecord, label: str, base: dict[str, Any] | None = None)
         for key in BASE_DIFFS:
             row[f"{key}_vs_base"] = _sub(row.get(key), base.get(key))
         mine, theirs = row.get("runtime_median_s"), base.get("runtime_median_s")
-        if _is_number(mine) and _is_number(theirs) and mine > 0:
+        if is_number(mine) and is_number(theirs) and mine > 0:
             row["speedup_vs_base"] = round(theirs / mine, 10)
     if record.error:
         row["error"] = record.error
@@ -134,7 +132,7 @@ def matches(row: dict[str, Any], cond: Condition) -> bool:
         return False
     if isinstance(cell, bool) or isinstance(cond.value, bool):
         return cell is cond.value if cond.op == "==" else cond.op == "!=" and cell is not cond.value
-    if _is_number(cell) and _is_number(cond.value):
+    if is_number(cell) and is_number(cond.value):
         return OPS[cond.op](cell, cond.value)
     if isinstance(cell, str):
         return OPS[cond.op](cell, cond.text)
@@ -149,7 +147,7 @@ def sort_rows(rows: list[dict[str, Any]], spec: str, known: list[str]) -> list[d
                         "(or a dotted config key)")
     present = [row for row in rows if row.get(key) is not None]
     # Numbers before text, so a column mixing both still sorts instead of raising TypeError.
-    present.sort(key=lambda row: (0, row[key], "") if _is_number(row[key]) else (1, 0, str(row[key])),
+    present.sort(key=lambda row: (0, row[key], "") if is_number(row[key]) else (1, 0, str(row[key])),
                  reverse=spec.startswith("-"))
     return present + [row for row in rows if row.get(key) is None]
 
@@ -182,7 +180,7 @@ def diff_table(a: RunRecord, b: RunRecord, label_a: str, label_b: str) -> Table:
         rows.append({"section": section, "key": key, label_a: va, label_b: vb, "delta": _sub(vb, va)})
 
     for key in dict.fromkeys([*a.config, *b.config]):
-        if _hashable(a.config.get(key, _MISSING)) != _hashable(b.config.get(key, _MISSING)):
+        if _hashable(a.config.get(key)) != _hashable(b.config.get(key)):  # missing and null: both unset
             add("config", key, a.config.get(key), b.config.get(key))
     ha, hb = headline(a), headline(b)
     for key in HEADLINE:
@@ -222,7 +220,7 @@ def format_cell(key: str, value: Any, signed: bool | None = None) -> str:
 
 def to_markdown(table: Table) -> str:
     """GitHub markdown; numeric columns right-aligned."""
-    numeric = [table.key_column is None and all(_is_number(r[c]) for r in table.rows if r.get(c) is not None)
+    numeric = [table.key_column is None and all(is_number(r[c]) for r in table.rows if r.get(c) is not None)
                for c in table.columns]
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
     for row in table.rows:

@@ -6,17 +6,22 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from progprune_cli.errors import UserError
 from progprune_cli.report.compare import Table, compare_table, diff_table, headline, to_csv, to_markdown
 from progprune_cli.report.runs import RunRecord, find_runs, is_run_dir, is_sweep_dir, read_run, run_labels
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 PROG = "progprune compare"
 _EPILOG = ("Figures are those of the final model (finetuned, else original): test_acc_vs_orig = its test accuracy "
            "minus the dense original's; theoretical_speedup = dense / effective MACs (theoretical); physical, "
            "measured_speedup and runtime_median_s (eval runtime median, measured) come from the compacted or "
-           "sparse_kernels model when the run has one. Runs without results show their status and error.")
+           "sparse_kernels model when the run has one. Runs without results show their status and error. A terminal "
+           "too narrow for one row per run gets one column per run instead (in parts when needed); piped output, "
+           "--md, --csv and --json always keep one row per run.")
 _STATUS_STYLE = {"complete": "green", "running": "yellow", "failed": "red", "interrupted": "magenta"}
 
 
@@ -109,30 +114,39 @@ def to_json(table: Table) -> str:
     return json.dumps([{c: row.get(c) for c in table.columns} for row in table.rows], indent=1) + "\n"
 
 
-def print_rich(table: Table) -> None:
-    from rich.cells import cell_len
+def print_rich(table: Table, console: Console | None = None) -> None:
+    """A terminal gets the table as it is when it fits, else transposed (one column per run, in as many parts as
+    it needs) so that no cell is cut to `…`; piped output gets it whole at full width, never folded."""
     from rich.console import Console
     from rich.table import Table as RichTable
     from rich.text import Text
 
-    cells = [[table.text(row, c) for c in table.columns] for row in table.rows]
-    widths = [max([cell_len(c)] + [cell_len(r[i]) for r in cells]) for i, c in enumerate(table.columns)]
-    needed = sum(widths) + 3 * len(widths) + 1  # each cell's padding and border, plus the last border
-    console = Console()
-    # Piped output is never folded into 80 columns; fixed widths also spare rich measuring every cell again.
-    fixed = not console.is_terminal or needed <= console.width
-    console = console if console.is_terminal else Console(width=needed)
-    view = RichTable(header_style="bold")
-    for i, column in enumerate(table.columns):
-        numeric = table.key_column is None and all(
-            isinstance(row.get(column), (int, float)) for row in table.rows if row.get(column) is not None)
-        view.add_column(column, justify="right" if numeric else "left", width=widths[i] if fixed else None)
-    status_at = table.columns.index("status") if "status" in table.columns else -1
-    for row, texts in zip(table.rows, cells):
-        # Text, not str: config values like [0.1,0.2] must not be read as rich markup.
-        view.add_row(*(Text(t, style=_STATUS_STYLE.get(t, "") if i == status_at else "")
-                       for i, t in enumerate(texts)))
-    console.print(view)
+    from progprune_cli.report.fit import fit, width_of
+
+    console = console or Console()
+    grids = fit(table, console.width if console.is_terminal else None)
+    if not console.is_terminal:
+        assert grids[0].widths is not None
+        # Fixed widths also spare rich measuring every cell again (a sweep may hold hundreds of runs).
+        console = Console(file=console.file, width=width_of(grids[0].widths))
+    if grids[0].transposed:
+        console.print(Text(f"one column per run: the {len(table.columns)} columns do not fit in {console.width}",
+                           style="dim"))
+    for grid in grids:
+        view = RichTable(header_style="bold", title=grid.title, title_justify="left")
+        for i, header in enumerate(grid.headers):
+            right = bool(grid.rows) and all(flags[i] for flags in grid.right)  # a numeric column: header too
+            # fold, not ellipsis: a cell too long for its column wraps onto more lines instead of becoming `…`.
+            view.add_column(Text(header), justify="right" if right else "left", overflow="fold",
+                            width=grid.widths[i] if grid.widths else None,
+                            min_width=grid.min_widths[i] if grid.min_widths else None)
+        for r, texts in enumerate(grid.rows):
+            # Text, not str: config values like [0.1,0.2] must not be read as rich markup.
+            view.add_row(*(Text(t, justify="right" if grid.right[r][c] else "left",
+                                style=_STATUS_STYLE.get(t, "") if r == grid.status_row or c == grid.status_column
+                                else "")
+                           for c, t in enumerate(texts)))
+        console.print(view)
 
 
 def main(argv: list[str] | None = None) -> int:

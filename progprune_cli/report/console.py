@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import Console
 from rich.table import Table as RichTable
 from rich.text import Text
@@ -11,6 +9,7 @@ from rich.text import Text
 from progprune_cli.report.markdown import run_lines
 from progprune_cli.report.tables import Table, accuracy_table, answers, layers_table, params_table
 from progprune_cli.report.tables import speed_table, steps_table
+from progprune_cli.results.schema import Results
 
 
 def rich_table(table: Table) -> RichTable:
@@ -25,9 +24,9 @@ def rich_table(table: Table) -> RichTable:
     return out
 
 
-def print_summary(results: dict[str, Any], console: Console, verbose: bool = False) -> None:
+def print_summary(results: Results, console: Console, verbose: bool = False) -> None:
     """Accuracy, speed and parameters always; per-layer and every pruning step only when verbose."""
-    run_id = (results.get("run") or {}).get("id", "?")
+    run_id = results.run.id or "?"
     console.print(Text(f"progprune run {run_id}", style="bold"))
     for line in run_lines(results):
         console.print(Text(line))

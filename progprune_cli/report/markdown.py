@@ -3,29 +3,28 @@
 from __future__ import annotations
 
 from pathlib import PurePosixPath
-from typing import Any
 
 from progprune_cli.report.tables import Table, all_tables, answers, dig, num, pct
+from progprune_cli.results.schema import Results
 
 
-def run_lines(results: dict[str, Any]) -> list[str]:
+def run_lines(results: Results) -> list[str]:
     """Plain-text lines saying what was run; the rich console prints the same lines."""
-    pruning, run, cfg = results.get("pruning"), results.get("run") or {}, results.get("config") or {}
-    if pruning:
-        target = (pct(pruning.get("target")) + " sparsity" if pruning.get("mode", "sparsity") == "sparsity"
-                  else f"|w| < {num(pruning.get('target'))}")
-        what = (f"strategy {pruning.get('strategy')} ({pruning.get('granularity')} granularity, "
-                f"{pruning.get('scope')} scope) · schedule {pruning.get('schedule')} · target {target}, "
-                f"achieved {pct(pruning.get('achieved_sparsity'))}")
+    pruning, run, cfg = results.pruning, results.run, results.config
+    if pruning is not None:
+        target = (pct(pruning.target) + " sparsity" if (pruning.mode or "sparsity") == "sparsity"
+                  else f"|w| < {num(pruning.target)}")
+        what = (f"strategy {pruning.strategy} ({pruning.granularity} granularity, {pruning.scope} scope) · "
+                f"schedule {pruning.schedule} · target {target}, achieved {pct(pruning.achieved_sparsity)}")
     else:
         what = "strategy: none (dense baseline)"
-    where = (f"dataset {dig(cfg, 'dataset', 'name')} · model {dig(cfg, 'model', 'name')} · seed {run.get('seed')} · "
-             f"device {run.get('device')} · torch {run.get('torch')} · {num(run.get('duration_s'))} s")
+    where = (f"dataset {dig(cfg, 'dataset', 'name')} · model {dig(cfg, 'model', 'name')} · seed {run.seed} · "
+             f"device {run.device} · torch {run.torch} · {num(run.duration_s)} s")
     lines = [what, where]
-    if run.get("overrides"):
-        lines.append("overrides: " + " ".join(str(o) for o in run["overrides"]))
-    if run.get("dense_reused_from"):
-        lines.append(f"dense model reused from {run['dense_reused_from']}")
+    if run.overrides:
+        lines.append("overrides: " + " ".join(run.overrides))
+    if run.dense_reused_from:
+        lines.append(f"dense model reused from {run.dense_reused_from}")
     return lines
 
 
@@ -43,9 +42,9 @@ def table_markdown(table: Table) -> list[str]:
     return lines + [""]
 
 
-def render_markdown(results: dict[str, Any], plots: list[str]) -> str:
+def render_markdown(results: Results, plots: list[str]) -> str:
     """The whole results.md; `plots` are paths relative to the run folder, where results.md lives."""
-    run_id = dig(results, "run", "id") or "?"
+    run_id = results.run.id or "?"
     lines = [f"# progprune run {run_id}", ""] + [f"{line}  " for line in run_lines(results)] + [""]
     lines += ["## Answers", ""] + [f"- {cell(a)}" for a in answers(results)] + [""]
     for table in all_tables(results):

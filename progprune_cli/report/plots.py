@@ -15,9 +15,11 @@ import matplotlib.pyplot as plt  # noqa: E402  (must follow the backend choice)
 from matplotlib.figure import Figure  # noqa: E402
 
 from progprune_cli.atomic import replace_atomically  # noqa: E402
+from progprune_cli.results.schema import TRAINING_STAGES, Results  # noqa: E402
 
-STAGES = ("train", "prune", "finetune")
-SHADES = {"train": "#dbe9f6", "prune": "#fbe3d6", "finetune": "#e2f0d9"}
+# The stages of the pruned model's story, shaded in turn; dense_long is a separate line over them.
+STAGES = tuple(s for s in TRAINING_STAGES if s != "dense_long")
+SHADES = dict(zip(STAGES, ("#dbe9f6", "#fbe3d6", "#e2f0d9")))
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -88,36 +90,36 @@ def draw_progress(rows: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
-def draw_layer_sparsity(results: dict[str, Any], path: Path) -> bool:
-    layers = results.get("layers") or []
+def draw_layer_sparsity(results: Results, path: Path) -> bool:
+    layers = results.layers
     if not layers:
         return False
-    names = [str(layer.get("name")) for layer in layers]
-    values = [100 * float(layer.get("sparsity") or 0.0) for layer in layers]
+    names = [str(layer.name) for layer in layers]
+    values = [100 * float(layer.sparsity or 0.0) for layer in layers]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(layers) + 2), 4))
     bars = ax.bar(range(len(names)), values, color="tab:orange")
     ax.bar_label(bars, fmt="%.1f", fontsize="small")
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    pruning = results.get("pruning") or {}
-    if pruning.get("mode") == "sparsity" and pruning.get("target") is not None:
-        ax.axhline(100 * pruning["target"], ls="--", color="tab:red", label="target sparsity")
+    pruning = results.pruning
+    if pruning is not None and pruning.mode == "sparsity" and pruning.target is not None:
+        ax.axhline(100 * pruning.target, ls="--", color="tab:red", label="target sparsity")
         ax.legend(loc="upper right", fontsize="small")
     ax.set(ylabel="sparsity (%)", ylim=(0, 105), title="per-layer sparsity")
     save(fig, path)
     return True
 
 
-def read_results(path: Path) -> dict[str, Any]:
+def read_results(path: Path) -> Results:
+    """results.json as a record; an empty one when it is missing, unreadable or of another schema (no plot)."""
     try:
-        results = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}  # no or unreadable results.json: nothing to draw
-    return results if isinstance(results, dict) else {}
+        return Results.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):  # SchemaError and JSONDecodeError are ValueErrors
+        return Results()
 
 
-def draw_plots(run_dir: Path, results: dict[str, Any] | None = None) -> list[str]:
+def draw_plots(run_dir: Path, results: Results | None = None) -> list[str]:
     """Write plots/progress.png and plots/layer_sparsity.png where their data exists; return their relative paths.
-    `results`: the results dict when the caller has it (the runner draws before it writes results.json)."""
+    `results`: the record when the caller has it (the runner draws before it writes results.json)."""
     out = Path(run_dir) / "plots"
     results = read_results(Path(run_dir) / "results.json") if results is None else results
     drawn = []

@@ -13,9 +13,9 @@ from rich.console import Console
 from progprune_cli.errors import UserError
 from progprune_cli.report.console import print_summary
 from progprune_cli.report.markdown import render_markdown
+from progprune_cli.results.schema import SCHEMA_VERSION, Results, SchemaError, UnknownVersion
 
 PROG = "progprune report"
-SCHEMA_VERSION = 1
 
 
 def parser() -> argparse.ArgumentParser:
@@ -66,20 +66,19 @@ def show(shown: str, md: bool, verbose: bool) -> int:
     if not results_path.is_file():
         print(status_line(shown, read_json(status_path)))
         return 1
-    results = read_json(results_path)
-    if results.get("schema_version") != SCHEMA_VERSION:
-        raise UserError(f"{results_path}: schema_version {results.get('schema_version')!r}, "
-                        f"this progprune reads {SCHEMA_VERSION}")
     try:
-        if md:
-            sys.stdout.write(render_markdown(results, plot_paths(run_dir)))
-        else:
-            console = Console()
-            # Piped output: wide tables rather than cells wrapped at rich's 80-column default.
-            print_summary(results, console if console.is_terminal else Console(width=150), verbose=verbose)
-    except (TypeError, ValueError, AttributeError) as err:
-        # Rendering is pure formatting, so these only come from a value of the wrong type in the file.
+        results = Results.from_json(read_json(results_path))
+    except UnknownVersion as err:
+        raise UserError(f"{results_path}: {err}") from None
+    except SchemaError as err:
         raise UserError(f"{results_path}: does not match schema_version {SCHEMA_VERSION} ({err})") from None
+    # Every value has its schema type by now, so rendering (pure formatting) needs no guard of its own.
+    if md:
+        sys.stdout.write(render_markdown(results, plot_paths(run_dir)))
+    else:
+        console = Console()
+        # Piped output: wide tables rather than cells wrapped at rich's 80-column default.
+        print_summary(results, console if console.is_terminal else Console(width=150), verbose=verbose)
     return 0
 
 

@@ -13,19 +13,20 @@ from typing import Any
 import yaml
 
 from progprune_cli.errors import UserError
+from progprune_cli.results.schema import STATUSES, Results, SchemaError
 
 # The C loader is ~10x faster; it matters when a sweep holds hundreds of runs.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Files only a run folder holds; any one of them is enough, so a half-written run is still found.
 _RUN_MARKERS = ("status.json", "results.json", ".hydra", "metrics.csv")
-# status.json values (docs/run-folder.md). A reader adds three when files are broken: "incomplete" (says complete,
-# no results.json), "corrupt" (results.json unreadable) and "unknown" (no readable status.json or results.json).
-STATUSES = ("complete", "running", "failed", "interrupted")
+# Besides status.json's STATUSES a reader shows three when files are broken: "incomplete" (says complete, no
+# results.json), "corrupt" (results.json unreadable or not this schema) and "unknown" (neither file readable).
 
 
 @dataclass
 class RunRecord:
-    """What a reader knows about one run folder; figures are empty when results.json is missing or broken."""
+    """What a reader knows about one run folder; `document` is None and `results` (its figures, flattened to
+    dotted keys for --diff) empty when results.json is missing or broken."""
 
     path: Path
     status: str
@@ -33,6 +34,7 @@ class RunRecord:
     config: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    document: Results | None = None
 
 
 def is_run_dir(path: Path) -> bool:
@@ -135,13 +137,24 @@ def _read_yaml(path: Path, problems: list[str]) -> Any:
     return None
 
 
-def _status(status_doc: dict[str, Any] | None, results: dict[str, Any] | None,
+def _read_results(path: Path, problems: list[str]) -> Results | None:
+    doc = _read_json(path, problems)
+    if doc is None:
+        return None
+    try:
+        return Results.from_json(doc)
+    except SchemaError as exc:
+        problems.append(f"{path.name}: {exc}")
+        return None
+
+
+def _status(status_doc: dict[str, Any] | None, results: Results | None,
             results_exists: bool, problems: list[str]) -> str:
     status = (status_doc or {}).get("status")
     if status not in STATUSES:
         if status_doc is not None:
             problems.append(f"status.json: unknown status {status!r}")
-        status = (results or {}).get("status") if results else None
+        status = results.status if results is not None else None
         status = status if status in STATUSES else "unknown"
     if status == "complete" and results is None:
         # Says complete but the figures cannot be read: show that, not a row of dashes labelled complete.
@@ -151,10 +164,10 @@ def _status(status_doc: dict[str, Any] | None, results: dict[str, Any] | None,
     return status
 
 
-def _read_hydra(hydra: Path, results: dict[str, Any] | None,
+def _read_hydra(hydra: Path, results: Results | None,
                 problems: list[str]) -> tuple[dict[str, Any], list[str]]:
     # results.json holds the resolved config; .hydra/config.yaml may still hold ${...} interpolations.
-    config = (results or {}).get("config")
+    config: Any = results.config if results is not None and results.config else None
     overrides = None
     if hydra.is_dir():
         if not isinstance(config, dict):
@@ -163,7 +176,7 @@ def _read_hydra(hydra: Path, results: dict[str, Any] | None,
     elif results is None:
         problems.append(".hydra missing")
     if not isinstance(overrides, list):
-        overrides = ((results or {}).get("run") or {}).get("overrides") or []
+        overrides = list(results.run.overrides) if results is not None else []
     return (flatten(config) if isinstance(config, dict) else {}), [str(o) for o in overrides]
 
 
@@ -173,16 +186,17 @@ def read_run(path: Path) -> RunRecord:
     status_doc = _read_json(path / "status.json", problems)
     if status_doc is None and not (path / "status.json").exists():
         problems.append("status.json missing")
-    results = _read_json(path / "results.json", problems)
+    results = _read_results(path / "results.json", problems)
     status = _status(status_doc, results, (path / "results.json").exists(), problems)
     config, overrides = _read_hydra(path / ".hydra", results, problems)
     figures: dict[str, Any] = {}
-    if results:
+    if results is not None:
+        doc = results.to_json()
         for part in ("models", "pruning", "run"):
-            if isinstance(results.get(part), dict):
-                figures.update(flatten(results[part], part, keep_lists=False))
+            if isinstance(doc[part], dict):
+                figures.update(flatten(doc[part], part, keep_lists=False))
     run_error = str((status_doc or {}).get("error") or "").strip()
     if run_error:
         problems.insert(0, run_error.splitlines()[0])  # a traceback's first line; run.log has the rest
     return RunRecord(path=path, status=status, overrides=overrides, config=config,
-                     results=figures, error="; ".join(problems) or None)
+                     results=figures, error="; ".join(problems) or None, document=results)

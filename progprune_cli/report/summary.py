@@ -10,6 +10,7 @@ from typing import Any, Iterator
 from progprune_cli.atomic import replace_atomically, write_atomic
 from progprune_cli.report.compare import Table, format_cell, headline, to_csv, to_markdown
 from progprune_cli.report.runs import RunRecord, read_run, sweep_runs
+from progprune_cli.results.schema import MODEL_LABELS
 
 FIGURES = ("test_acc", "test_acc_vs_orig", "test_acc_vs_long", "sparsity", "nonzero", "physical",
            "macs_effective", "measured_speedup", "runtime_median_s")
@@ -109,7 +110,7 @@ def render_summary(name: str, jobs: Table, seeds: Table | None) -> str:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     status = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no run folders yet"
     parts = [f"# Sweep {name}\n", f"{len(jobs.rows)} jobs: {status}. Accuracy is the test accuracy of the final "
-             "model (pruned+finetuned); `test_acc_vs_orig` compares it with the dense original, "
+             f"model ({MODEL_LABELS['finetuned']}); `test_acc_vs_orig` compares it with the dense original, "
              "`test_acc_vs_long` with dense_long (as many epochs).\n", "## Jobs\n", to_markdown(jobs)]
     if seeds is not None:
         parts += ["## Seeds grouped: mean ± std (n)\n", to_markdown(seeds)]

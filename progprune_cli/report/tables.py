@@ -1,12 +1,13 @@
-"""Turn one results.json dict into display tables (plain strings) that markdown and rich both render."""
+"""Turn one Results record into display tables (plain strings) that markdown and rich both render."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-ORDER = ("original", "pruned", "finetuned", "compacted", "sparse_kernels", "dense_long")
-LABELS = {"finetuned": "pruned+finetuned", "sparse_kernels": "sparse kernels", "dense_long": "dense, same epochs"}
+from progprune_cli.results.schema import DEPLOYED_MODELS, Latency, ModelRecord, PruningStep, Results, Spread
+from progprune_cli.results.schema import model_label as label
+
 DENSE_LINE = "dense baseline: no strategy given (add +strategy=NAME to prune)"
 MASK_ONLY_NOTE = "mask-only: no kernel uses the zeros"
 NA = "—"
@@ -23,7 +24,7 @@ class Table:
 
 
 def dig(node: Any, *keys: str) -> Any:
-    """`node[k1][k2]...`, or None where a level is missing: a partial record still renders."""
+    """`node[k1][k2]...` of a plain dict (the config), or None where a level is missing."""
     for key in keys:
         if not isinstance(node, dict):
             return None
@@ -53,68 +54,56 @@ def num(x: float | None) -> str:
     return NA if x is None else f"{x:.3g}"
 
 
-def spread(stat: dict[str, float] | None) -> str:
+def spread(stat: Spread) -> str:
     """`median (p10–p90)`: a timing is shown with its spread, never alone."""
-    if not stat:
+    if stat == Spread():
         return NA
-    return f"{num(stat.get('median'))} ({num(stat.get('p10'))}–{num(stat.get('p90'))})"
+    return f"{num(stat.median)} ({num(stat.p10)}–{num(stat.p90)})"
 
 
 def kb(n: int | None) -> str:
     return NA if n is None else f"{n / 1000:.1f}"
 
 
-def label(key: str, model: dict[str, Any]) -> str:
-    return LABELS.get(key, key if key in ORDER else str(model.get("label", key)))
-
-
-def ordered_models(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The models present in the contract's order; unknown extra entries follow, so nothing is hidden."""
-    models = results.get("models") or {}
-    keys = [k for k in ORDER if k in models] + [k for k in models if k not in ORDER]
-    return [(k, models[k]) for k in keys]
-
-
-def accuracy_table(results: dict[str, Any]) -> Table:
-    models = results.get("models") or {}
-    base = dig(models, "original", "accuracy", "test")
+def accuracy_table(results: Results) -> Table:
+    models = results.models
+    base = models["original"].accuracy.test if "original" in models else None
     rows = []
-    for key, m in ordered_models(results):
-        test = dig(m, "accuracy", "test")
-        delta = NA if key == "original" else gap(test, base)
-        rows.append([label(key, m), pct(dig(m, "accuracy", "train")), pct(dig(m, "accuracy", "val")),
-                     pct(test), num(dig(m, "loss", "test")), delta])
+    for key, m in results.ordered_models():
+        delta = NA if key == "original" else gap(m.accuracy.test, base)
+        rows.append([label(key, m), pct(m.accuracy.train), pct(m.accuracy.val), pct(m.accuracy.test),
+                     num(m.loss.test), delta])
     notes: list[str] = []
-    fin, long = dig(models, "finetuned", "accuracy", "test"), dig(models, "dense_long", "accuracy", "test")
+    fin = models["finetuned"].accuracy.test if "finetuned" in models else None
+    long = models["dense_long"].accuracy.test if "dense_long" in models else None
     if fin is not None and long is not None:
         notes.append(f"finetune vs a dense model trained as long: {gap(fin, long)} points "
-                     f"({dig(models, 'dense_long', 'epochs')} epochs; the honest recovery figure)")
+                     f"({models['dense_long'].epochs} epochs; the honest recovery figure)")
     elif fin is not None:
         notes.append("no dense model trained as long was evaluated, so recovery is only measured against the original")
     return Table("Accuracy", ["model", "train acc", "val acc", "test acc", "test loss", "Δ test vs original (points)"],
                  rows, notes)
 
 
-def speed_note(m: dict[str, Any]) -> str:
-    speedup = dig(m, "macs", "theoretical_speedup")
-    return MASK_ONLY_NOTE if m.get("mask_only") and speedup is not None and speedup > 1 else ""
+def speed_note(m: ModelRecord) -> str:
+    speedup = m.macs.theoretical_speedup
+    return MASK_ONLY_NOTE if m.mask_only and speedup is not None and speedup > 1 else ""
 
 
-def latency_setup(lat: dict[str, Any]) -> str:
-    return (f"measured on {lat.get('device')}, {lat.get('threads')} thread(s), eval batch size "
-            f"{lat.get('eval_batch_size')} over {lat.get('eval_samples')} samples; {lat.get('warmup')} warm-up + "
-            f"{lat.get('repeats')} timed repeats, median (p10–p90) over the repeats")
+def latency_setup(lat: Latency) -> str:
+    return (f"measured on {lat.device}, {lat.threads} thread(s), eval batch size {lat.eval_batch_size} over "
+            f"{lat.eval_samples} samples; {lat.warmup} warm-up + {lat.repeats} timed repeats, median (p10–p90) "
+            "over the repeats")
 
 
-def speed_table(results: dict[str, Any]) -> Table:
+def speed_table(results: Results) -> Table:
     rows, setups = [], {}
-    for key, m in ordered_models(results):
-        lat = m.get("latency") or {}
-        rows.append([label(key, m), spread(lat.get("eval_runtime_s")), spread(lat.get("batch1_ms")),
-                     NA if lat.get("throughput_sps") is None else f"{lat['throughput_sps']:,.0f}",
-                     times(lat.get("measured_speedup")), times(dig(m, "macs", "theoretical_speedup")),
-                     speed_note(m)])
-        if lat:
+    for key, m in results.ordered_models():
+        lat = m.latency
+        rows.append([label(key, m), spread(lat.eval_runtime_s), spread(lat.batch1_ms),
+                     NA if lat.throughput_sps is None else f"{lat.throughput_sps:,.0f}",
+                     times(lat.measured_speedup), times(m.macs.theoretical_speedup), speed_note(m)])
+        if lat != Latency():  # a model the file has no timing for adds no setup line
             setups.setdefault(latency_setup(lat), []).append(label(key, m))
     # One setup line when every model was timed alike (the normal case); otherwise say which model ran how.
     notes = [s if len(setups) == 1 else f"{', '.join(names)}: {s}" for s, names in setups.items()]
@@ -124,89 +113,84 @@ def speed_table(results: dict[str, Any]) -> Table:
                            "measured speedup", "MAC speedup (theoretical)", "note"], rows, notes)
 
 
-def params_table(results: dict[str, Any]) -> Table:
+def params_table(results: Results) -> Table:
     rows = []
-    for key, m in ordered_models(results):
-        p, size = m.get("params") or {}, m.get("size_bytes") or {}
-        rows.append([label(key, m), count(p.get("total")), count(p.get("nonzero")), count(p.get("physical")),
-                     pct(p.get("sparsity")), times(p.get("compression")),
-                     " / ".join(kb(size.get(k)) for k in ("dense", "sparse", "compacted"))])
+    for key, m in results.ordered_models():
+        p, size = m.params, m.size_bytes
+        rows.append([label(key, m), count(p.total), count(p.nonzero), count(p.physical), pct(p.sparsity),
+                     times(p.compression), " / ".join(kb(n) for n in (size.dense, size.sparse, size.compacted))])
     notes = ["nonzero = weights the mask keeps; physical = numbers actually stored (smaller only after compaction)",
              "compression = total / nonzero; size on disk in KB of 1000 bytes"]
     return Table("Parameters", ["model", "params", "nonzero", "physical", "sparsity", "compression",
                                 "size KB (dense / sparse / compacted)"], rows, notes)
 
 
-def layers_table(results: dict[str, Any]) -> Table | None:
-    layers = results.get("layers") or []
-    if not layers:
+def layers_table(results: Results) -> Table | None:
+    if not results.layers:
         return None
-    rows = [[str(x.get("name")), str(x.get("type")), "×".join(str(d) for d in x.get("shape") or []) or NA,
-             count(x.get("params")), count(x.get("nonzero")), pct(x.get("sparsity")),
-             count(x.get("macs_dense")), count(x.get("macs_effective"))] for x in layers]
+    rows = [[str(x.name), str(x.type), "×".join(str(d) for d in x.shape) or NA, count(x.params), count(x.nonzero),
+             pct(x.sparsity), count(x.macs_dense), count(x.macs_effective)] for x in results.layers]
     return Table("Per-layer", ["layer", "type", "shape", "params", "nonzero", "sparsity", "MACs dense",
                                "MACs effective"], rows,
                  ["MACs effective counts only multiplications by kept weights (theoretical)"])
 
 
-def steps_table(results: dict[str, Any]) -> Table | None:
-    pruning = results.get("pruning")
-    if not pruning:
+def steps_table(results: Results) -> Table | None:
+    pruning = results.pruning
+    if pruning is None:
         return None
     # In threshold mode a step's target is a weight magnitude, not a fraction.
-    target = pct if pruning.get("mode", "sparsity") == "sparsity" else num
-    rows = [[str(s.get("index")), str(s.get("epoch")), str(s.get("iteration")), target(s.get("target")),
-             pct(s.get("achieved")), _removed(s)]
-            for s in pruning.get("steps") or []]
+    target = pct if (pruning.mode or "sparsity") == "sparsity" else num
+    rows = [[str(s.index), str(s.epoch), str(s.iteration), target(s.target), pct(s.achieved), _removed(s)]
+            for s in pruning.steps]
     return Table("Pruning steps", ["step", "epoch", "iteration", "target", "achieved", "removed"], rows,
-                 [str(n) for n in pruning.get("notes") or []])
+                 list(pruning.notes))
 
 
-def _removed(step: dict[str, Any]) -> str:
-    if step.get("held"):
-        return f"held (val acc {pct(step.get('val_acc'))}: below schedule.max_drop)"
-    return "nothing removed" if step.get("removed") == 0 else count(step.get("removed"))
+def _removed(step: PruningStep) -> str:
+    if step.held:
+        return f"held (val acc {pct(step.val_acc)}: below schedule.max_drop)"
+    return "nothing removed" if step.removed == 0 else count(step.removed)
 
 
-def faster(key: str, m: dict[str, Any], original: dict[str, Any]) -> str:
+def faster(key: str, m: ModelRecord, original: ModelRecord) -> str:
     """Yes only when the p10–p90 spreads do not overlap: a 1.03× median alone is timing noise."""
-    lat, base = m.get("latency") or {}, original.get("latency") or {}
-    speedup = lat.get("measured_speedup")
-    figures = f"({label(key, m)} {times(speedup)} measured, {times(dig(m, 'macs', 'theoretical_speedup'))} theoretical)"
-    mine, ref = lat.get("eval_runtime_s") or {}, base.get("eval_runtime_s") or {}
-    if speedup is None or None in (mine.get("p90"), ref.get("p10")):
+    speedup = m.latency.measured_speedup
+    figures = f"({label(key, m)} {times(speedup)} measured, {times(m.macs.theoretical_speedup)} theoretical)"
+    mine, ref = m.latency.eval_runtime_s, original.latency.eval_runtime_s
+    if speedup is None or mine.p90 is None or ref.p10 is None:
         return f"not measured {figures}"
-    if speedup > 1 and mine["p90"] < ref["p10"]:
+    if speedup > 1 and mine.p90 < ref.p10:
         return f"yes {figures}"
-    if m.get("mask_only"):
+    if m.mask_only:
         return f"no: mask-only {figures}"
     return f"no: within the run-to-run spread {figures}"
 
 
-def answers(results: dict[str, Any]) -> list[str]:
+def answers(results: Results) -> list[str]:
     """The three questions the seed's tables answer, each in one line about the pruned+finetuned model."""
-    if not results.get("pruning"):
+    if results.pruning is None:
         return [DENSE_LINE]
-    models = results.get("models") or {}
-    orig, fin = models.get("original") or {}, models.get("finetuned") or {}
-    test, base = dig(fin, "accuracy", "test"), dig(orig, "accuracy", "test")
-    cost = (f"accuracy cost of pruning: pruned+finetuned {pct(test)} test vs original {pct(base)} "
+    models = results.models
+    orig, fin = models.get("original", ModelRecord()), models.get("finetuned", ModelRecord())
+    test, base = fin.accuracy.test, orig.accuracy.test
+    cost = (f"accuracy cost of pruning: {label('finetuned', fin)} {pct(test)} test vs original {pct(base)} "
             f"({gap(test, base)} points)")
     if "dense_long" in models:
-        long = dig(models["dense_long"], "accuracy", "test")
+        long = models["dense_long"].accuracy.test
         cost += f"; vs a dense model trained as long {pct(long)} ({gap(test, long)} points)"
-    p = fin.get("params") or {}
-    left = (f"parameters left: {count(p.get('nonzero'))} of {count(p.get('total'))} nonzero "
-            f"({pct(1 - p['sparsity']) if p.get('sparsity') is not None else NA}), "
-            f"{count(p.get('physical'))} physical" + (" (zeros still stored)" if fin.get("mask_only") else ""))
+    p = fin.params
+    left = (f"parameters left: {count(p.nonzero)} of {count(p.total)} nonzero "
+            f"({pct(1 - p.sparsity) if p.sparsity is not None else NA}), "
+            f"{count(p.physical)} physical" + (" (zeros still stored)" if fin.mask_only else ""))
     if "compacted" in models:
-        left += f"; compacted: {count(dig(models['compacted'], 'params', 'physical'))} physical"
-    keys = [k for k in ("finetuned", "compacted", "sparse_kernels") if k in models]
+        left += f"; compacted: {count(models['compacted'].params.physical)} physical"
+    keys = [k for k in ("finetuned", *DEPLOYED_MODELS) if k in models]
     speed = "did it get faster: " + ("; ".join(faster(k, models[k], orig) for k in keys) or "no pruned model measured")
     return [cost, left, speed]
 
 
-def all_tables(results: dict[str, Any]) -> list[Table]:
+def all_tables(results: Results) -> list[Table]:
     """The seed's three tables, then per-layer and pruning steps where the run has them."""
     extra = [t for t in (layers_table(results), steps_table(results)) if t is not None]
     return [accuracy_table(results), speed_table(results), params_table(results), *extra]

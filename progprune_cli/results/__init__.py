@@ -1,1 +1,1 @@
-"""What a run leaves behind besides its tables: status.json and the rules for reusing a run folder."""
+"""What a run leaves behind: the results.json schema (torch-free, schema.py), status.json and folder reuse rules."""

@@ -1,0 +1,368 @@
+"""results.json as typed records, and the one definition of model order, labels, stages, columns and version."""
+
+from __future__ import annotations
+
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
+from functools import cache
+from typing import Any, TypeVar, Union
+
+# Bump when results.json changes shape (a key renamed, moved or retyped), and say what changed in
+# docs/run-folder.md; readers refuse other versions instead of misreading them.
+SCHEMA_VERSION = 1
+
+# The models a run can hold, in the order every reader shows them (docs/run-folder.md).
+MODEL_ORDER = ("original", "pruned", "finetuned", "compacted", "sparse_kernels", "dense_long")
+# Written as each MODEL's "label" and shown as its row name in every table.
+MODEL_LABELS = {"original": "original", "pruned": "pruned", "finetuned": "pruned+finetuned",
+                "compacted": "compacted", "sparse_kernels": "sparse kernels", "dense_long": "dense, same epochs"}
+# A run is judged by its final model, the first of these it holds; its layers are results.json's `layers`.
+FINAL_MODELS = ("finetuned", "pruned", "original")
+# Forms of the final model whose latency and physical size show what pruning buys when deployed.
+DEPLOYED_MODELS = ("compacted", "sparse_kernels")
+
+# The stages that train and log rows to metrics.csv, in pipeline order (metrics.csv is merged in this order).
+TRAINING_STAGES = ("train", "prune", "finetune", "dense_long")
+# status.json's `stage`: the training stages plus the steps around them, in the order a run passes them.
+STATUS_STAGES = ("build", *TRAINING_STAGES, "evaluate", "report")
+# status.json's `status`.
+STATUSES = ("complete", "running", "failed", "interrupted")
+METRIC_COLUMNS = ("stage", "event", "epoch", "iteration", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
+                  "target_sparsity", "achieved_sparsity")
+
+
+class SchemaError(ValueError):
+    """A document (or a record in it) does not hold what the schema says; the message names the key."""
+
+
+class UnknownVersion(SchemaError):
+    """results.json of another schema version (or none): reading it by this schema would misread it."""
+
+
+R = TypeVar("R", bound="Record")
+# A field left out of the JSON while it equals its default: a key only some entries have (held steps).
+_OMIT_DEFAULT = {"omit_default": True}
+
+
+class Record:
+    """Base of the records: to_json()/from_json() follow each field's type hint, so no field is listed twice."""
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dicts, lists and scalars, keys in field order (what json.dumps writes)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if f.metadata.get("omit_default") and value == f.default:
+                continue
+            out[f.name] = _dump(value)
+        return out
+
+    @classmethod
+    def from_json(cls: type[R], data: Any, *, strict: bool = False, path: str = "") -> R:
+        """Read a plain dict. A missing key (an older or partial file) keeps the field's default, as does a null
+        record or list; a value of the wrong type is a SchemaError. `strict` (the writer's own dicts) also
+        refuses keys the schema does not know, so nothing a stage records is silently dropped."""
+        return _read(cls, data, strict, path)
+
+
+def _read(cls: type[R], data: Any, strict: bool, path: str) -> R:
+    where = path or cls.__name__
+    if not isinstance(data, dict):
+        raise SchemaError(f"{where}: expected an object, found {_kind(data)}")
+    hints = _hints(cls)
+    if strict:
+        unknown = [key for key in data if key not in hints]
+        if unknown:
+            raise SchemaError(f"{where}: unknown key {unknown[0]!r} (add it to progprune_cli/results/schema.py)")
+    values: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name not in data:
+            continue
+        hint, value = hints[f.name], data[f.name]
+        if value is None and not _optional(hint):
+            continue  # e.g. "layers": null reads as the default (empty), as the readers always took it
+        values[f.name] = _load(hint, value, f"{path}.{f.name}" if path else f.name, strict)
+    return cls(**values)
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _optional(hint: Any) -> bool:
+    return typing.get_origin(hint) in (Union, types.UnionType) and type(None) in typing.get_args(hint)
+
+
+def _kind(value: Any) -> str:
+    """How an error message names a value it did not expect: its JSON type, and the value when it is short."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, (dict, list)):
+        return "an object" if isinstance(value, dict) else "a list"
+    return f"{'a string' if isinstance(value, str) else 'a number'} {value!r}"
+
+
+def _load(hint: Any, value: Any, path: str, strict: bool) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _load(inner, value, path, strict)
+    if isinstance(hint, type) and issubclass(hint, Record):
+        return hint.from_json(value, strict=strict, path=path)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise SchemaError(f"{path}: expected a list, found {_kind(value)}")
+        return tuple(_load(args[0], item, f"{path}[{i}]", strict) for i, item in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise SchemaError(f"{path}: expected an object, found {_kind(value)}")
+        return {k: _load(args[1], v, f"{path}.{k}", strict) for k, v in value.items()}
+    # bool is an int in Python but never a count or a figure here; an int is a fine float (JSON writes 0.0 as 0.0,
+    # but hand-written files say 0), kept as it is so a file reads back exactly.
+    ok = {bool: isinstance(value, bool), str: isinstance(value, str),
+          int: isinstance(value, int) and not isinstance(value, bool),
+          float: isinstance(value, (int, float)) and not isinstance(value, bool)}[hint]
+    if not ok:
+        expected = {bool: "a boolean", str: "a string", int: "an integer", float: "a number"}[hint]
+        raise SchemaError(f"{path}: expected {expected}, found {_kind(value)}")
+    return value
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, Record):
+        return value.to_json()
+    if isinstance(value, (tuple, list)):
+        return [_dump(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _dump(v) for k, v in value.items()}
+    return value
+
+
+def strict_dumps(tree: Any) -> str:
+    """JSON text (indent 1, trailing newline) that never holds NaN or Infinity: a non-finite number is a
+    SchemaError naming its key, since strict JSON readers (jq, JavaScript, pandas' default) reject those."""
+    _check_finite(tree, "")
+    return json.dumps(tree, indent=1, allow_nan=False) + "\n"
+
+
+def _check_finite(value: Any, path: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SchemaError(f"{path or 'value'} is {value}: results.json is strict JSON, which has no NaN or "
+                          "Infinity (a non-finite loss usually means training diverged)")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{path}[{i}]")
+
+
+# --- MODEL -----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Splits(Record):
+    """A figure (accuracy or loss) on each data split."""
+
+    train: float | None = None
+    val: float | None = None
+    test: float | None = None
+
+
+@dataclass(frozen=True)
+class Params(Record):
+    """Parameter counts; `compression` is None when nothing is nonzero (the ratio is unbounded)."""
+
+    total: int | None = None
+    nonzero: int | None = None
+    physical: int | None = None
+    sparsity: float | None = None
+    compression: float | None = None
+
+
+@dataclass(frozen=True)
+class Macs(Record):
+    """Multiply-accumulates of one forward pass of one sample; the speedup is theoretical."""
+
+    dense: int | None = None
+    effective: int | None = None
+    theoretical_speedup: float | None = None
+
+
+@dataclass(frozen=True)
+class Spread(Record):
+    """A timing's median and its p10–p90 spread over the repeats."""
+
+    median: float | None = None
+    p10: float | None = None
+    p90: float | None = None
+
+
+@dataclass(frozen=True)
+class Latency(Record):
+    """How a model was timed and what was measured (Latency() when a file has no timing)."""
+
+    device: str | None = None
+    threads: int | None = None
+    warmup: int | None = None
+    repeats: int | None = None
+    eval_batch_size: int | None = None
+    eval_samples: int | None = None
+    latency_batch: int | None = None
+    timing: str | None = None
+    eval_runtime_s: Spread = field(default_factory=Spread)
+    batch1_ms: Spread = field(default_factory=Spread)
+    throughput_sps: float | None = None
+    measured_speedup: float | None = None
+
+
+@dataclass(frozen=True)
+class Sizes(Record):
+    """Bytes on disk saved dense, sparse-encoded and compacted (None where that form does not apply)."""
+
+    dense: int | None = None
+    sparse: int | None = None
+    compacted: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelRecord(Record):
+    """One entry of results.json's `models` (the MODEL record of docs/run-folder.md)."""
+
+    label: str | None = None
+    epochs: int | None = None
+    accuracy: Splits = field(default_factory=Splits)
+    loss: Splits = field(default_factory=Splits)
+    params: Params = field(default_factory=Params)
+    macs: Macs = field(default_factory=Macs)
+    latency: Latency = field(default_factory=Latency)
+    size_bytes: Sizes = field(default_factory=Sizes)
+    mask_only: bool | None = None
+
+
+@dataclass(frozen=True)
+class LayerRow(Record):
+    """One Conv2d/Linear layer of the final model: its weight's counts and its MACs."""
+
+    name: str | None = None
+    type: str | None = None
+    shape: tuple[int, ...] = ()
+    params: int | None = None
+    nonzero: int | None = None
+    sparsity: float | None = None
+    macs_dense: int | None = None
+    macs_effective: int | None = None
+
+
+# --- pruning log -----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StepLayer(Record):
+    """One prunable unit after a step; `target` is None in threshold mode (only the threshold is known)."""
+
+    target: float | None = None
+    achieved: float | None = None
+    nonzero: int | None = None
+
+
+@dataclass(frozen=True)
+class PruningStep(Record):
+    """One step of the schedule. A held step (schedule.max_drop) removed nothing and records the val accuracy
+    that held it; `held` and `val_acc` appear in the JSON only on held steps."""
+
+    index: int | None = None
+    epoch: int | None = None
+    iteration: int | None = None
+    target: float | None = None
+    achieved: float | None = None
+    removed: int | None = None
+    layers: dict[str, StepLayer] = field(default_factory=dict)
+    held: bool = field(default=False, metadata=_OMIT_DEFAULT)
+    val_acc: float | None = field(default=None, metadata=_OMIT_DEFAULT)
+
+
+@dataclass(frozen=True)
+class PruningLog(Record):
+    """results.json's `pruning` (None for a dense run); targets are thresholds when mode is "threshold"."""
+
+    strategy: str | None = None
+    granularity: str | None = None
+    mode: str | None = None
+    target: float | None = None
+    scope: str | None = None
+    schedule: str | None = None
+    achieved_sparsity: float | None = None
+    notes: tuple[str, ...] = ()
+    steps: tuple[PruningStep, ...] = ()
+
+
+# --- the document ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunInfo(Record):
+    """What was run where: results.json's `run`."""
+
+    id: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    duration_s: float | None = None
+    overrides: tuple[str, ...] = ()
+    seed: int | None = None
+    device: str | None = None
+    torch: str | None = None
+    python: str | None = None
+    threads: int | None = None
+    train_threads: int | None = None
+    git_commit: str | None = None
+    dense_reused_from: str | None = None
+
+
+@dataclass(frozen=True)
+class Results(Record):
+    """The whole results.json; `config` is the resolved config as a nested dict (the same keys as conf/)."""
+
+    schema_version: int = SCHEMA_VERSION
+    status: str | None = None
+    run: RunInfo = field(default_factory=RunInfo)
+    config: dict[str, Any] = field(default_factory=dict)
+    pruning: PruningLog | None = None
+    models: dict[str, ModelRecord] = field(default_factory=dict)
+    layers: tuple[LayerRow, ...] = ()
+
+    @classmethod
+    def from_json(cls: type[R], data: Any, *, strict: bool = False, path: str = "") -> R:
+        """Refuses another schema version (UnknownVersion) before reading anything by this one."""
+        if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
+            found = data.get("schema_version", "missing")
+            raise UnknownVersion(f"schema_version {found!r}, this progprune reads {SCHEMA_VERSION}")
+        return _read(cls, data, strict, path)
+
+    def with_run(self, run: RunInfo, config: dict[str, Any]) -> Results:
+        """This record with what the runner adds once every stage is done: the run info and the config."""
+        return replace(self, run=run, config=config)
+
+    def ordered_models(self) -> list[tuple[str, ModelRecord]]:
+        """The models present in MODEL_ORDER; unknown extra entries follow, so nothing is hidden."""
+        keys = [k for k in MODEL_ORDER if k in self.models] + [k for k in self.models if k not in MODEL_ORDER]
+        return [(k, self.models[k]) for k in keys]
+
+    def final_model(self) -> str | None:
+        """The key of the model the run is judged by (see FINAL_MODELS); None when it has no model."""
+        return next((k for k in FINAL_MODELS if k in self.models), None)
+
+    def dumps(self) -> str:
+        """The text of results.json: strict JSON (a non-finite number is a SchemaError naming its key)."""
+        return strict_dumps(self.to_json())
+
+
+def model_label(key: str, model: ModelRecord | None = None) -> str:
+    """A model's row name: the schema's label for a known key, else the record's own label, else the key."""
+    return MODEL_LABELS.get(key) or (model.label if model is not None and model.label else key)
+
