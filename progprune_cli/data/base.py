@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import itertools
 from collections.abc import Iterator
-from typing import Any, Callable, Protocol
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from progprune_cli.config import DatasetConfig
+from progprune_cli.data.splits import Split
 from progprune_cli.registry import Registry
 
 
@@ -22,6 +23,7 @@ class DataInfo:
     height: int
     width: int
     num_classes: int
+    classes: tuple[str, ...] = ()  # label i is classes[i]; empty when a caller builds a DataInfo by hand
 
 
 @dataclass(frozen=True)
@@ -36,19 +38,43 @@ class DataSplits:
     @property
     def train_eval(self) -> Dataset:
         """The training set without augmentation: accuracy on it must not depend on random crops."""
-        return self.train.base if isinstance(self.train, Augmented) else self.train
+        return self.train.plain() if isinstance(self.train, Split) else self.train
 
 
-class DatasetBuilder(Protocol):
-    def __call__(self, options: dict[str, Any], seed: int) -> DataSplits: ...
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One registered dataset: `build` makes the splits, `prepare` only downloads, decodes, caches and checks."""
+
+    build: Callable[[dict[str, Any], int], DataSplits]
+    prepare: Callable[[dict[str, Any]], None]
+
+    def __call__(self, options: dict[str, Any], seed: int) -> DataSplits:
+        return self.build(options, seed)
 
 
-DATASETS: Registry[DatasetBuilder] = Registry("dataset")
+DATASETS: Registry[DatasetEntry] = Registry("dataset")
+
+
+def register(name: str, prepare: Callable[[dict[str, Any]], None]) -> Callable[[Callable[..., DataSplits]],
+                                                                               Callable[..., DataSplits]]:
+    """Decorator: register `build` under `name` together with its `prepare`."""
+
+    def add(build: Callable[[dict[str, Any], int], DataSplits]) -> Callable[[dict[str, Any], int], DataSplits]:
+        DATASETS.register(name)(DatasetEntry(build, prepare))
+        return build
+
+    return add
 
 
 def build_data(cfg: DatasetConfig, seed: int) -> DataSplits:
     """Look the dataset up by name and build its splits (its options are validated there)."""
     return DATASETS.get(cfg.name)(dict(cfg.options), seed)
+
+
+def prepare_data(cfg: DatasetConfig) -> None:
+    """Everything build_data needs from disk or network, checked now: options, folders, files (downloaded when
+    allowed), decoding into the cache. Cheap once cached; raises a one-line UserError on any problem."""
+    DATASETS.get(cfg.name).prepare(dict(cfg.options))
 
 
 def split_indices(n: int, fractions: tuple[float, ...], seed: int) -> list[torch.Tensor]:
@@ -63,26 +89,13 @@ def split_indices(n: int, fractions: tuple[float, ...], seed: int) -> list[torch
     return parts
 
 
-class Augmented(Dataset):
-    """Applies a per-sample tensor transform on top of another dataset (train-time augmentation)."""
-
-    def __init__(self, base: Dataset, transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        self.base, self.transform = base, transform
-
-    def __len__(self) -> int:
-        return len(self.base)  # type: ignore[arg-type]
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, Any]:
-        x, y = self.base[i]
-        return self.transform(x), y
-
-
 def tensor_splits(x: torch.Tensor, y: torch.Tensor, fractions: tuple[float, float, float], seed: int,
                   num_classes: int) -> DataSplits:
     """Split in-memory tensors (N, C, H, W) / (N,) into train/val/test by a seeded permutation."""
     parts = split_indices(len(x), fractions, seed)
     sets = [TensorDataset(x[p], y[p]) for p in parts]
-    info = DataInfo(channels=x.shape[1], height=x.shape[2], width=x.shape[3], num_classes=num_classes)
+    info = DataInfo(channels=x.shape[1], height=x.shape[2], width=x.shape[3], num_classes=num_classes,
+                    classes=tuple(str(i) for i in range(num_classes)))
     return DataSplits(train=sets[0], val=sets[1], test=sets[2], info=info)
 
 
@@ -91,7 +104,9 @@ class Batches:
     """Re-iterable batches of one split, on `device`: what the training loop, evaluation and calibration read.
 
     The order of a shuffled pass depends on `seed` alone, and `start` skips that many batches of it, so a stage
-    resumed mid-epoch sees exactly the batches an uninterrupted run would have seen next.
+    resumed mid-epoch sees exactly the batches an uninterrupted run would have seen next. A `Split` (the image
+    datasets) makes its batches itself, with augmentation drawn per (seed, batch index); any other Dataset goes
+    through a DataLoader.
     """
 
     dataset: Dataset
@@ -105,15 +120,21 @@ class Batches:
         return max(steps_per_epoch(self.dataset, self.batch_size) - self.start, 0)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        device = torch.device(self.device)
+        if isinstance(self.dataset, Split):
+            yield from self.dataset.batches(self.batch_size, self.shuffle, self.seed, device, self.start)
+            return
         generator = torch.Generator().manual_seed(self.seed) if self.shuffle else None
         loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=self.shuffle, generator=generator,
                             num_workers=0)
         for x, y in itertools.islice(loader, self.start, None):
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
 def inputs(dataset: Dataset, limit: int | None = None) -> torch.Tensor:
     """The first `limit` (all, when None) inputs of a split as one tensor, as the model sees them (timing)."""
+    if isinstance(dataset, Split):
+        return dataset.inputs(limit)
     count = len(dataset) if limit is None else min(limit, len(dataset))  # type: ignore[arg-type]
     return torch.stack([dataset[i][0] for i in range(count)])  # type: ignore[index]
 

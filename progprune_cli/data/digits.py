@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from progprune_cli.data.base import DATASETS, DataSplits, tensor_splits
+from progprune_cli.data.base import DataSplits, register, tensor_splits
 from progprune_cli.config.strict import from_dict
 from progprune_cli.errors import UserError
 
@@ -18,11 +18,22 @@ class Options:
     test_fraction: float = 0.15
 
 
-@DATASETS.register("digits")
+def _parse(options: dict[str, Any]) -> Options:
+    opts = from_dict(Options, options, "dataset", ("name",))
+    check_fractions(opts.val_fraction, opts.test_fraction)
+    return opts
+
+
+def prepare(options: dict[str, Any]) -> None:
+    """Nothing to fetch or decode (the images ship with scikit-learn): only the options are checked."""
+    _parse(options)
+
+
+@register("digits", prepare)
 def build(options: dict[str, Any], seed: int) -> DataSplits:
     from sklearn.datasets import load_digits  # only this dataset needs scikit-learn
 
-    opts = from_dict(Options, options, "dataset", ("name",))
+    opts = _parse(options)
     train_fraction = check_fractions(opts.val_fraction, opts.test_fraction)
     bunch = load_digits()
     # Pixels are 0..16 in the bundled data; scale to [0, 1] like the seed does for images (§6.1).
