@@ -18,8 +18,11 @@ commands:
                           progprune train +strategy=weight strategy.threshold=0.2 optimizer=sgd
                           progprune train -m +strategy=weight strategy.sparsity=0.5,0.8,0.9
                         progprune train --help lists every config group and key
+  resume RUN_DIR        continue an interrupted run (or every unfinished job of a sweep folder) from its last
+                        checkpoint, with the folder's own config
   compare RUN [RUN...]  one row per run folder (or sweep folder, or glob); --help for options
   report RUN_DIR        print a run's tables from its files
+  export RUN_DIR        write a run's model as ONNX, checked with onnxruntime; --help for options
 
 Each run writes a folder under runs/ with results.md, results.json, metrics.csv, plots and checkpoints.
 """
@@ -33,7 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     if args[0] in ("-V", "--version"):
         print(f"progprune {__version__}")
         sys.exit(0)
-    commands: dict[str, Callable[[list[str]], int]] = {"train": _train, "compare": _compare, "report": _report}
+    commands: dict[str, Callable[[list[str]], int]] = {"train": _train, "resume": _resume, "compare": _compare,
+                                                        "report": _report, "export": _export}
     if args[0] not in commands:
         print(f"progprune: error: unknown command {args[0]!r}; choose one of {', '.join(commands)}",
               file=sys.stderr)
@@ -74,6 +78,17 @@ def _train(args: list[str]) -> int:
     return 0
 
 
+def _resume(args: list[str]) -> int:
+    from progprune_cli.errors import UserError
+    from progprune_cli.resume import resume
+
+    try:
+        return resume(args, _train)
+    except UserError as error:
+        print(f"progprune: error: {error}", file=sys.stderr)
+        return 2
+
+
 def _compare(args: list[str]) -> int:
     from progprune_cli.report.compare_cli import main as compare_main
 
@@ -84,3 +99,9 @@ def _report(args: list[str]) -> int:
     from progprune_cli.report.report_cli import main as report_main
 
     return report_main(args)
+
+
+def _export(args: list[str]) -> int:
+    from progprune_cli.export.cli import main as export_main
+
+    return export_main(args)

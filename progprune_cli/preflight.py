@@ -3,8 +3,9 @@ typed and validated, so bad input fails in one line with no training started."""
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,10 @@ def normalize(overrides: list[str]) -> list[str]:
     return ["+" + o if re.match(r"^strategy=", o) else o for o in overrides]
 
 
-def check(overrides: list[str], multirun: bool) -> list[RunConfig]:
-    """The typed config of every job the command would run, or a one-line UserError."""
+def check(overrides: list[str], multirun: bool,
+          folder_check: Callable[[Path, dict[str, Any]], None] | None = None) -> list[RunConfig]:
+    """The typed config of every job the command would run, or a one-line UserError; `folder_check` judges a
+    given hydra.run.dir for another command than train (default: results.status.check_folder)."""
     ours = [o for o in overrides if not re.match(r"^[+~]*hydra[./]", o)]
     _check_groups(ours)
     try:
@@ -53,9 +56,20 @@ def check(overrides: list[str], multirun: bool) -> list[RunConfig]:
     run_dir = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("hydra.run.dir=")), None)
     if run_dir is not None and not multirun:
         # Before Hydra rewrites the folder's .hydra/: a finished run, or another config's, must stay untouched.
-        from progprune_cli.results.status import check_folder
+        if folder_check is None:
+            from progprune_cli.results.status import check_folder as folder_check
 
-        check_folder(Path(run_dir), configs[0][1])
+        folder_check(Path(run_dir), configs[0][1])
+    if not any(re.match(r"^[+~]*hydra/launcher=.*slurm", o) for o in overrides):
+        # Before any folder exists: a missing or corrupt file fails here in one line, downloads happen once (not
+        # once per parallel sweep job), and decoding fills the cache the jobs then read. Slurm jobs may see other
+        # disks than this machine, so there each job prepares its own data.
+        from progprune_cli.data import prepare_data
+
+        unique = {json.dumps([c.dataset.name, c.dataset.options], sort_keys=True, default=str): c.dataset
+                  for c, _ in configs}
+        for dataset in unique.values():
+            prepare_data(dataset)
     return [cfg for cfg, _ in configs]
 
 

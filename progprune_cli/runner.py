@@ -1,9 +1,10 @@
-"""Runs one experiment in its run folder: build → train → prune → finetune → evaluate → results → report."""
+"""Runs one experiment in its run folder: parts → stages (train, prune, finetune, dense_long) → evaluate → report."""
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
+import errno
 import platform
 import subprocess
 import time
@@ -13,30 +14,54 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from progprune_cli.atomic import write_atomic
 from progprune_cli.config import RunConfig
 from progprune_cli.errors import UserError
-from progprune_cli.results.status import Status, check_folder
-from progprune_cli.parts import Parts, build_parts
-from progprune_cli.stages.dense_long import dense_long
+from progprune_cli.parts import Parts, build_parts, resolve_threads
+from progprune_cli.results.schema import Results, RunInfo
+from progprune_cli.results.status import RunLock, Status, check_folder, save_config
+from progprune_cli.stages.base import Produced, RunContext, Stage
+from progprune_cli.stages.dense_long import DenseLong
 from progprune_cli.stages.evaluate import TrainedModel, evaluate_models
-from progprune_cli.stages.finetune import finetune
-from progprune_cli.atomic import write_atomic
-from progprune_cli.stages.io import StageIO, write_json
-from progprune_cli.stages.prune import prune
-from progprune_cli.stages.train import train
+from progprune_cli.stages.finetune import Finetune
+from progprune_cli.stages.io import StageIO
+from progprune_cli.stages.prune import Prune
+from progprune_cli.stages.signals import Interrupted, StopRequest
+from progprune_cli.stages.train import Train
+
+
+def pipeline(cfg: RunConfig) -> list[Stage]:
+    """The stages a config runs, in order: a dense run trains only; dense_long is the fair baseline."""
+    if cfg.strategy is None:
+        return [Train()]
+    return [Train(), Prune(), Finetune()] + ([DenseLong()] if cfg.evaluate.dense_baseline else [])
 
 
 def run(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_dir: Path, console: Console,
         cache_dir: Path | None) -> dict[str, Any]:
-    """Run (or resume) the whole pipeline in `run_dir`; returns the results.json dict."""
+    """Run (or resume) the whole pipeline in `run_dir`, holding its lock; returns the results.json dict."""
     check_folder(run_dir, config_dict)
+    lock = RunLock(run_dir)
+    lock.acquire()
+    try:
+        return _locked(cfg, config_dict, overrides, run_dir, console, cache_dir)
+    finally:
+        lock.release()
+
+
+def _locked(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_dir: Path, console: Console,
+            cache_dir: Path | None) -> dict[str, Any]:
     status = Status(run_dir, config_dict)
-    status.set("running", "build")
+    stop = StopRequest()
     started = time.perf_counter()
     try:
+        status.set("running", "build")
+        save_config(run_dir, config_dict)
+        torch.set_num_threads(resolve_threads(cfg.train.threads))
         parts = build_parts(cfg)
         io = StageIO(run_dir, console)
-        results = _stages(parts, io, status, cache_dir)
+        with stop.installed():
+            results = _stages(RunContext(parts, io, stop, cache_dir), status)
         record = results.with_run(_run_info(cfg, overrides, run_dir, status.started, time.perf_counter() - started,
                                             parts, results.run.dense_reused_from), config_dict)
         text = record.dumps()  # strict JSON: a NaN or Infinity fails here, before anything is drawn from it
@@ -45,12 +70,22 @@ def run(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_d
         # Last, so a results.json always means a finished run (a crash before it leaves a resumable folder).
         write_atomic(run_dir / "results.json", text)
         results = record.to_json()  # run() still returns the results.json dict (app.py reads its "status")
+    except Interrupted as error:
+        status.set("interrupted", error=str(error), signal=error.signum, at=error.where)
+        raise
     except KeyboardInterrupt:
-        status.set("interrupted", error="interrupted by the user (Ctrl-C)")
+        status.set("interrupted", error="interrupted by the user (Ctrl-C twice: stopped without a checkpoint)")
         raise
     except UserError as error:
         status.set("failed", error=str(error))
         raise
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            status.set("failed", error=f"{type(error).__name__}: {error}")
+            raise
+        status.set("failed", error=f"disk full: {error}")
+        raise UserError(f"disk full while writing the run folder {run_dir} ({error.strerror}); free space and "
+                        f"resume with: progprune resume {run_dir}") from None
     except Exception as error:
         status.set("failed", error=f"{type(error).__name__}: {error}")
         raise
@@ -58,40 +93,47 @@ def run(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_d
     return results
 
 
-def _stages(parts: Parts, io: StageIO, status: Status, cache_dir: Path | None) -> dict[str, Any]:
-    cfg = parts.cfg
-    status.set("running", "train")
-    original, reused = train(parts, io, cache_dir)
-    trained = {"original": TrainedModel(original, cfg.train.epochs, mask_only=False)}
-    pruning = None
+def _stages(run: RunContext, status: Status) -> Results:
+    parts, io = run.parts, run.io
+    produced = Produced()
+    stages = pipeline(parts.cfg)
     if parts.strategy is None:
         io.log("dense baseline: no strategy given, so train → evaluate (add +strategy=NAME to prune)")
-    else:
-        start = cfg.train.epochs * parts.steps_per_epoch(cfg.train.batch_size)
-        status.set("running", "prune")
-        pruned, unit_masks, pruning = prune(parts, io, start)
-        trained["pruned"] = TrainedModel(pruned, cfg.train.epochs + cfg.prune.epochs, mask_only=True)
-        status.set("running", "finetune")
-        after_prune = start + cfg.prune.epochs * parts.steps_per_epoch(cfg.prune.batch_size)
-        finetuned = finetune(parts, io, after_prune)
-        epochs = cfg.train.epochs + cfg.prune.epochs + cfg.finetune.epochs
-        trained["finetuned"] = TrainedModel(finetuned, epochs, mask_only=True)
-        compacted = parts.strategy.compact(finetuned, unit_masks, parts.data.info)
-        if compacted is not None:
-            # A CPU copy, so the saved module loads on a machine without the GPU it was made on.
-            io.save("compacted", {"module": copy.deepcopy(compacted).cpu(), "stage": "compact"})
-            trained["compacted"] = TrainedModel(compacted, epochs, mask_only=False)
-        if cfg.evaluate.dense_baseline:
-            status.set("running", "dense_long")
-            trained["dense_long"] = TrainedModel(dense_long(parts, io, start, cache_dir), epochs, mask_only=False)
+    for stage in stages:
+        status.set("running", stage.name)
+        setattr(produced, stage.output, stage.resume_or_run(run, produced))
+    if run.stop.signum is not None:  # a signal that came after the last optimizer step
+        raise Interrupted(run.stop.signum, "the end of training, before evaluate")
     status.set("running", "evaluate")
-    return evaluate_models(parts, io, trained, pruning, reused)
+    return evaluate_models(parts, io, _trained(run, produced), produced.pruned.pruning if produced.pruned else None,
+                           produced.original.reused_from if produced.original else None)
+
+
+def _trained(run: RunContext, produced: Produced) -> dict[str, TrainedModel]:
+    """The models to evaluate, with the compacted one built (and saved) where the strategy removes channels."""
+    cfg = run.parts.cfg
+    assert produced.original is not None
+    trained = {"original": TrainedModel(produced.original.model, cfg.train.epochs, mask_only=False)}
+    if produced.pruned is None or produced.finetuned is None:
+        return trained
+    pruned_epochs = cfg.train.epochs + cfg.prune.epochs
+    epochs = pruned_epochs + cfg.finetune.epochs
+    trained["pruned"] = TrainedModel(produced.pruned.model, pruned_epochs, mask_only=True)
+    trained["finetuned"] = TrainedModel(produced.finetuned, epochs, mask_only=True)
+    strategy = run.parts.strategy
+    assert strategy is not None
+    compacted = strategy.compact(produced.finetuned, produced.pruned.unit_masks, run.parts.data.info)
+    if compacted is not None:
+        # A CPU copy, so the saved module loads on a machine without the GPU it was made on.
+        run.io.save("compacted", {"module": copy.deepcopy(compacted).cpu(), "stage": "compact"})
+        trained["compacted"] = TrainedModel(compacted, epochs, mask_only=False)
+    if produced.dense_long is not None:
+        trained["dense_long"] = TrainedModel(produced.dense_long, epochs, mask_only=False)
+    return trained
 
 
 def _run_info(cfg: RunConfig, overrides: list[str], run_dir: Path, started: str, duration: float,
               parts: Parts, dense_reused_from: str | None) -> RunInfo:
-    from progprune_cli.results.schema import RunInfo
-
     return RunInfo(id=run_dir.name, started=started, finished=dt.datetime.now().isoformat(timespec="seconds"),
                    duration_s=round(duration, 3), overrides=tuple(overrides), seed=cfg.seed, device=str(parts.device),
                    torch=torch.__version__, python=platform.python_version(), threads=cfg.evaluate.threads,
@@ -123,4 +165,3 @@ def _report(results: Results, run_dir: Path, console: Console) -> None:
     write_atomic(run_dir / "results.md", render_markdown(results, plots))
     print_summary(results, console)
     console.print(f"run folder: {run_dir}")
-

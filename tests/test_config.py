@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from progprune_cli.data import DATASETS
 from progprune_cli.models import MODELS
+from progprune_cli.optim.lr_schedulers import LR_SCHEDULERS
 from progprune_cli.optim.optimizers import OPTIMIZERS
 from progprune_cli.pruning.schedules import SCHEDULES
 from progprune_cli.pruning.strategies import STRATEGIES
@@ -28,8 +29,9 @@ from progprune_cli.preflight import check
 
 CONF = Path(str(resources.files("progprune_cli.conf")))
 REGISTRIES = {"dataset": DATASETS, "model": MODELS, "strategy": STRATEGIES, "schedule": SCHEDULES,
-              "optimizer": OPTIMIZERS}
-STRATEGY_KEYS = "exclude, include_bias, layers, name, scope, sparsity, threshold"
+              "optimizer": OPTIMIZERS, "lr_scheduler": LR_SCHEDULERS}
+PRESETS = ("experiment",)  # groups of whole-config presets (# @package _global_), not of one component
+STRATEGY_KEYS = "exclude, include_bias, layers, layers_from, name, scope, sparsity, threshold"
 
 
 @lru_cache(maxsize=None)
@@ -110,7 +112,15 @@ def test_every_yaml_is_named_like_its_file_and_registered(group: str) -> None:
 def test_conf_has_exactly_the_registered_groups() -> None:
     # conf/hydra/ holds launcher presets for Hydra itself, not a progprune group.
     groups = sorted(d.name for d in CONF.iterdir() if d.is_dir() and not d.name.startswith("_") and d.name != "hydra")
-    assert groups == sorted(REGISTRIES)
+    assert groups == sorted([*REGISTRIES, *PRESETS])
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
+def test_every_experiment_preset_composes_into_a_valid_config(name: str) -> None:
+    cfg = load_run_config(composed(f"experiment={name}"))
+    assert cfg.strategy is not None and cfg.expected, name
+    for figure in cfg.expected:
+        assert figure.source and figure.model in ("original", "pruned", "finetuned", "compacted"), figure
 
 
 # --- load_run_config errors --------------------------------------------------------------------------------------
@@ -144,8 +154,8 @@ def test_unknown_top_level_key_is_refused() -> None:
     data = composed()
     data["foo"] = 1
     assert load_error(data) == (
-        "foo: unknown key; allowed keys are dataset, device, evaluate, finetune, model, optimizer, prune, "
-        "schedule, seed, strategy, train")
+        "foo: unknown key; allowed keys are checkpoint, dataset, device, evaluate, expected, finetune, model, "
+        "optimizer, prune, schedule, seed, sensitivity, strategy, train")
 
 
 def test_a_missing_group_and_a_wrong_type() -> None:

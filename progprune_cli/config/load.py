@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from progprune_cli.config.schema import (
     CheckpointConfig,
     DatasetConfig,
+    ExpectedFigure,
     LRSchedulerConfig,
     EvaluateConfig,
     ModelConfig,
     OptimizerConfig,
     RunConfig,
     ScheduleConfig,
+    SensitivityConfig,
     StageConfig,
     StrategyConfig,
     TrainConfig,
@@ -38,13 +43,15 @@ def load_run_config(data: Mapping[str, Any]) -> RunConfig:
         dataset=_component(DatasetConfig, data.get("dataset"), "dataset"),
         model=_component(ModelConfig, data.get("model"), "model"),
         optimizer=_component(OptimizerConfig, data.get("optimizer"), "optimizer"),
-        strategy=None if strategy is None else _component(StrategyConfig, strategy, "strategy"),
+        strategy=None if strategy is None else _layers_from(_component(StrategyConfig, strategy, "strategy")),
         schedule=_component(ScheduleConfig, data.get("schedule"), "schedule"),
         train=_stage(TrainConfig, data.get("train"), "train"),
         prune=_stage(StageConfig, data.get("prune"), "prune"),
         finetune=_stage(StageConfig, data.get("finetune"), "finetune"),
         evaluate=from_dict(EvaluateConfig, data.get("evaluate"), "evaluate"),
         checkpoint=from_dict(CheckpointConfig, data.get("checkpoint"), "checkpoint"),
+        sensitivity=_sensitivity(data.get("sensitivity")),
+        expected=_expected(data.get("expected")),
     )
     _check_ranges(cfg)
     return cfg
@@ -62,6 +69,61 @@ class _Device:
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):
             raise UserError(f"device: got {self.device!r}; allowed values are auto, cpu, cuda")
+
+
+def _expected(data: Any) -> tuple[ExpectedFigure, ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, (list, tuple)):
+        raise UserError(f"expected: got {data!r}; expected a list of figures")
+    return tuple(from_dict(ExpectedFigure, item if isinstance(item, Mapping) else {"source": item},
+                           f"expected[{i}]") for i, item in enumerate(data))
+
+
+def _sensitivity(data: Any) -> SensitivityConfig:
+    """`sensitivity:` with its levels sorted; the budget can only reach a target some level reaches."""
+    cfg = from_dict(SensitivityConfig, data, "sensitivity")
+    if not cfg.levels:
+        raise UserError("sensitivity.levels: empty; give at least one level in (0, 1), e.g. [0.5, 0.9]")
+    for level in cfg.levels:
+        if not 0.0 < level < 1.0:
+            raise UserError(f"sensitivity.levels: got {level}; every level must be in (0, 1)")
+    if len(set(cfg.levels)) != len(cfg.levels):
+        twice = next(v for v in cfg.levels if cfg.levels.count(v) > 1)
+        raise UserError(f"sensitivity.levels: {twice} appears twice; give each level once")
+    _fraction(cfg.target, "sensitivity.target")
+    if cfg.target > max(cfg.levels):
+        raise UserError(f"sensitivity.target: got {cfg.target}; the budget cannot exceed the largest of "
+                        f"sensitivity.levels ({max(cfg.levels)})")
+    return dataclasses.replace(cfg, levels=tuple(sorted(cfg.levels)))
+
+
+def _layers_from(s: StrategyConfig) -> StrategyConfig:
+    """`strategy.layers_from`: a YAML mapping unit → sparsity fills `strategy.layers`; explicit entries win, also
+    over a file entry naming the same layer another way (`fc` given, `fc.weight` in the file)."""
+    if s.layers_from is None:
+        return s
+    key = f"strategy.layers_from: {s.layers_from}"
+    try:
+        loaded = yaml.safe_load(Path(s.layers_from).read_text())
+    except OSError as error:
+        raise UserError(f"{key}: cannot read it ({error.strerror or type(error).__name__})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise UserError(f"{key}: not valid YAML ({_first_line(error)})") from None
+    if not isinstance(loaded, Mapping):
+        raise UserError(f"{key}: expected a mapping of unit: sparsity, found {type(loaded).__name__}")
+    from_file: dict[str, float] = {}
+    for unit, value in loaded.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+            raise UserError(f"{key}: {unit}: got {value!r}; must be a sparsity in [0, 1)")
+        from_file[str(unit)] = float(value)
+    shadowed = set(s.layers) | {f"{name}.{kind}" for name in s.layers for kind in ("weight", "bias")}
+    # Explicit entries first: the first matching entry is the one select() and the pruning log use.
+    return dataclasses.replace(s, layers={**s.layers, **{k: v for k, v in from_file.items() if k not in shadowed}})
+
+
+def _first_line(error: BaseException) -> str:
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
 
 
 def _stage(cls: type, data: Any, where: str) -> Any:

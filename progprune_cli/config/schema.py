@@ -44,6 +44,7 @@ class StrategyConfig:
     scope: Literal["layer", "global", "lamp"] = "layer"
     exclude: tuple[str, ...] = ()
     layers: dict[str, float] = field(default_factory=dict)
+    layers_from: Optional[str] = None  # a YAML file of unit → sparsity (progprune sensitivity's layers.yaml)
     include_bias: bool = False
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -125,6 +126,29 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class ExpectedFigure:
+    """`expected:` entry: a published figure a run aims at, and what makes a run comparable to it."""
+
+    source: str
+    metric: Literal["test_accuracy", "val_accuracy", "test_error", "weights_kept", "macs_reduction"]
+    value: float
+    model: str = "finetuned"
+    tolerance: float = 0.0
+    dataset: Optional[str] = None  # the dataset the figure was measured on
+    train_epochs: Optional[int] = None  # the recipe's dense epochs; fewer is "not comparable"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class SensitivityConfig:
+    """`sensitivity:` (progprune sensitivity): the levels each unit is pruned to alone, and the overall sparsity
+    of the per-unit budget derived from them; `levels` are sorted by the loader."""
+
+    levels: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    target: float = 0.5
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one run needs; built once from the composed Hydra config."""
 
@@ -140,6 +164,8 @@ class RunConfig:
     finetune: StageConfig
     evaluate: EvaluateConfig
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
+    expected: tuple[ExpectedFigure, ...] = ()
 
 
 def common_keys(cls: type) -> tuple[str, ...]:

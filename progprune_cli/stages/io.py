@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import pickle
 import warnings
 from dataclasses import dataclass
@@ -16,10 +15,7 @@ from rich.console import Console
 
 from progprune_cli.atomic import copy_atomically, write_atomic
 from progprune_cli.errors import UserError
-
-METRIC_COLUMNS = ["stage", "event", "epoch", "iteration", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
-                  "target_sparsity", "achieved_sparsity"]
-
+from progprune_cli.results.schema import METRIC_COLUMNS, TRAINING_STAGES, strict_dumps
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint or cache entry, read with `weights_only=True`: tensors and plain values only, never code."""
@@ -35,7 +31,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def write_json(path: Path, value: Any) -> None:
-    write_atomic(path, json.dumps(value, indent=1, sort_keys=False) + "\n")
+    """Strict JSON (a NaN or Infinity is an error, never written), replaced atomically."""
+    write_atomic(path, strict_dumps(value))
 
 
 @dataclass
@@ -96,7 +93,7 @@ class StageIO:
         """Replace the stage's rows, then rebuild metrics.csv from every stage's rows (in pipeline order)."""
         write_atomic(self.run_dir / "logs" / f"{stage}.csv", _csv(rows))
         merged: list[dict[str, Any]] = []
-        for name in ("train", "prune", "finetune", "dense_long"):
+        for name in TRAINING_STAGES:
             path = self.run_dir / "logs" / f"{name}.csv"
             if path.exists():
                 merged += list(csv.DictReader(path.open()))

@@ -29,7 +29,8 @@ class Prune(Stage):
         assert strategy is not None and cfg.strategy is not None and produced.original is not None
         model = copy.deepcopy(produced.original.model)  # the original stays as it was, for evaluation
         rewind_state = io.load("rewind")["model"] if cfg.schedule.rewind is not None else None
-        ctx = PruneContext(Batches(parts.data.train, cfg.prune.batch_size, device=parts.device), parts.loss_fn,
+        # Scores are computed on un-augmented images: a random crop must not decide what is pruned.
+        ctx = PruneContext(Batches(parts.data.train_eval, cfg.prune.batch_size, device=parts.device), parts.loss_fn,
                            parts.device, cfg.seed)
         log: dict[str, Any] = {"unit_masks": strategy.initial_masks(model, parts.data.info), "steps": [],
                                "notes": [], "event_rows": [], "reference": None}

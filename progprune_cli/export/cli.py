@@ -1,0 +1,100 @@
+"""`progprune export RUN_DIR [--model M] [--format onnx] [--out PATH]`: a run's model as a checked ONNX file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from progprune_cli.errors import UserError
+from progprune_cli.export.run import MODELS, RunFolder
+
+PROG = "progprune export"
+FORMATS = ("onnx",)
+CHECK_SAMPLES = 256  # test inputs compared with PyTorch (all of them when the split is smaller)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line like every other progprune error, not argparse's usage block.
+        raise UserError(message)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Write a finished run's model as ONNX (plus a JSON sidecar), checked "
+                                       "against PyTorch with onnxruntime on the run's test split.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a complete run folder")
+    p.add_argument("--model", metavar="MODEL", default=None,
+                   help=f"one of {', '.join(MODELS)}; default: what the run produced (compacted where channels "
+                        "were removed, else finetuned; original for a dense run)")
+    p.add_argument("--format", metavar="FORMAT", default="onnx", help="onnx (the only one so far)")
+    p.add_argument("--out", metavar="PATH", default=None,
+                   help="output file (or folder); default RUN_DIR/export/MODEL.onnx; the sidecar goes beside it "
+                        "as .json")
+    p.add_argument("--check-samples", metavar="N", type=int, default=CHECK_SAMPLES,
+                   help=f"test inputs to compare (default {CHECK_SAMPLES})")
+    return p
+
+
+def run_export(args: argparse.Namespace) -> list[str]:
+    """Export as asked; the lines to print. Every problem is a UserError naming what is wrong."""
+    if args.format not in FORMATS:
+        raise UserError(f"--format: got {args.format!r}; choose one of {', '.join(FORMATS)}")
+    if args.model is not None and args.model not in MODELS:
+        raise UserError(f"--model: got {args.model!r}; choose one of {', '.join(MODELS)}")
+    if args.check_samples < 1:
+        raise UserError(f"--check-samples: got {args.check_samples}; must be >= 1")
+    from progprune_cli.export import onnx_export
+
+    onnx_export.require()  # before any model loading: a missing package should cost nothing
+    run = RunFolder.open(args.run_dir)
+    run.require_complete()
+    which = args.model or run.default_model()
+    if args.model is not None:
+        try:
+            run.checkpoint(which)
+        except UserError as error:
+            raise UserError(f"--model {which}: {error}") from None
+    out = _out_path(args.out, run, which)
+
+    from progprune_cli.data import build_data, inputs
+    from progprune_cli.export.saved import load_model
+    from progprune_cli.export.sidecar import describe, sidecar_path
+    from progprune_cli.atomic import write_atomic
+
+    data = build_data(run.cfg.dataset, run.cfg.seed)  # as parts.py builds it: the same seeded test split
+    model = load_model(run.path, which, info=data.info)
+    exported, checked = onnx_export.export_onnx(model, inputs(data.test, args.check_samples), out)
+    side = sidecar_path(out)
+    write_atomic(side, json.dumps(describe(run, which, data, out, exported, checked), indent=1) + "\n")
+    return [f"wrote {out} ({which} {run.cfg.model.name}, ONNX opset {exported.opset}, {exported.exporter} exporter)",
+            f"checked with onnxruntime on {checked.samples} test inputs: max |diff| {checked.max_abs_diff:.2g} "
+            f"(<= {checked.tolerance:g})",
+            f"sidecar: {side}"]
+
+
+def _out_path(given: str | None, run: RunFolder, which: str) -> Path:
+    if given is None:
+        return run.path / "export" / f"{which}.onnx"
+    path = Path(given)
+    return path / f"{which}.onnx" if path.is_dir() else path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit 0 written, 2 bad input or a refused export (one line on stderr)."""
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exit_:  # --help
+        return int(exit_.code or 0)
+    except UserError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        lines = run_export(args)
+    except UserError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0

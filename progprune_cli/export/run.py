@@ -1,0 +1,105 @@
+"""A finished run folder seen from outside: its config (yaml.safe_load only), status and which models it saved."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from progprune_cli.config import RunConfig, load_run_config
+from progprune_cli.errors import UserError
+
+# Every model a run may save as checkpoints/<name>.pt, in pipeline order.
+MODELS = ("original", "pruned", "finetuned", "compacted", "dense_long")
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """RUN_DIR with its composed config parsed into a RunConfig; nothing in it is unpickled."""
+
+    path: Path
+    config: dict[str, Any]
+    cfg: RunConfig
+
+    @classmethod
+    def open(cls, run_dir: str | Path) -> RunFolder:
+        path = Path(run_dir)
+        config_path = path / ".hydra" / "config.yaml"
+        if not path.is_dir():
+            raise UserError(f"RUN_DIR: {run_dir} {'is not a folder' if path.exists() else 'does not exist'}")
+        if not config_path.is_file():
+            raise UserError(f"RUN_DIR: {run_dir} is not a run folder (no .hydra/config.yaml)")
+        try:
+            config = yaml.safe_load(config_path.read_text())
+        except (yaml.YAMLError, OSError, UnicodeDecodeError) as error:
+            raise UserError(f"{config_path}: cannot read it as YAML ({' '.join(str(error).split())})") from None
+        if not isinstance(config, dict):
+            raise UserError(f"{config_path}: expected a mapping of config keys, found {type(config).__name__}")
+        try:
+            cfg = load_run_config(config)
+        except UserError as error:
+            raise UserError(f"{config_path}: {error}") from None
+        return cls(path, config, cfg)
+
+    @property
+    def id(self) -> str:
+        """The run id results.json records (the folder's name)."""
+        return self.path.resolve().name
+
+    def status(self) -> dict[str, Any]:
+        path = self.path / "status.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def require_complete(self) -> None:
+        """A run that has not finished may lack the model asked for, or hold one a resumed stage will replace."""
+        status = self.status()
+        state = status.get("status", "unknown (no readable status.json)")
+        if state == "complete" and (self.path / "results.json").is_file():
+            return
+        where = f" in stage {status['stage']}" if status.get("stage") else ""
+        why = f": {status['error']}" if status.get("error") else ""
+        raise UserError(f"RUN_DIR: {self.path} is not a complete run (status {state}{where}{why}); "
+                        "export a finished run")
+
+    def default_model(self) -> str:
+        """What the run produced: compacted where channels were removed, else finetuned; original for a dense run."""
+        if self.cfg.strategy is None:
+            return "original"
+        return "compacted" if self.checkpoint_path("compacted").is_file() else "finetuned"
+
+    def checkpoint_path(self, which: str) -> Path:
+        return self.path / "checkpoints" / f"{which}.pt"
+
+    def checkpoint(self, which: str) -> Path:
+        """checkpoints/<which>.pt, or a one-line error saying why this run has no such model."""
+        if which not in MODELS:
+            raise UserError(f"model: got {which!r}; choose one of {', '.join(MODELS)}")
+        path = self.checkpoint_path(which)
+        if path.is_file():
+            return path
+        strategy = self.cfg.strategy
+        if strategy is None and which in ("pruned", "finetuned", "compacted"):
+            why = "it is a dense baseline (no strategy), so it has only original"
+        elif which == "compacted" and _granularity(self.cfg) != "channel":
+            assert strategy is not None
+            why = (f"strategy {strategy.name} prunes single weights (mask-only); only channel strategies compact "
+                   "(structured, activation, or granularity=channel)")
+        elif which == "dense_long":
+            why = "it ran with evaluate.dense_baseline=false"
+        else:
+            why = "the run did not save it"
+        raise UserError(f"RUN_DIR: {self.path} has no {which} model ({path.relative_to(self.path)} missing): {why}")
+
+
+def _granularity(cfg: RunConfig) -> str:
+    from progprune_cli.pruning.strategies import build_strategy  # torch: only on this error path
+
+    assert cfg.strategy is not None
+    return build_strategy(cfg.strategy).granularity

@@ -1,0 +1,352 @@
+"""Tensor-only compacted checkpoints, load_model, and `progprune export`: ONNX checked against PyTorch."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import progprune
+from torch import nn
+
+from progprune_cli.config import ModelConfig, StrategyConfig
+from progprune_cli.data import DataInfo, build_data, inputs
+from progprune_cli.errors import UserError
+from progprune_cli.export import load_model, save_compacted
+from progprune_cli.export import cli as export_cli
+from progprune_cli.export import onnx_export
+from progprune_cli.export.saved import read_checkpoint, rebuild_compacted
+from progprune_cli.models import build_model
+from progprune_cli.pruning.masks import Masks, apply_masks
+from progprune_cli.pruning.strategies import build_strategy
+from progprune_cli.results.status import config_hash
+
+INFO = DataInfo(channels=1, height=8, width=8, num_classes=10)
+BUILT_IN = ("mlp", "resnet_tiny", "simple_cnn", "two_conv_cnn")  # the small models the runner ships with
+SYNTHETIC = DataInfo(channels=1, height=8, width=8, num_classes=4)  # conf/dataset/synthetic.yaml's shape
+INSTALL = "pip install 'progprune[export]' (or: pip install onnx onnxruntime onnxscript)"
+needs_onnx = pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("onnx", "onnxruntime", "onnxscript")),
+    reason="the export extra is not installed: pip install 'progprune[export]'")
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Any:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def dense(name: str, info: DataInfo = INFO) -> nn.Module:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name=name), info)
+    # Non-trivial batch-norm statistics, so a lost buffer would show in the outputs.
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(16, 1, 8, 8))
+    return model.eval()
+
+
+def compacted(name: str) -> tuple[nn.Module, Masks]:
+    """Every other channel of every unit removed by the structured strategy (the first layer too)."""
+    strategy = build_strategy(StrategyConfig(name="structured", options={"keep_first": False}))
+    model = dense(name)
+    masks = {u: torch.arange(m.numel()) % 2 == 0 for u, m in strategy.initial_masks(model, INFO).items()}
+    assert masks, f"{name}: structured finds no unit to compact"
+    apply_masks(model, strategy.to_param_masks(model, masks))
+    return strategy.compact(model, masks, INFO).eval(), masks
+
+
+def sample_input() -> torch.Tensor:
+    return torch.randn(20, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+
+
+def run_config(model: str = "two_conv_cnn", strategy: str | None = "structured") -> dict[str, Any]:
+    """A composed config as .hydra/config.yaml holds it (only the keys without defaults, plus the real ones)."""
+    config: dict[str, Any] = {
+        "seed": 0, "device": "cpu", "dataset": {"name": "synthetic"}, "model": {"name": model},
+        "optimizer": {"name": "adam", "lr": 0.001}, "schedule": {"name": "cubic"},
+        "train": {"epochs": 1}, "prune": {"epochs": 1}, "finetune": {"epochs": 1}, "evaluate": {}}
+    if strategy is not None:
+        config["strategy"] = {"name": strategy}
+    return config
+
+
+def fake_run(folder: Path, config: dict[str, Any], status: str = "complete") -> Path:
+    """A run folder's files as progprune leaves them, without training."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / "checkpoints").mkdir()
+    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    (folder / "status.json").write_text(json.dumps({"status": status, "stage": None if status == "complete"
+                                                    else "prune", "error": None}))
+    if status == "complete":
+        (folder / "results.json").write_text("{}")
+    return folder
+
+
+class Marker:
+    """Unpickling this writes a file: what a hostile checkpoint would do instead."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.path}",))
+
+
+def plant(path: Path, marker: Path) -> None:
+    torch.save({"module": Marker(marker)}, path)
+
+
+# -- the compacted checkpoint -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_compacted_model_round_trips_through_a_tensor_only_file(name: str, tmp_path: Path) -> None:
+    small, masks = compacted(name)
+    path = tmp_path / "compacted.pt"
+    save_compacted(path, small, masks, ModelConfig(name=name), INFO)
+    data = torch.load(path, weights_only=True)  # loads without allowing any code
+    assert set(data) == {"format", "version", "stage", "model", "info", "unit_masks", "widths", "state_dict"}
+    assert data["model"] == {"name": name, "options": {}}
+    assert DataInfo(**data["info"]) == INFO
+    assert {k: v.tolist() for k, v in data["unit_masks"].items()} == {k: v.tolist() for k, v in masks.items()}
+    loaded = rebuild_compacted(read_checkpoint(path), path).eval()
+    assert {k: v.shape for k, v in loaded.state_dict().items()} == {k: v.shape for k, v in small.state_dict().items()}
+    x = sample_input()
+    with torch.no_grad():
+        assert torch.equal(loaded(x), small(x))
+
+
+def test_load_model_returns_each_saved_model_of_a_run(tmp_path: Path) -> None:
+    run = fake_run(tmp_path / "run", run_config("resnet_tiny"))
+    small, masks = compacted("resnet_tiny")
+    save_compacted(run / "checkpoints" / "compacted.pt", small, masks, ModelConfig(name="resnet_tiny"), INFO)
+    original = dense("resnet_tiny", SYNTHETIC)
+    torch.save({"model": original.state_dict(), "masks": None, "stage": "train"}, run / "checkpoints" / "original.pt")
+    x = sample_input()
+    with torch.no_grad():
+        loaded = load_model(run, which="compacted")  # the compacted file carries its data shape
+        assert torch.equal(loaded(x), small(x)) and not loaded.training
+        loaded = load_model(run, which="original")  # a mask-only one learns it from the run's dataset
+        assert torch.equal(loaded(x), original(x)) and not loaded.training
+    path = run / "checkpoints" / "original.pt"
+    with pytest.raises(UserError) as caught:
+        load_model(run, which="original", info=INFO)
+    assert str(caught.value).startswith(f"{path}: weights do not fit the rebuilt ResNetTiny: Error(s) in loading "
+                                        "state_dict for ResNetTiny: size mismatch for fc.weight")
+    with pytest.raises(UserError) as caught:
+        load_model(run, which="finetuned")
+    assert str(caught.value) == (f"RUN_DIR: {run} has no finetuned model (checkpoints/finetuned.pt missing): the "
+                                 "run did not save it")
+    with pytest.raises(UserError) as caught:
+        load_model(run, which="best")
+    assert str(caught.value) == "model: got 'best'; choose one of original, pruned, finetuned, compacted, dense_long"
+
+
+@needs_onnx
+def test_a_pickle_that_runs_code_is_refused_and_never_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = fake_run(tmp_path / "run", run_config())
+    marker, proof = tmp_path / "pwned", tmp_path / "proof"
+    path = run / "checkpoints" / "compacted.pt"
+    plant(path, proof)
+    torch.load(path, weights_only=False)  # the planted file is live: plain unpickling runs its code
+    assert proof.exists()
+    plant(path, marker)
+    expected = (f"{path}: refused to load: it holds pickled objects that would run code when read, not plain "
+                "tensors; delete it (or the run folder) if you did not put it there (older progprune saved "
+                "compacted.pt as a pickled module; the finetuned model has the same weights, masked)")
+    with pytest.raises(UserError) as caught:
+        load_model(run, which="compacted")
+    assert str(caught.value) == expected
+    assert export_cli.main([str(run), "--model", "compacted"]) == 2
+    assert capsys.readouterr().err == f"progprune export: error: {expected}\n"
+    assert not marker.exists()
+
+
+def test_an_older_pickled_compacted_module_is_refused_too(tmp_path: Path) -> None:
+    run = fake_run(tmp_path / "run", run_config())
+    small, _ = compacted("two_conv_cnn")
+    torch.save({"module": small, "stage": "compact"}, run / "checkpoints" / "compacted.pt")
+    with pytest.raises(UserError) as caught:
+        load_model(run, which="compacted")
+    assert str(caught.value).startswith(f"{run}/checkpoints/compacted.pt: refused to load: it holds pickled objects")
+    # Another model's checkpoint gets the same refusal without the compacted.pt note.
+    torch.save({"model": small}, run / "checkpoints" / "finetuned.pt")
+    with pytest.raises(UserError) as caught:
+        load_model(run, which="finetuned", info=INFO)
+    assert str(caught.value) == (f"{run}/checkpoints/finetuned.pt: refused to load: it holds pickled objects that "
+                                 "would run code when read, not plain tensors; delete it (or the run folder) if you "
+                                 "did not put it there")
+
+
+def test_truncated_checkpoint_is_one_line(tmp_path: Path) -> None:
+    run = fake_run(tmp_path / "run", run_config())
+    path = run / "checkpoints" / "compacted.pt"
+    small, masks = compacted("two_conv_cnn")
+    save_compacted(path, small, masks, ModelConfig(name="two_conv_cnn"), INFO)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(UserError) as caught:
+        load_model(run, which="compacted")
+    assert str(caught.value).startswith(f"{path}: not a readable torch checkpoint (RuntimeError: PytorchStreamReader")
+    assert "\n" not in str(caught.value)
+
+
+# -- ONNX --------------------------------------------------------------------------------------------------------
+
+def onnx_outputs(path: Path, x: torch.Tensor) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(["logits"], {"input": x.numpy()})[0]
+
+
+@needs_onnx
+@pytest.mark.parametrize("name", BUILT_IN)
+@pytest.mark.parametrize("form", ["dense", "compacted"])
+def test_every_built_in_model_exports_and_matches_pytorch(name: str, form: str, tmp_path: Path) -> None:
+    model = dense(name) if form == "dense" else compacted(name)[0]
+    out = tmp_path / f"{name}.onnx"
+    x = sample_input()
+    exported, checked = onnx_export.export_onnx(model, x, out)
+    assert (exported.exporter, exported.opset) == ("dynamo", 18)
+    assert checked.samples == 20 and checked.max_abs_diff <= 1e-4
+    import onnx
+
+    graph = onnx.load(str(out)).graph
+    dims = graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 1, 8, 8]
+    # Checked independently here: other batch sizes than the check used, from the file on disk.
+    for batch in (1, 3, 20):
+        with torch.no_grad():
+            expected = model(x[:batch]).numpy()
+        assert np.abs(onnx_outputs(out, x[:batch]) - expected).max() <= 1e-4
+
+
+@needs_onnx
+def test_without_onnxscript_the_torchscript_exporter_is_used(monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    real = onnx_export._optional
+    monkeypatch.setattr(onnx_export, "_optional", lambda name: None if name == "onnxscript" else real(name))
+    model = compacted("resnet_tiny")[0]
+    exported, checked = onnx_export.export_onnx(model, sample_input(), tmp_path / "m.onnx")
+    assert exported.exporter == "torchscript" and checked.max_abs_diff <= 1e-4
+    x = sample_input()[:1]
+    with torch.no_grad():
+        assert np.abs(onnx_outputs(tmp_path / "m.onnx", x) - model(x).numpy()).max() <= 1e-4
+
+
+@needs_onnx
+def test_an_export_that_disagrees_with_pytorch_is_refused_and_nothing_is_written(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from onnx import numpy_helper
+
+    real = onnx_export.to_onnx
+
+    def corrupted(model: nn.Module, example: torch.Tensor) -> onnx_export.Exported:
+        exported = real(model, example)
+        weight = exported.proto.graph.initializer[0]  # one weight of the graph, nudged
+        weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) + 0.5, weight.name))
+        return exported
+
+    monkeypatch.setattr(onnx_export, "to_onnx", corrupted)
+    out = tmp_path / "export" / "m.onnx"
+    with pytest.raises(UserError) as caught:
+        onnx_export.export_onnx(dense("two_conv_cnn"), sample_input(), out)
+    assert re.fullmatch(r"ONNX model disagrees with PyTorch on 20 test inputs: max \|diff\| [0-9.e+-]+ > 0\.0001; "
+                        rf"refusing to write {re.escape(str(out))}", str(caught.value)), str(caught.value)
+    assert not out.exists() and not out.parent.exists()
+
+
+@needs_onnx
+def test_missing_onnxruntime_is_one_line_naming_the_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now fails as if not installed
+    run = fake_run(tmp_path / "run", run_config())
+    assert export_cli.main([str(run)]) == 2
+    assert capsys.readouterr().err == ("progprune export: error: --format onnx needs onnxruntime, which is not "
+                                       f"installed: {INSTALL}\n")
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    assert export_cli.main([str(run)]) == 2
+    assert capsys.readouterr().err == ("progprune export: error: --format onnx needs onnx and onnxruntime, which are "
+                                       f"not installed: {INSTALL}\n")
+
+
+@needs_onnx
+@pytest.mark.parametrize("args, make, expected", [
+    (["{run}", "--format", "tflite"], "complete", "--format: got 'tflite'; choose one of onnx"),
+    (["{run}", "--model", "best"], "complete",
+     "--model: got 'best'; choose one of original, pruned, finetuned, compacted, dense_long"),
+    (["{run}/nope"], "complete", "RUN_DIR: {run}/nope does not exist"),
+    (["{tmp}"], "complete", "RUN_DIR: {tmp} is not a run folder (no .hydra/config.yaml)"),
+    (["{run}"], "running", "RUN_DIR: {run} is not a complete run (status running in stage prune); "
+                           "export a finished run"),
+    (["{run}", "--model", "compacted"], "weight",
+     "--model compacted: RUN_DIR: {run} has no compacted model (checkpoints/compacted.pt missing): strategy weight "
+     "prunes single weights (mask-only); only channel strategies compact (structured, activation, or "
+     "granularity=channel)"),
+    (["{run}", "--model", "finetuned"], "dense",
+     "--model finetuned: RUN_DIR: {run} has no finetuned model (checkpoints/finetuned.pt missing): it is a dense "
+     "baseline (no strategy), so it has only original"),
+    (["{run}", "--check-samples", "0"], "complete", "--check-samples: got 0; must be >= 1"),
+    (["{run}", "--bogus"], "complete", "unrecognized arguments: --bogus"),
+])
+def test_bad_input_is_one_line_and_exit_2(args: list[str], make: str, expected: str, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture) -> None:
+    config = run_config(strategy={"weight": "weight", "dense": None}.get(make, "structured"))
+    run = fake_run(tmp_path / "run", config, status="running" if make == "running" else "complete")
+    fill = {"run": str(run), "tmp": str(tmp_path)}
+    assert export_cli.main([a.format(**fill) for a in args]) == 2
+    assert capsys.readouterr().err == f"progprune export: error: {expected.format(**fill)}\n"
+    assert not (run / "export").exists()
+
+
+@needs_onnx
+@pytest.mark.slow
+def test_progprune_export_on_a_real_run(workdir: Path) -> None:
+    result = progprune("train", "+strategy=structured", "dataset=synthetic", "train.epochs=1", "prune.epochs=1",
+                       "finetune.epochs=1", "evaluate.repeats=2", "evaluate.warmup=1",
+                       "evaluate.dense_baseline=false", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    (run,) = [p for p in (workdir / "runs").glob("*/*") if (p / "results.json").is_file()]
+    assert torch.load(run / "checkpoints" / "compacted.pt", weights_only=True)["format"] == "progprune.compacted"
+
+    result = progprune("export", str(run), cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    out, side = run / "export" / "compacted.onnx", run / "export" / "compacted.json"
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"wrote {out} (compacted two_conv_cnn, ONNX opset 18, dynamo exporter)"
+    assert re.fullmatch(r"checked with onnxruntime on 64 test inputs: max \|diff\| [0-9.e-]+ \(<= 0\.0001\)", lines[1])
+    assert lines[2] == f"sidecar: {side}" and len(lines) == 3
+
+    meta = json.loads(side.read_text())
+    config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+    assert meta["config_hash"] == config_hash(config) == json.loads((run / "status.json").read_text())["config_hash"]
+    assert meta["run_id"] == run.name == json.loads((run / "results.json").read_text())["run"]["id"]
+    assert meta["input"] == {"name": "input", "shape": ["batch", 1, 8, 8], "dtype": "float32", "pixel_range": None,
+                             "normalization": None}
+    assert (meta["model"], meta["file"], meta["check"]["samples"]) == ("compacted", "compacted.onnx", 64)
+    from progprune_cli.config import load_run_config
+
+    cfg = load_run_config(config)
+    data = build_data(cfg.dataset, cfg.seed)
+    assert meta["output"]["shape"] == ["batch", 4]
+    assert meta["class_names"] == (list(getattr(data.info, "classes", ())) or None)  # synthetic: none, or "0".."3"
+
+    # The file on disk, against the loader's model, on the run's own test split.
+    x = inputs(data.test)
+    small, masked = load_model(run, which="compacted"), load_model(run, which="finetuned")
+    with torch.no_grad():
+        assert np.abs(onnx_outputs(out, x) - small(x).numpy()).max() <= 1e-4
+        # The compacted model computes what the masked one does (the runner checked this in float64).
+        assert (small(x) - masked(x)).abs().max() <= 1e-5
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in masked.parameters())
