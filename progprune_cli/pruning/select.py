@@ -1,4 +1,4 @@
-"""Turn importance scores into keep-masks: by threshold or target sparsity, per layer or global, never to zero."""
+"""Turn importance scores into keep-masks: by threshold or target sparsity, per layer, global or LAMP, never to zero."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class Selection:
 
     sparsity: float | None = None
     threshold: float | None = None
-    scope: str = "layer"
+    scope: str = "layer"  # layer | global | lamp (global ranking of LAMP-normalized scores)
     layers: dict[str, float] = field(default_factory=dict)  # per-unit sparsity overrides (layer scope)
     min_keep: int = 1
 
@@ -32,10 +32,11 @@ def select(scores: dict[str, torch.Tensor], current: dict[str, torch.Tensor],
     if how.threshold is not None:
         for k, s in ranked.items():
             keep[k] = s >= how.threshold
-    if how.threshold is None and how.scope == "global":
+    if how.threshold is None and how.scope in ("global", "lamp"):
         pool = [k for k in ranked if k not in overridden]
         if pool:
-            flat = torch.cat([ranked[k].flatten() for k in pool])
+            pooled = {k: lamp(scores[k], current[k]) for k in pool} if how.scope == "lamp" else ranked
+            flat = torch.cat([pooled[k].flatten() for k in pool])
             mask = _keep_top(flat, _count(how.sparsity or 0.0, flat.numel()))
             for k, part in zip(pool, torch.split(mask, [ranked[k].numel() for k in pool])):
                 keep[k] = part.view_as(ranked[k])
@@ -54,6 +55,21 @@ def select(scores: dict[str, torch.Tensor], current: dict[str, torch.Tensor],
             keep[k] &= current[k]  # a unit that arrived fully pruned stays so: the guard never revives
             notes.append(f"{k}: would be pruned to zero; kept its {how.min_keep} highest-scoring entries")
     return keep, notes
+
+
+def lamp(scores: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """LAMP scores of one unit (Lee et al. 2021): s² / Σ v² over the unit's kept entries v with |v| >= |s|.
+
+    In float64. Ties share one denominator (every entry at least as large counts, the tied ones too), so equal
+    scores stay equal. Pruned entries are left out of every sum and score -inf, as in `select`. A unit's largest
+    entry scores 1 (1/k where k tie for largest), which is what keeps a global LAMP ranking from emptying layers.
+    """
+    squared = torch.where(keep, scores.detach().double().square(), 0.0).flatten()
+    ordered = torch.sort(squared).values
+    at_least = ordered.flip(0).cumsum(0).flip(0)  # at_least[i] = sum of ordered[i:]
+    denominator = at_least[torch.searchsorted(ordered, squared, side="left")]
+    normalized = torch.where(denominator > 0, squared / denominator, 0.0)  # an all-zero unit scores 0, not NaN
+    return torch.where(keep, normalized.view_as(scores), float("-inf"))
 
 
 def _override(unit: str, layers: dict[str, float]) -> float | None:

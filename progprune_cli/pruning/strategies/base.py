@@ -52,6 +52,7 @@ class Strategy(ABC):
     def __init__(self, cfg: StrategyConfig) -> None:
         self.cfg = cfg
         self.opts: Any = from_dict(self.Options, cfg.options, "strategy", common_keys(StrategyConfig))
+        self._check_scope()
 
     def units(self, model: nn.Module) -> list[str]:
         """Parameter names this strategy may prune: weights with dim > 1 (and biases if asked), minus `exclude`."""
@@ -116,6 +117,18 @@ class Strategy(ABC):
         report = StepReport(target=target, achieved=1.0 - after / total, removed=before - after,
                             layers=layers, notes=notes)
         return new, report
+
+    def _check_scope(self) -> None:
+        """LAMP normalizes squared magnitudes of single weights against a sparsity target: nothing else fits."""
+        if self.cfg.scope != "lamp":
+            return
+        if self.granularity != "weight":
+            raise UserError(f"strategy.scope: lamp ranks single weights; strategy={self.cfg.name} prunes whole "
+                            f"{self.granularity}s here; use scope layer or global")
+        if self.cfg.threshold is not None:
+            raise UserError(f"strategy.scope: lamp scores are relative to each layer, so threshold "
+                            f"{self.cfg.threshold} means nothing for them; set strategy.threshold=null and a "
+                            "strategy.sparsity")
 
     def _excluded(self, name: str) -> bool:
         module = name.rsplit(".", 1)[0]
