@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import errno
 import platform
@@ -17,6 +16,7 @@ from rich.console import Console
 from progprune_cli.atomic import write_atomic
 from progprune_cli.config import RunConfig
 from progprune_cli.errors import UserError
+from progprune_cli.export import save_compacted
 from progprune_cli.parts import Parts, build_parts, resolve_threads
 from progprune_cli.results.schema import Results, RunInfo
 from progprune_cli.results.status import RunLock, Status, check_folder, save_config
@@ -124,8 +124,9 @@ def _trained(run: RunContext, produced: Produced) -> dict[str, TrainedModel]:
     assert strategy is not None
     compacted = strategy.compact(produced.finetuned, produced.pruned.unit_masks, run.parts.data.info)
     if compacted is not None:
-        # A CPU copy, so the saved module loads on a machine without the GPU it was made on.
-        run.io.save("compacted", {"module": copy.deepcopy(compacted).cpu(), "stage": "compact"})
+        # Tensors and plain values only (state dict, kept widths, masks): it loads without unpickling code.
+        save_compacted(run.io.checkpoint("compacted"), compacted, produced.pruned.unit_masks, cfg.model,
+                       run.parts.data.info)
         trained["compacted"] = TrainedModel(compacted, epochs, mask_only=False)
     if produced.dense_long is not None:
         trained["dense_long"] = TrainedModel(produced.dense_long, epochs, mask_only=False)

@@ -91,6 +91,10 @@ def test_sigkill_anywhere_then_resume_equals_an_uninterrupted_run(stage: str, re
     proc.kill()
     proc.wait()
     assert json.loads((run_dir / "status.json").read_text())["status"] == "running"  # what SIGKILL leaves
+    shown = json.loads(progprune("compare", str(run_dir), "--json", cwd=tmp_path).stdout)
+    assert shown[0]["status"] == "killed"  # its pid is gone from this host: not "running"
+    report = progprune("report", str(run_dir), cwd=tmp_path)
+    assert report.stdout.startswith(f"{run_dir}: killed in stage {stage}: pid {proc.pid} on ")
     resumed = progprune("resume", str(run_dir), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"{stage}: resumed from checkpoints/{stage}.progress.pt at epoch" in (run_dir / "run.log").read_text()

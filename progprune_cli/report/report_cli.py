@@ -13,6 +13,7 @@ from rich.console import Console
 from progprune_cli.errors import UserError
 from progprune_cli.report.console import print_summary
 from progprune_cli.report.markdown import render_markdown
+from progprune_cli.report.runs import process_gone
 from progprune_cli.results.schema import SCHEMA_VERSION, Results, SchemaError, UnknownVersion
 
 PROG = "progprune report"
@@ -42,6 +43,8 @@ def read_json(path: Path) -> dict[str, Any]:
 def status_line(shown: str, status: dict[str, Any]) -> str:
     """One line for a run that has no results yet: what state it is in, where, and why it stopped."""
     state, stage, error = status.get("status", "unknown"), status.get("stage"), status.get("error")
+    if state == "running" and process_gone(status):
+        state, error = "killed", f"pid {status['pid']} on {status['host']} is gone; resume with progprune resume {shown}"
     line = f"{shown}: {state}" + (f" in stage {stage}" if stage else "")
     line += f": {error}" if error else ""
     line += f" (updated {status['updated']})" if status.get("updated") else ""
@@ -60,6 +63,10 @@ def plot_paths(run_dir: Path) -> list[str]:
 
 def show(shown: str, md: bool, verbose: bool) -> int:
     run_dir = Path(shown)
+    if (run_dir / "sensitivity.csv").is_file():  # a `progprune sensitivity` folder: its table and budget
+        from progprune_cli.sensitivity.show import print_sensitivity
+
+        return print_sensitivity(run_dir)
     results_path, status_path = run_dir / "results.json", run_dir / "status.json"
     if not run_dir.is_dir() or not (results_path.is_file() or status_path.is_file()):
         raise UserError(f"RUN_DIR: {shown} is not a run folder (no status.json or results.json)")

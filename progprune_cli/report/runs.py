@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import socket
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,9 @@ from progprune_cli.results.schema import STATUSES, Results, SchemaError
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Files only a run folder holds; any one of them is enough, so a half-written run is still found.
 _RUN_MARKERS = ("status.json", "results.json", ".hydra", "metrics.csv")
-# Besides status.json's STATUSES a reader shows three when files are broken: "incomplete" (says complete, no
-# results.json), "corrupt" (results.json unreadable or not this schema) and "unknown" (neither file readable).
+# Besides status.json's STATUSES a reader shows four: "killed" (says running, but its process is gone from this
+# host), "incomplete" (says complete, no results.json), "corrupt" (results.json unreadable or not this schema) and
+# "unknown" (neither file readable).
 
 
 @dataclass
@@ -148,6 +150,20 @@ def _read_results(path: Path, problems: list[str]) -> Results | None:
         return None
 
 
+def process_gone(status_doc: dict[str, Any]) -> bool:
+    """True when status.json names a process on this host that no longer exists (another host: unknown)."""
+    pid, host = status_doc.get("pid"), status_doc.get("host")
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by someone else
+        return False
+    return False
+
+
 def _status(status_doc: dict[str, Any] | None, results: Results | None,
             results_exists: bool, problems: list[str]) -> str:
     status = (status_doc or {}).get("status")
@@ -156,6 +172,11 @@ def _status(status_doc: dict[str, Any] | None, results: Results | None,
             problems.append(f"status.json: unknown status {status!r}")
         status = results.status if results is not None else None
         status = status if status in STATUSES else "unknown"
+    if status == "running" and process_gone(status_doc or {}):
+        # SIGKILL or power loss: nothing could write "interrupted". The process is gone from this host.
+        status = "killed"
+        problems.append(f"pid {status_doc['pid']} on {status_doc['host']} is gone; resume with progprune "  # type: ignore[index]
+                        "resume RUN_DIR")
     if status == "complete" and results is None:
         # Says complete but the figures cannot be read: show that, not a row of dashes labelled complete.
         status = "corrupt" if results_exists else "incomplete"
