@@ -500,7 +500,7 @@ def test_imagefolder_errors(tmp_path: Path, memory: int) -> None:
     assert error_of("imagefolder", {**options, "image_size": 0}) == "dataset.image_size: got 0; must be >= 1"
     assert error_of("imagefolder", {**options, "num_workers": -1}) == "dataset.num_workers: got -1; must be >= 0"
     assert error_of("imagefolder", {**options, "sizes": 3}) == (
-        "dataset.sizes: unknown key; allowed keys are grayscale, image_size, in_memory_max_mb, mean, name, "
+        "dataset.sizes: unknown key; allowed keys are augment, grayscale, image_size, in_memory_max_mb, mean, name, "
         "num_workers, root, std, val_fraction")
 
     (tmp_path / "test" / "fox").rename(tmp_path / "test" / "dog")
@@ -621,3 +621,16 @@ def test_yaml_matches_registry_and_defaults(name: str) -> None:
     options_cls = importlib.import_module(f"progprune_cli.data.{name}").Options
     assert from_dict(options_cls, options, "dataset") == options_cls()
     assert "???" not in text
+
+
+def test_imagefolder_augment_crops_and_flips_training_images_only(tmp_path: Path) -> None:
+    write_images(tmp_path / "train", {"cat": 4, "dog": 4})
+    write_images(tmp_path / "test", {"cat": 2, "dog": 2})
+    options = {"root": str(tmp_path), "image_size": 8, "val_fraction": 0.25, "num_workers": 0}
+    plain = DATASETS.get("imagefolder")(options, 0)
+    augmented = DATASETS.get("imagefolder")({**options, "augment": True}, 0)
+    a = next(iter(Batches(plain.train, 6, shuffle=True, seed=1)))[0]
+    b = next(iter(Batches(augmented.train, 6, shuffle=True, seed=1)))[0]
+    assert a.shape == b.shape and not torch.equal(a, b)  # zero-padded crops of solid colours
+    for split in ("train_eval", "val", "test"):
+        assert torch.equal(everything(getattr(augmented, split))[0], everything(getattr(plain, split))[0]), split

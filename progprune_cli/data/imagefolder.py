@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ class Options:
     std: tuple[float, ...] = (1.0,)
     in_memory_max_mb: int = 2048
     num_workers: int = 2
+    augment: bool = False  # random crop with padding 4 + horizontal flip of training images (in-memory sets)
 
 
 class Images(Dataset):
@@ -195,6 +196,9 @@ def build(raw: dict[str, Any], seed: int) -> DataSplits:
         else:
             sets["train"], sets["val"] = (StreamingSplit(whole.images, idx, num_workers=opts.num_workers, **stats)
                                           for idx in (train_idx, val_idx))
+    if opts.augment and isinstance(sets["train"], TensorSplit):
+        # The same seeded, per-batch crop + flip as CIFAR's (§6.2); train accuracy is still measured without it.
+        sets["train"] = replace(sets["train"], augment=Augment())
     return DataSplits(train=sets["train"], val=sets["val"], test=sets["test"], info=info)
 
 
