@@ -32,6 +32,14 @@ def test_exact_parameter_counts_from_the_data_shape(name: str, info: DataInfo, p
     ("resnet_tiny", {"width": 0}, "model.width: got 0; every size must be >= 1"),
     ("mlp", {"hidden": [64, 0]}, "model.hidden: got [64, 0]; every size must be >= 1"),
     ("mlp", {"widths": [64]}, "model.widths: unknown key; allowed keys are hidden, name"),
+    ("resnet18", {"small_input": 3}, "model.small_input: got 3; expected true or false"),
+    ("mobilenet_v2", {"small_input": "yes"}, "model.small_input: got 'yes'; expected true or false"),
+    ("resnet18", {"width": 32}, "model.width: unknown key; allowed keys are name, small_input"),
+    ("resnet20", {"shortcut": "C"}, "model.shortcut: got 'C'; allowed values are A, B"),
+    ("resnet110", {"blocks": 4}, "model.blocks: unknown key; allowed keys are name, shortcut"),
+    ("lenet300", {"hidden": [300, 100]}, "model.hidden: unknown key; allowed keys are name"),
+    ("lenet5", {"channels": 20}, "model.channels: unknown key; allowed keys are name"),
+    ("vgg16", {"depth": 19}, "model.depth: unknown key; allowed keys are name"),
 ])
 def test_bad_model_options_are_one_line_errors(name: str, options: dict, message: str) -> None:
     with pytest.raises(UserError) as error:
@@ -39,7 +47,21 @@ def test_bad_model_options_are_one_line_errors(name: str, options: dict, message
     assert str(error.value) == message
 
 
-def test_input_too_small_names_the_model() -> None:
+@pytest.mark.parametrize(("name", "info", "message"), [
+    ("two_conv_cnn", DataInfo(channels=1, height=3, width=3, num_classes=2),
+     "model=two_conv_cnn: input 3x3 is too small (needs >= 4x4)"),
+    ("lenet5", DIGITS, "model=lenet5: input 8x8 is too small (needs >= 16x16)"),
+    ("vgg11", DataInfo(channels=3, height=32, width=15, num_classes=10),
+     "model=vgg11: input 32x15 is too small (needs >= 16x16)"),
+    ("vgg16", DIGITS, "model=vgg16: input 8x8 is too small (needs >= 16x16)"),
+])
+def test_input_too_small_names_the_model(name: str, info: DataInfo, message: str) -> None:
     with pytest.raises(UserError) as error:
-        MODELS.get("two_conv_cnn")({}, DataInfo(channels=1, height=3, width=3, num_classes=2))
-    assert str(error.value) == "model=two_conv_cnn: input 3x3 is too small (needs >= 4x4)"
+        MODELS.get(name)({}, info)
+    assert str(error.value) == message
+
+
+def test_a_false_switch_is_not_a_size() -> None:
+    # bool is an int: model_options must not read `small_input: false` as a size below 1.
+    model = MODELS.get("resnet18")({"small_input": False}, CIFAR)
+    assert model.conv1.kernel_size == (7, 7)

@@ -23,13 +23,16 @@ def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
 
 
 class BasicBlock(nn.Module):
-    """relu(bn(conv(relu(bn(conv(x))))) + shortcut(x)); the shortcut is identity unless the shape changes."""
+    """relu(bn(conv(relu(bn(conv(x))))) + shortcut(x)); by default the shortcut is identity unless the shape
+    changes, then a 1×1 conv + batch-norm projection."""
 
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, shortcut: nn.Module | None = None) -> None:
         super().__init__()
         self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
         self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
-        self.shortcut = conv_bn(cin, cout, 1, stride) if stride != 1 or cin != cout else nn.Identity()
+        if shortcut is None:
+            shortcut = conv_bn(cin, cout, 1, stride) if stride != 1 or cin != cout else nn.Identity()
+        self.shortcut = shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn1(self.conv1(x)))

@@ -1,0 +1,25 @@
+"""torchvision's ResNet-18 (He et al. 2016); small_input: conv1 3×3 stride 1 and no max-pool, for 32×32 inputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+from torchvision.models import resnet18
+
+from progprune_cli.data import DataInfo
+from progprune_cli.models.base import MODELS
+from progprune_cli.models.small_input import small_input_options, stem_conv
+
+
+@MODELS.register("resnet18")
+def build(options: dict[str, Any], info: DataInfo) -> nn.Module:
+    opts = small_input_options(options, info)
+    model = resnet18(weights=None, num_classes=info.num_classes)
+    if opts.small_input:
+        # The ImageNet stem shrinks 32×32 to 8×8 before the first block; this is the usual CIFAR adaptation.
+        model.conv1 = stem_conv(model.conv1, info.channels, 3, 1)
+        model.maxpool = nn.Identity()
+    elif info.channels != model.conv1.in_channels:
+        model.conv1 = stem_conv(model.conv1, info.channels, 7, 2)
+    return model

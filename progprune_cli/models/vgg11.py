@@ -1,0 +1,6 @@
+"""VGG-11 with batch-norm for CIFAR (Li et al. 2017); the architecture is in cifar_vgg."""
+
+from progprune_cli.models.base import MODELS
+from progprune_cli.models.cifar_vgg import builder
+
+build = MODELS.register("vgg11")(builder(11))
