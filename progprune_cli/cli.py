@@ -18,6 +18,10 @@ commands:
                           progprune train +strategy=weight strategy.threshold=0.2 optimizer=sgd
                           progprune train -m +strategy=weight strategy.sparsity=0.5,0.8,0.9
                         progprune train --help lists every config group and key
+  sensitivity [OVERRIDES]
+                        prune each layer (or channel group) alone to sensitivity.levels, measure val accuracy, and
+                        derive per-layer sparsities for sensitivity.target: +strategy.layers_from=RUN/layers.yaml
+                          progprune sensitivity +strategy=weight sensitivity.target=0.8
   resume RUN_DIR        continue an interrupted run (or every unfinished job of a sweep folder) from its last
                         checkpoint, with the folder's own config
   compare RUN [RUN...]  one row per run folder (or sweep folder, or glob); --help for options
@@ -36,8 +40,9 @@ def main(argv: list[str] | None = None) -> None:
     if args[0] in ("-V", "--version"):
         print(f"progprune {__version__}")
         sys.exit(0)
-    commands: dict[str, Callable[[list[str]], int]] = {"train": _train, "resume": _resume, "compare": _compare,
-                                                        "report": _report, "export": _export}
+    commands: dict[str, Callable[[list[str]], int]] = {"train": _train, "sensitivity": _sensitivity,
+                                                        "resume": _resume, "compare": _compare, "report": _report,
+                                                        "export": _export}
     if args[0] not in commands:
         print(f"progprune: error: unknown command {args[0]!r}; choose one of {', '.join(commands)}",
               file=sys.stderr)
@@ -54,28 +59,49 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
 
 
-def _train(args: list[str]) -> int:
+# Hydra's own modes, and options that point Hydra at other configs, go straight to Hydra.
+_PASSTHROUGH = {"--help", "-h", "--hydra-help", "--info", "--cfg", "-c", "--shell-completion", "--version",
+                "-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir", "--resolve", "--package", "-p"}
+
+
+def _preflight(args: list[str], check: Callable[[list[str], bool], object]) -> bool:
+    """`check(overrides, multirun)` before Hydra makes a folder; False once bad input is said in one line."""
     from progprune_cli.errors import UserError
+
+    if any(a.split("=", 1)[0] in _PASSTHROUGH for a in args):
+        return True
+    multirun = "-m" in args or "--multirun" in args
+    try:
+        check([a for a in args if not a.startswith("-")], multirun)
+    except UserError as error:
+        print(f"progprune: error: {error}", file=sys.stderr)
+        return False
+    return True
+
+
+def _train(args: list[str]) -> int:
     from progprune_cli.preflight import check, normalize
 
     args = normalize(args)
-    # Hydra's own modes, and options that point Hydra at other configs, go straight to Hydra.
-    passthrough = {"--help", "-h", "--hydra-help", "--info", "--cfg", "-c", "--shell-completion", "--version",
-                   "-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir", "--resolve",
-                   "--package", "-p"}
-    if not any(a.split("=", 1)[0] in passthrough for a in args):
-        multirun = "-m" in args or "--multirun" in args
-        overrides = [a for a in args if not a.startswith("-")]
-        try:
-            check(overrides, multirun)
-        except UserError as error:
-            print(f"progprune: error: {error}", file=sys.stderr)
-            return 2
+    if not _preflight(args, check):
+        return 2
     from progprune_cli.app import train_task
 
     sys.argv = ["progprune train", *args]
     train_task()
     return 0
+
+
+def _sensitivity(args: list[str]) -> int:
+    from progprune_cli.preflight import check, normalize
+    from progprune_cli.sensitivity.checks import check_folder, require_strategy
+
+    args = normalize(args)
+    if not _preflight(args, lambda overrides, multirun: require_strategy(check(overrides, multirun, check_folder))):
+        return 2
+    from progprune_cli.sensitivity.app import main as sensitivity_main
+
+    return sensitivity_main(args)
 
 
 def _resume(args: list[str]) -> int:

@@ -1,0 +1,68 @@
+"""`progprune report SENS_DIR`: the sensitivity table and the derived budget, from the folder's files (no torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from progprune_cli.errors import UserError
+from progprune_cli.sensitivity.table import read_table
+
+
+def is_sensitivity_folder(run_dir: Path) -> bool:
+    return (run_dir / "sensitivity.csv").is_file()
+
+
+def print_sensitivity(run_dir: Path, console: Console | None = None) -> int:
+    """How layers.yaml was derived (its comment), then one row per unit, most sensitive first: val accuracy at
+    every level and the unit's budget. Exit code 0."""
+    rows = read_table(run_dir / "sensitivity.csv")
+    header, budget = _layers(run_dir / "layers.yaml")
+    if console is None:
+        console = Console()
+        # Piped output: wide tables rather than cells wrapped at rich's 80-column default.
+        console = console if console.is_terminal else Console(width=150)
+    console.print(Text(f"progprune sensitivity {run_dir.name}", style="bold"))
+    for line in header:
+        console.print(Text(line))
+    console.print(Text("val accuracy with one unit pruned alone (no retraining), most sensitive first; budget: "
+                       "layers.yaml"))
+    console.print(_table(rows, budget))
+    return 0
+
+
+def _table(rows: list[dict[str, Any]], budget: dict[str, float]) -> Table:
+    units = list(dict.fromkeys(r["unit"] for r in rows))
+    levels = sorted({r["level"] for r in rows})
+    accuracy = {(r["unit"], r["level"]): r["val_accuracy"] for r in rows}
+    mean = {u: sum(accuracy.get((u, v), 0.0) for v in levels) / len(levels) for u in units}
+    table = Table()
+    table.add_column(Text("unit"), no_wrap=True)
+    for level in levels:
+        table.add_column(Text(f"{level:g}"), justify="right")
+    table.add_column(Text("budget"), justify="right")
+    for unit in sorted(units, key=lambda u: (mean[u], units.index(u))):
+        cells = [f"{accuracy[(unit, v)]:.2%}" if (unit, v) in accuracy else "" for v in levels]
+        share = budget.get(unit)
+        table.add_row(Text(unit), *(Text(c) for c in cells), Text("" if share is None else f"{share:.2%}"))
+    return table
+
+
+def _layers(path: Path) -> tuple[list[str], dict[str, float]]:
+    """layers.yaml's comment lines and its mapping; nothing when it is not written yet."""
+    if not path.is_file():
+        return [f"{path.name}: not written yet (the analysis has not finished)"], {}
+    try:
+        text = path.read_text()
+        budget = yaml.safe_load(text) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise UserError(f"{path}: cannot read it ({str(error).splitlines()[0]})") from None
+    if not isinstance(budget, dict):
+        raise UserError(f"{path}: expected a mapping of unit: sparsity, found {type(budget).__name__}")
+    header = [line[1:].strip() for line in text.splitlines() if line.startswith("#")]
+    return [line for line in header if line], {str(k): v for k, v in budget.items() if isinstance(v, (int, float))}
