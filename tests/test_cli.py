@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,7 @@ def test_weight_run_writes_the_three_tables(workdir: Path) -> None:
     assert result.returncode == 0, result.stderr
     (run,) = run_dirs(workdir)
     assert run.name.split("_")[1] == "weight"
+    assert not re.search(r"\w+\.py:\d+\s*$", result.stdout, re.M)  # no logging-call locations after log lines
     for name in ("status.json", "metrics.csv", "results.json", "results.md", ".hydra/config.yaml",
                  ".hydra/overrides.yaml", "checkpoints/original.pt", "checkpoints/pruned.pt",
                  "checkpoints/finetuned.pt", "plots/progress.png"):
@@ -94,6 +96,13 @@ BAD_INPUT = [
      "progprune: error: strategy.sparsity=0.5,0.8: a sweep needs -m (progprune train -m ...)"),
     (["optimizer=adam", "optimizer.momentum=0.9"],
      "progprune: error: optimizer.momentum: unknown key; allowed keys under optimizer are "),
+    (["trian.epochs=1"], "progprune: error: trian.epochs: unknown key trian; allowed top-level keys are checkpoint, "
+                         "dataset, device, evaluate, expected, finetune, model, optimizer, prune, schedule, seed, "),
+    (["lr_scheduler=cosine"], "progprune: error: lr_scheduler=cosine: a learning-rate schedule is set per stage: "
+                              "lr_scheduler@train.lr_scheduler=cosine (or @prune.lr_scheduler, "),
+    (["finetune.lr=0"], "progprune: error: finetune.lr: got 0.0; must be > 0 or null (null: optimizer.lr)"),
+    (["dataset=cifar10", "dataset.download=false", "dataset.root=nowhere"],
+     "progprune: error: dataset.root: "),
 ]
 
 
