@@ -28,7 +28,7 @@ def test_help_is_fast_path_without_torch(workdir: Path) -> None:
 def test_unknown_command(workdir: Path) -> None:
     result = progprune("prune", cwd=workdir)
     assert result.returncode == 2
-    assert result.stderr == "progprune: error: unknown command 'prune'; choose one of train, resume, compare, report, export\n"
+    assert result.stderr == "progprune: error: unknown command 'prune'; choose one of train, sensitivity, resume, compare, report, export\n"
 
 
 @pytest.mark.slow

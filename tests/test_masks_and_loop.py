@@ -253,5 +253,5 @@ def test_check_rejects_unknown_layers_and_nothing_to_prune() -> None:
 def test_weight_takes_no_options_of_its_own() -> None:
     with pytest.raises(UserError) as error:
         build_strategy(StrategyConfig(name="weight", options={"thresh": 0.3}))
-    assert str(error.value) == ("strategy.thresh: unknown key; allowed keys are exclude, include_bias, layers, name, "
-                                "scope, sparsity, threshold")
+    assert str(error.value) == ("strategy.thresh: unknown key; allowed keys are exclude, include_bias, layers, "
+                                "layers_from, name, pattern, scope, sparsity, threshold")
