@@ -28,7 +28,9 @@ def _now() -> str:
 
 
 def _relevant(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in _NOT_HASHED}
+    # `sensitivity:` changes the results of a sensitivity analysis only, not of a train run.
+    skip = _NOT_HASHED + (() if config.get("command") == "sensitivity" else ("sensitivity",))
+    return {k: v for k, v in config.items() if k not in skip}
 
 
 def config_hash(config: dict[str, Any]) -> str:
