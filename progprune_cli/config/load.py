@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,9 @@ def _check_ranges(cfg: RunConfig) -> None:
     for key in ("batch_size", "latency_batch", "repeats", "threads"):
         _at_least(getattr(ev, key), 1, f"evaluate.{key}")
     _at_least(ev.warmup, 0, "evaluate.warmup")
+    if "torch" not in ev.backends:  # the torch timings are the results' own; other backends are timed beside them
+        raise UserError(f"evaluate.backends: got [{', '.join(ev.backends)}]; it must include torch (e.g. "
+                        "[torch, onnxruntime])")
     opt = cfg.optimizer
     if opt.lr <= 0:
         raise UserError(f"optimizer.lr: got {opt.lr}; must be > 0")
@@ -190,6 +194,36 @@ def _check_strategy(s: StrategyConfig) -> None:
         _fraction(s.sparsity, "strategy.sparsity")
     for layer, value in s.layers.items():
         _fraction(value, f"strategy.layers.{layer}")
+    strategy_pattern(s)
+
+
+def strategy_pattern(s: StrategyConfig) -> tuple[int, int] | None:
+    """`strategy.pattern` as (n, m), or None when unset; a pattern the other strategy keys contradict is a
+    one-line error (the strategy checks its granularity itself, in pruning/strategies/base.py)."""
+    if s.pattern is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", s.pattern)
+    n, m = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+    if not 1 <= n < m:
+        raise UserError(f"strategy.pattern: got {s.pattern!r}; expected N:M with 1 <= N < M, e.g. 2:4")
+    key = f"strategy.pattern: {n}:{m}"
+    if s.threshold is not None:
+        raise UserError(f"{key} keeps {n} of every {m} weights whatever their size, so it needs sparsity mode; set "
+                        "strategy.threshold=null")
+    # The schedule ramps to strategy.sparsity; it must be what the pattern leaves, or its targets would lie.
+    if s.sparsity is None or abs(s.sparsity - (m - n) / m) > 1e-6:
+        raise UserError(f"{key} leaves converted layers {(m - n) / m:g} sparse, so the schedule ramps to that; "
+                        f"set strategy.sparsity={(m - n) / m:g} (got {s.sparsity})")
+    if s.scope != "layer":
+        raise UserError(f"{key} chooses inside each group of {m} weights, not by a ranking across layers; set "
+                        f"strategy.scope=layer (got {s.scope})")
+    if s.layers:
+        raise UserError(f"{key} makes every converted layer {(m - n) / m:g} sparse; per-layer targets "
+                        f"(strategy.layers{', strategy.layers_from' if s.layers_from else ''}) do not apply")
+    if s.include_bias:
+        raise UserError(f"{key} groups the input weights of each output; a bias has none, so set "
+                        "strategy.include_bias=false")
+    return n, m
 
 
 def _check_schedule(s: ScheduleConfig) -> None:

@@ -46,6 +46,7 @@ class StrategyConfig:
     layers: dict[str, float] = field(default_factory=dict)
     layers_from: Optional[str] = None  # a YAML file of unit → sparsity (progprune sensitivity's layers.yaml)
     include_bias: bool = False
+    pattern: Optional[str] = None  # "N:M", e.g. "2:4": N of every M consecutive input weights kept (pruning/pattern.py)
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -123,6 +124,7 @@ class EvaluateConfig:
     dense_baseline: bool = True
     sparse_kernels: bool = False
     sparse_min_sparsity: float = 0.9
+    backends: tuple[Literal["torch", "onnxruntime"], ...] = ("torch",)  # onnxruntime: also exported and timed there
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,13 @@ from typing import Any, Callable, Sequence
 
 from progprune_cli.errors import UserError
 from progprune_cli.report.runs import RunRecord
+from progprune_cli.report.tables import ORT
 from progprune_cli.results.schema import DEPLOYED_MODELS
 
 FIXED = ("run", "status")
 HEADLINE = ("test_acc", "val_acc", "test_acc_vs_orig", "sparsity", "nonzero", "physical",
             "theoretical_speedup", "measured_speedup", "runtime_median_s")
+ORT_COLUMN = "ort_speedup"  # shown only when a run timed its models in onnxruntime (evaluate.backends)
 # --baseline: differences (run - base) for these; runtime becomes a ratio, speedup_vs_base (measured).
 BASE_DIFFS = ("test_acc", "val_acc", "sparsity", "nonzero")
 BASE_COLUMNS = tuple(f"{key}_vs_base" for key in BASE_DIFFS) + ("speedup_vs_base",)
@@ -66,6 +68,11 @@ def headline(record: RunRecord) -> dict[str, Any]:
            "theoretical_speedup": fin.macs.theoretical_speedup,
            "measured_speedup": deployed.latency.measured_speedup,
            "runtime_median_s": deployed.latency.eval_runtime_s.median}
+    # evaluate.backends onnxruntime: the deployed model's speedup over the original, both in onnxruntime (the
+    # compacted model where it was timed there, else the final one; the sparse-kernel row has no ONNX form).
+    timed = next((models[m] for m in (*DEPLOYED_MODELS, final) if m in models and models[m].backends), None)
+    ort = (timed.backends or {}).get(ORT) if timed is not None else None
+    row[ORT_COLUMN] = ort.measured_speedup if ort is not None else None
     for suffix, other in (("orig", "original"), ("long", "dense_long")):
         row[f"test_acc_vs_{suffix}"] = _sub(row["test_acc"], models[other].accuracy.test if other in models else None)
     return {key: value for key, value in row.items() if value is not None}
@@ -166,6 +173,7 @@ def compare_table(records: list[RunRecord], labels: list[str], *, where: Sequenc
                             f"({', '.join(FIXED + HEADLINE)}) or a dotted config key (e.g. strategy.sparsity)")
     pairs = [(rec, row) for rec, row in pairs if all(matches(row, cond) for cond in conditions)]
     columns = [*FIXED, *config_columns([rec for rec, _ in pairs], all_params), *HEADLINE]
+    columns += [ORT_COLUMN] if any(ORT_COLUMN in row for _, row in pairs) else []  # only runs that timed it
     columns += list(BASE_COLUMNS) if baseline is not None else []
     columns += ["error"] if any("error" in row for _, row in pairs) else []
     rows = [row for _, row in pairs]

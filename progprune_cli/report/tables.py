@@ -11,6 +11,7 @@ from progprune_cli.results.schema import model_label as label
 DENSE_LINE = "dense baseline: no strategy given (add +strategy=NAME to prune)"
 MASK_ONLY_NOTE = "mask-only: no kernel uses the zeros"
 NA = "—"
+ORT = "onnxruntime"  # evaluate.backends' other backend: its key in each MODEL's `backends`
 
 
 @dataclass(frozen=True)
@@ -96,21 +97,42 @@ def latency_setup(lat: Latency) -> str:
             "over the repeats")
 
 
+def backend(m: ModelRecord, name: str = ORT) -> Latency | None:
+    """The model's timing in another backend than torch (evaluate.backends), if it has one."""
+    return (m.backends or {}).get(name)
+
+
+def backend_setup(results: Results) -> str:
+    """How the onnxruntime figures were made, from the first record that has them."""
+    timed = [(m.latency, lat) for _, m in results.ordered_models() if (lat := backend(m)) is not None]
+    beside = ("in turns with the torch models" if timed[0][0].device == "cpu"
+              else f"in turns on the CPU (the torch models ran on {timed[0][0].device})")
+    return (f"{ORT}: each model exported to ONNX (checkpoints/onnx/, checked against PyTorch) and run by a CPU "
+            f"session with {timed[0][1].threads} intra-op thread(s), 1 inter-op, sequential, timed {beside} with "
+            f"the same warm-up and repeats; {ORT} speedup = the original's {ORT} median / this median")
+
+
 def speed_table(results: Results) -> Table:
+    # onnxruntime columns only where the run timed a model there (evaluate.backends), so other tables stay as they were.
+    ort = any(backend(m) is not None for _, m in results.ordered_models())
     rows, setups = [], {}
     for key, m in results.ordered_models():
-        lat = m.latency
+        lat, other = m.latency, backend(m) or Latency()
         rows.append([label(key, m), spread(lat.eval_runtime_s), spread(lat.batch1_ms),
                      NA if lat.throughput_sps is None else f"{lat.throughput_sps:,.0f}",
-                     times(lat.measured_speedup), times(m.macs.theoretical_speedup), speed_note(m)])
+                     times(lat.measured_speedup), times(m.macs.theoretical_speedup),
+                     *([spread(other.eval_runtime_s), times(other.measured_speedup)] if ort else []), speed_note(m)])
         if lat != Latency():  # a model the file has no timing for adds no setup line
             setups.setdefault(latency_setup(lat), []).append(label(key, m))
     # One setup line when every model was timed alike (the normal case); otherwise say which model ran how.
     notes = [s if len(setups) == 1 else f"{', '.join(names)}: {s}" for s, names in setups.items()]
     notes.append("measured speedup = original median runtime / this median; "
                  "theoretical = dense MACs / effective MACs (not measured)")
+    notes += [backend_setup(results)] if ort else []
+    notes += list(results.notes)  # the evaluate stage's notes: a row or a backend figure it could not make, and why
     return Table("Speed", ["model", "eval runtime (s)", "batch-1 latency (ms)", "throughput (samples/s)",
-                           "measured speedup", "MAC speedup (theoretical)", "note"], rows, notes)
+                           "measured speedup", "MAC speedup (theoretical)",
+                           *([f"{ORT} runtime (s)", f"{ORT} speedup"] if ort else []), "note"], rows, notes)
 
 
 def params_table(results: Results) -> Table:

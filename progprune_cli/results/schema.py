@@ -245,6 +245,9 @@ class ModelRecord(Record):
     latency: Latency = field(default_factory=Latency)
     size_bytes: Sizes = field(default_factory=Sizes)
     mask_only: bool | None = None
+    # evaluate.backends beyond torch: backend name → the model timed there (`measured_speedup` is vs the original
+    # in the same backend). Left out of the JSON when only torch timed the run, so older files read the same.
+    backends: dict[str, Latency] | None = field(default=None, metadata=_OMIT_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -335,6 +338,9 @@ class Results(Record):
     pruning: PruningLog | None = None
     models: dict[str, ModelRecord] = field(default_factory=dict)
     layers: tuple[LayerRow, ...] = ()
+    # The evaluate stage's one-line notes (a row it could not build, a backend that could not time a model, and
+    # why); left out of the JSON when there are none.
+    notes: tuple[str, ...] = field(default=(), metadata=_OMIT_DEFAULT)
 
     @classmethod
     def from_json(cls: type[R], data: Any, *, strict: bool = False, path: str = "") -> R:

@@ -19,6 +19,10 @@ def check_components(cfg: RunConfig, here: bool = True) -> None:
     for stage in ("train", "prune", "finetune"):
         check_lr_scheduler(getattr(cfg, stage).lr_scheduler, f"{stage}.lr_scheduler")
     build_loss(cfg.train.loss, cfg.train.label_smoothing)
+    if "onnxruntime" in cfg.evaluate.backends:
+        from progprune_cli.measure.onnxruntime_backend import require  # imports onnx only when asked for
+
+        require()
     if cfg.strategy is None:
         return
     build_strategy(cfg.strategy)

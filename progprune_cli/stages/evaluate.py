@@ -9,15 +9,18 @@ from typing import Any
 import torch
 from torch import nn
 
+from progprune_cli.config.load import strategy_pattern
 from progprune_cli.measure import (
     count_params,
     file_size,
     latency_reports,
     layer_table,
     macs_summary,
+    measure_interleaved,
     save_dense,
     save_sparse,
 )
+from progprune_cli.pruning.pattern import SEMI_STRUCTURED
 from progprune_cli.data import inputs
 from progprune_cli.parts import Parts
 from progprune_cli.results.schema import (
@@ -36,6 +39,8 @@ from progprune_cli.results.schema import (
 )
 from progprune_cli.stages.io import StageIO
 from progprune_cli.stages.loop import evaluate as accuracy_and_loss
+
+ORT = "onnxruntime"  # the evaluate.backends entry, and its key in each MODEL's `backends`
 
 
 @dataclass(frozen=True)
@@ -81,12 +86,22 @@ def measure_model(parts: Parts, io: StageIO, name: str, model: nn.Module, epochs
                                   for i, row in enumerate(rows)))
 
 
-def time_models(parts: Parts, models: dict[str, nn.Module], inputs: torch.Tensor) -> dict[str, dict[str, Any]]:
-    """The latency record of every model, timed in turns under the same settings (evaluate.* in the config)."""
+def time_models(parts: Parts, models: dict[str, nn.Module], inputs: torch.Tensor,
+                sessions: dict[str, nn.Module] | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, dict]]:
+    """The latency record of every model, timed in turns under the same settings (evaluate.* in the config), and
+    of every onnxruntime session (`sessions`, by model name). On the CPU the sessions take their turns among the
+    torch models; a run on a GPU times them apart on the CPU, where interleaving with GPU work would mean nothing."""
     ev = parts.cfg.evaluate
+    settings = (ev.batch_size, ev.latency_batch, ev.warmup, ev.repeats, ev.threads)
     on_device = {name: model.to(parts.device) for name, model in models.items()}
-    return latency_reports(on_device, inputs, ev.batch_size, ev.latency_batch, ev.warmup, ev.repeats, ev.threads,
-                           parts.device)
+    ort = {f"{name}@{ORT}": session for name, session in (sessions or {}).items()}
+    if parts.device.type == "cpu":
+        timed = latency_reports({**on_device, **ort}, inputs, *settings, parts.device)
+    else:
+        timed = latency_reports(on_device, inputs, *settings, parts.device)
+        if ort:
+            timed |= latency_reports(ort, inputs.cpu(), *settings, torch.device("cpu"))
+    return {name: timed[name] for name in on_device}, {name: timed[f"{name}@{ORT}"] for name in sessions or {}}
 
 
 def _sizes(io: StageIO, name: str, model: nn.Module, compacted: bool) -> Sizes:
@@ -106,13 +121,22 @@ def with_speedups(models: dict[str, ModelRecord]) -> dict[str, ModelRecord]:
     MACs / the model's effective MACs (so a compacted model is compared with the original, not with itself)."""
     base = models["original"].latency.eval_runtime_s.median
     base_macs = models["original"].macs.dense
+    # Each other backend's speedup is against the original in that backend (None where the original was not timed).
+    base_backends = {k: v.eval_runtime_s.median for k, v in (models["original"].backends or {}).items()}
     out = {}
     for name, record in models.items():
         effective, median = record.macs.effective, record.latency.eval_runtime_s.median
         macs = replace(record.macs, theoretical_speedup=base_macs / effective if effective else None)
         latency = replace(record.latency, measured_speedup=base / median if median > 0 else None)
-        out[name] = replace(record, macs=macs, latency=latency)
+        backends = None if record.backends is None else {
+            k: replace(v, measured_speedup=_ratio(base_backends.get(k), v.eval_runtime_s.median))
+            for k, v in record.backends.items()}
+        out[name] = replace(record, macs=macs, latency=latency, backends=backends)
     return out
+
+
+def _ratio(base: float | None, median: float | None) -> float | None:
+    return base / median if base is not None and median is not None and median > 0 else None
 
 
 def evaluate_models(parts: Parts, io: StageIO, trained: dict[str, TrainedModel],
@@ -128,37 +152,107 @@ def evaluate_models(parts: Parts, io: StageIO, trained: dict[str, TrainedModel],
         io.log(f"evaluate: {name}")
         measured[name] = measure_model(parts, io, name, t.model, t.epochs, dense_total, t.mask_only)
         modules[name] = t.model
+    notes: list[str] = []
     if parts.cfg.evaluate.sparse_kernels and "finetuned" in trained:
-        sparse = _sparse_kernels(parts, io, trained["finetuned"].model, test_inputs)
+        sparse, note = _sparse_kernels(parts, io, trained["finetuned"].model, test_inputs)
+        notes += [note] if note is not None else []
         if sparse is not None:
             io.log("evaluate: sparse_kernels")
             measured["sparse_kernels"] = measure_model(parts, io, "sparse_kernels", sparse,
                                                        trained["finetuned"].epochs, dense_total, False,
                                                        measured["finetuned"])
             modules["sparse_kernels"] = sparse
-    io.log(f"evaluate: timing {len(modules)} models in turns on {parts.device}")
-    latencies = time_models(parts, modules, test_inputs)
+    sessions: dict[str, nn.Module] = {}
+    if ORT in parts.cfg.evaluate.backends:
+        from progprune_cli.measure.onnxruntime_backend import onnxruntime_models
+
+        # sparse_kernels is left out: its sparse tensors have no ONNX form, and its weights are finetuned's.
+        exportable = {name: model for name, model in modules.items() if name != "sparse_kernels"}
+        io.log(f"evaluate: exporting {len(exportable)} models to ONNX for {ORT}")
+        sessions, failed = onnxruntime_models(exportable, test_inputs[:64], io.run_dir / "checkpoints" / "onnx",
+                                              parts.cfg.evaluate.threads)
+        for note in failed:
+            io.log(note)
+        notes += failed
+    io.log(f"evaluate: timing {len(modules) + len(sessions)} models in turns on {parts.device}"
+           + (f" ({len(sessions)} of them in {ORT})" if sessions else ""))
+    latencies, ort = time_models(parts, modules, test_inputs, sessions)
     models = {name: replace(m.record, latency=Latency.from_json(latencies[name], strict=True,
-                                                                path=f"models.{name}.latency"))
+                                                                path=f"models.{name}.latency"),
+                            backends={ORT: Latency.from_json(ort[name], strict=True,
+                                                             path=f"models.{name}.backends.{ORT}")}
+                            if name in ort else None)
               for name, m in measured.items()}
     results = Results(status="complete", run=RunInfo(dense_reused_from=reused), pruning=log,
-                      models=with_speedups({name: models[name] for name in MODEL_ORDER if name in models}))
+                      models=with_speedups({name: models[name] for name in MODEL_ORDER if name in models}),
+                      notes=tuple(notes))
     final = results.final_model()
     return replace(results, layers=measured[final].layers if final is not None else ())
 
 
-def _sparse_kernels(parts: Parts, io: StageIO, model: Any, sample: torch.Tensor) -> Any:
-    """The finetuned model with CSR kernels for its sparse-enough Linear layers, checked against dense."""
+def _sparse_kernels(parts: Parts, io: StageIO, model: Any, sample: torch.Tensor) -> tuple[Any, str | None]:
+    """The finetuned model with sparse kernels, checked against dense, and the results' note on it: torch's 2:4
+    semi-structured kernels when the strategy used strategy.pattern=2:4, else CSR kernels for its sparse-enough
+    Linear layers (None and why when there is no such row)."""
     from progprune_cli.measure import max_abs_diff, sparsify_linears
 
+    strategy = parts.cfg.strategy
+    if strategy is not None and strategy_pattern(strategy) == SEMI_STRUCTURED:
+        return _semi_structured(parts, io, model, sample)
     threshold = parts.cfg.evaluate.sparse_min_sparsity
     model = copy.deepcopy(model).cpu()  # a copy: the dense finetuned model stays where it is
     sparse, names = sparsify_linears(model, threshold)
     if not names:
         io.log(f"sparse_kernels: no Linear layer is at least {threshold:.0%} sparse; no sparse-kernel row")
-        return None
+        return None, None
     diff = max_abs_diff(model, sparse, sample[:64])
     if diff > 1e-4:
         raise RuntimeError(f"sparse kernels disagree with dense by {diff:.2e} (layers {', '.join(names)})")
     io.log(f"sparse_kernels: CSR kernels for {', '.join(names)} (max |diff| vs dense {diff:.1e})")
-    return sparse
+    return sparse, None
+
+
+def _semi_structured(parts: Parts, io: StageIO, model: nn.Module, sample: torch.Tensor) -> tuple[Any, str | None]:
+    """The finetuned model in float16 with torch.sparse's 2:4 kernels for its eligible Linear layers, or None; the
+    note says which (or why there is no row) and what the kernels gain over the same model dense in float16.
+
+    UNVERIFIED on a GPU here (written from torch 2.14's torch.sparse.semi_structured): only the CPU path, the
+    "absent, because" note, has run."""
+    from progprune_cli.measure.sparse_kernels import semi_structured_linears, semi_structured_unavailable
+
+    why = semi_structured_unavailable(parts.device)
+    if why is not None:
+        return _absent(io, why)
+    check = sample[:64].to(parts.device)
+    try:
+        sparse, dense, names = semi_structured_linears(model.to(parts.device))
+        if not names:
+            return _absent(io, "no Linear layer is 2:4 with a shape the kernels take")
+        with torch.inference_mode():
+            expected, got = dense(check), sparse(check)
+    except (RuntimeError, NotImplementedError) as error:  # e.g. a torch build without cuSPARSELt or CUTLASS kernels
+        # The run's other results are done by now: a kernel that cannot run costs this row, not the run.
+        first = next((line for line in str(error).splitlines() if line.strip()), "")
+        return _absent(io, f"torch.sparse raised {type(error).__name__}: {first}")
+    diff = float((got - expected).abs().max())
+    # fp16 sums in another order differ in the last bits: allow 1% of the output's scale, not float32's 1e-4.
+    bound = 1e-2 * (1.0 + float(expected.abs().max()))
+    if not diff <= bound:
+        return _absent(io, f"the 2:4 kernels disagree with the dense float16 model by {diff:.2e} (> {bound:.2e}; "
+                           f"layers {', '.join(names)})")
+    ev = parts.cfg.evaluate
+    pair = measure_interleaved({"dense": dense, "sparse": sparse}, sample.to(parts.device), ev.batch_size, ev.warmup,
+                               ev.repeats, ev.threads, parts.device)
+    gain = pair["dense"]["median"] / pair["sparse"]["median"] if pair["sparse"]["median"] > 0 else None
+    note = (f"evaluate.sparse_kernels: 2:4 semi-structured kernels (torch.sparse) for {', '.join(names)}; the row "
+            f"runs the whole model in float16 (max |diff| vs dense float16 {diff:.1e}), so its speedup over the "
+            "float32 original includes float16's own; vs the same model dense in float16: "
+            + ("not measurable" if gain is None else f"{gain:.2f}×"))
+    io.log(note)
+    return sparse, note
+
+
+def _absent(io: StageIO, why: str) -> tuple[None, str]:
+    note = f"evaluate.sparse_kernels: no sparse-kernel row: {why}"
+    io.log(note)
+    return None, note

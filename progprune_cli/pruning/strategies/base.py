@@ -13,10 +13,12 @@ from torch import nn
 
 from progprune_cli.data import DataInfo
 from progprune_cli.config import StrategyConfig
+from progprune_cli.config.load import strategy_pattern
 from progprune_cli.config.schema import common_keys
 from progprune_cli.config.strict import NoOptions, from_dict
 from progprune_cli.errors import UserError
 from progprune_cli.pruning.masks import Masks
+from progprune_cli.pruning.pattern import select_pattern
 from progprune_cli.pruning.select import Selection, select
 from progprune_cli.registry import Registry
 
@@ -53,6 +55,7 @@ class Strategy(ABC):
         self.cfg = cfg
         self.opts: Any = from_dict(self.Options, cfg.options, "strategy", common_keys(StrategyConfig))
         self._check_scope()
+        self.pattern = self._check_pattern()
 
     def units(self, model: nn.Module) -> list[str]:
         """Parameter names this strategy may prune: weights with dim > 1 (and biases if asked), minus `exclude`."""
@@ -98,6 +101,8 @@ class Strategy(ABC):
     def step(self, model: nn.Module, masks: Masks, target: float, progress: float,
              ctx: PruneContext) -> tuple[Masks, StepReport]:
         """Prune to `target` (a sparsity, or a threshold in threshold mode); `progress` scales per-layer targets."""
+        if self.pattern is not None:
+            return self._pattern_step(model, masks, target, progress, ctx)
         before = sum(int(m.sum()) for m in masks.values())
         threshold_mode = self.cfg.mode == "threshold"
         how = Selection(
@@ -117,6 +122,27 @@ class Strategy(ABC):
         report = StepReport(target=target, achieved=1.0 - after / total, removed=before - after,
                             layers=layers, notes=notes)
         return new, report
+
+    def _pattern_step(self, model: nn.Module, masks: Masks, target: float, progress: float,
+                      ctx: PruneContext) -> tuple[Masks, StepReport]:
+        """strategy.pattern: a `progress` share of the units converted to N:M, largest first (pruning/pattern.py)."""
+        assert self.pattern is not None
+        n, m = self.pattern
+        new, targets, notes = select_pattern(self.scores(model, masks, ctx), masks, n, m, progress)
+        before, after = (sum(int(k.sum()) for k in ms.values()) for ms in (masks, new))
+        total = sum(k.numel() for k in new.values())
+        layers = {unit: {"target": targets[unit], "achieved": 1.0 - int(k.sum()) / k.numel(), "nonzero": int(k.sum())}
+                  for unit, k in new.items()}
+        return new, StepReport(target=target, achieved=1.0 - after / total, removed=before - after, layers=layers,
+                               notes=notes)
+
+    def _check_pattern(self) -> tuple[int, int] | None:
+        """An N:M pattern groups single weights: channel strategies have none to group."""
+        pattern = strategy_pattern(self.cfg)
+        if pattern is not None and self.granularity != "weight":
+            raise UserError(f"strategy.pattern: {pattern[0]}:{pattern[1]} groups single weights; strategy="
+                            f"{self.cfg.name} prunes whole {self.granularity}s here; set strategy.pattern=null")
+        return pattern
 
     def _check_scope(self) -> None:
         """LAMP normalizes squared magnitudes of single weights against a sparsity target: nothing else fits."""

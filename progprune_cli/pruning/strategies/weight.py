@@ -1,4 +1,4 @@
-"""`weight`: magnitude pruning (§2.1, §5.3): entries with the smallest |w| go first, or all with |w| < threshold."""
+"""`weight`: magnitude pruning (§2.1, §5.3): smallest |w| first, all |w| < threshold, or N:M (pruning/pattern.py)."""
 
 from __future__ import annotations
 
