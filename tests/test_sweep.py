@@ -46,13 +46,23 @@ def test_two_job_sweep_reuses_one_dense_model(workdir: Path) -> None:
 
 
 def test_failed_job_shows_as_failed(workdir: Path) -> None:
-    # mnist has no files here: that job fails while loading data; the synthetic one completes.
-    result = progprune("train", "-m", "dataset=synthetic,mnist", *TINY[1:], cwd=workdir)
+    # mlp has no conv1: that job fails when its model is built, in its own folder; the two_conv_cnn one completes.
+    result = progprune("train", "-m", "model=two_conv_cnn,mlp", "+strategy=weight", "+strategy.layers.conv1=0.3",
+                       *TINY, cwd=workdir)
     assert result.returncode != 0
-    assert "progprune: error: dataset.root:" in result.stderr
-    assert "Traceback" not in result.stderr and "progprune: a sweep job failed (dataset.root:" in result.stderr
+    assert "progprune: error: strategy.layers.conv1: no such prunable layer" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "progprune: a sweep job failed (strategy.layers.conv1: no such prunable layer" in result.stderr
     rows = summary_rows(sweep_dir(workdir))
-    assert [(r["dataset"], r["status"]) for r in rows] == [("synthetic", "complete"), ("mnist", "failed")]
+    assert [(r["model"], r["status"]) for r in rows] == [("two_conv_cnn", "complete"), ("mlp", "failed")]
+
+
+def test_a_sweep_whose_data_is_missing_fails_before_any_folder(workdir: Path) -> None:
+    # Data is prepared (and checked) once, before Hydra makes the sweep folder, for every job's dataset.
+    result = progprune("train", "-m", "dataset=mnist,fashion_mnist", "dataset.download=false", *TINY[1:], cwd=workdir)
+    assert result.returncode == 2
+    assert result.stderr.startswith("progprune: error: dataset.root: ") and result.stderr.count("\n") == 1
+    assert not (workdir / "runs").exists()
 
 
 @pytest.mark.parametrize("launcher", [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
