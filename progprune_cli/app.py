@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,9 @@ from progprune_cli.config import load_run_config
 from progprune_cli.errors import UserError
 from progprune_cli.stages.signals import Interrupted
 
-# Unique per process: two runs started in the same second still get two folders.
+# Unique per process: two runs started in the same second still get two folders. Under torchrun only rank 0's
+# folder name counts (the others get a scratch folder, then rank 0's path by broadcast; see train_task): the
+# ranks' clocks may tick to another second between them, so a shared uid alone would not make ${now:...} agree.
 _UID = f"{os.getpid()}{secrets.token_hex(1)}"
 # use_cache: a launcher that rebuilds the config in a worker process must get the same sweep folder name.
 OmegaConf.register_new_resolver("progprune_uid", lambda: _UID, replace=True, use_cache=True)
@@ -29,8 +33,32 @@ class JobFailed(CompactHydraException):
     """A sweep job stopped on bad input; Hydra prints a compact exception's message without a traceback."""
 
 
+def _torchrun_rank() -> tuple[int, int] | None:
+    """(RANK, WORLD_SIZE) when torchrun started this process with other ranks, else None (read without importing
+    torch, which `--help` must not wait for; distributed.from_env reads the same variables)."""
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+
+
+def train_task() -> Any:
+    """The `progprune train` Hydra task. Under torchrun every rank runs it; a rank other than 0 gets a rank-local
+    scratch folder as its Hydra folder (and no .hydra/ in it), so it creates and writes nothing in runs/."""
+    ranks = _torchrun_rank()
+    if ranks is not None:
+        if any(arg in ("-m", "--multirun") for arg in sys.argv[1:]):
+            if ranks[0] == 0:
+                print("progprune: error: -m: a sweep under torchrun is not supported; start one torchrun per job",
+                      file=sys.stderr)
+            raise SystemExit(2)
+        if ranks[0] != 0:
+            scratch = tempfile.mkdtemp(prefix=f"progprune-rank{ranks[0]}-")
+            sys.argv = [*sys.argv, f"hydra.run.dir={scratch}", "hydra.output_subdir=null"]  # last wins in Hydra
+    return _hydra_task()
+
+
 @hydra.main(config_path="pkg://progprune_cli.conf", config_name="config", version_base="1.3")
-def train_task(cfg: DictConfig) -> Any:
+def _hydra_task(cfg: DictConfig) -> Any:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
@@ -39,22 +67,40 @@ def train_task(cfg: DictConfig) -> Any:
     if not console.is_terminal:
         console = Console(highlight=False, log_path=False, width=150)  # piped: wide tables, not wrapped cells
     container: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    ranks = _torchrun_rank()
+    main, world = ranks is None or ranks[0] == 0, None
     try:
-        from progprune_cli.runner import run  # torch is imported only once a job really starts
+        from progprune_cli.distributed import start  # torch is imported only once a job really starts
+        from progprune_cli.runner import run
 
+        cfg_ = load_run_config(container)
+        # torchrun's process group (a single process gets World() and none). Joining it is a barrier too: every
+        # rank's preflight (cli.py, whose check_folder refuses a locked folder) is over before rank 0 locks it.
+        world = start(cfg_.device)
+        # Rank 0's folder is the run folder of every rank: they read the checkpoints rank 0 writes there.
+        source = Path(world.broadcast_object(str(run_dir)))
         cache = Path(hc.runtime.cwd) / "runs" / ".cache"
-        return run(load_run_config(container), container, list(hc.overrides.task), run_dir, console, cache)["status"]
+        return run(cfg_, container, list(hc.overrides.task), source, console, cache, world=world,
+                   scratch=run_dir)["status"]
     except Interrupted as error:
         # The checkpoint is written and status.json says where; 130 for SIGINT, 143 for SIGTERM (as a shell does).
-        print(f"progprune: {error}", file=sys.stderr)
+        if main:
+            print(f"progprune: {error}", file=sys.stderr)
         raise SystemExit(error.exit_code) from None
     except UserError as error:
-        print(f"progprune: error: {error}", file=sys.stderr)
+        if main:  # every rank meets the same error; rank 0 says it once
+            print(f"progprune: error: {error}", file=sys.stderr)
         if multirun:
             # The other jobs still run; Hydra then reports this short message (no traceback) and exits 1.
             raise JobFailed(f"progprune: a sweep job failed ({error}); see {hc.sweep.dir}/summary.md") from None
         raise SystemExit(2) from None
     finally:
+        if world is not None:
+            from progprune_cli.distributed import finish
+
+            finish()
+        if not main:
+            shutil.rmtree(run_dir, ignore_errors=True)  # this rank's scratch folder
         if multirun:
             _sweep_summary(Path(hc.sweep.dir), console)
 

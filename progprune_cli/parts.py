@@ -18,6 +18,8 @@ from progprune_cli.optim.optimizers import check_optimizer
 from progprune_cli.pruning.schedules import Event, build_events
 from progprune_cli.pruning.strategies import Strategy, build_strategy
 from progprune_cli.config import RunConfig
+from progprune_cli.config.load import check_precision
+from progprune_cli.distributed import World
 from progprune_cli.errors import UserError
 
 
@@ -37,13 +39,19 @@ class Parts:
         return steps_per_epoch(self.data.train, batch_size)
 
 
-def resolve_device(name: str) -> torch.device:
-    """auto → cuda when available, else cpu; cuda without CUDA is a user error, not a crash later."""
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """auto → cuda when available, else cpu; cuda without CUDA is a user error, not a crash later. Under torchrun
+    (`local_rank` given) a CUDA rank gets its own GPU, cuda:LOCAL_RANK."""
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("device: got cuda but CUDA is not available on this machine; use device=cpu or device=auto")
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name != "cuda" or local_rank is None:
+        return torch.device(name)
+    if local_rank >= torch.cuda.device_count():
+        raise UserError(f"device: torchrun started local rank {local_rank} but this node has "
+                        f"{torch.cuda.device_count()} CUDA device(s); use --nproc_per_node <= the GPU count")
+    return torch.device("cuda", local_rank)
 
 
 def available_cores() -> int:
@@ -59,14 +67,17 @@ def available_cores() -> int:
     return max(cores, 1)
 
 
-def resolve_threads(threads: int | None) -> int:
-    """`train.threads`, or the cores this process may use when it is null."""
-    return available_cores() if threads is None else threads
+def resolve_threads(threads: int | None, local_world_size: int = 1) -> int:
+    """`train.threads`, or when it is null the cores this process may use, shared evenly by the
+    `local_world_size` ranks torchrun started on this node (so they do not fight over the same cores)."""
+    return max(available_cores() // max(local_world_size, 1), 1) if threads is None else threads
 
 
-def build_parts(cfg: RunConfig) -> Parts:
-    """Build and check every part; any bad value fails here, before a single training step."""
-    device = resolve_device(cfg.device)
+def build_parts(cfg: RunConfig, world: World | None = None) -> Parts:
+    """Build and check every part; any bad value fails here, before a single training step. Under torchrun the
+    device is the rank's own (`world.device`)."""
+    device = world.device if world is not None and world.device is not None else resolve_device(cfg.device)
+    check_precision(cfg.train.precision, device.type)
     check_optimizer(cfg.optimizer)
     loss_fn = build_loss(cfg.train.loss, cfg.train.label_smoothing)
     strategy = None if cfg.strategy is None else build_strategy(cfg.strategy)

@@ -7,6 +7,7 @@ import errno
 import platform
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from rich.console import Console
 
 from progprune_cli.atomic import write_atomic
 from progprune_cli.config import RunConfig
+from progprune_cli.distributed import World
 from progprune_cli.errors import UserError
 from progprune_cli.export import save_compacted
 from progprune_cli.parts import Parts, build_parts, resolve_threads
@@ -24,7 +26,7 @@ from progprune_cli.stages.base import Produced, RunContext, Stage
 from progprune_cli.stages.dense_long import DenseLong
 from progprune_cli.stages.evaluate import TrainedModel, evaluate_models
 from progprune_cli.stages.finetune import Finetune
-from progprune_cli.stages.io import StageIO
+from progprune_cli.stages.io import StageIO, load_checkpoint
 from progprune_cli.stages.prune import Prune
 from progprune_cli.stages.signals import Interrupted, StopRequest
 from progprune_cli.stages.train import Train
@@ -38,30 +40,100 @@ def pipeline(cfg: RunConfig) -> list[Stage]:
 
 
 def run(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_dir: Path, console: Console,
-        cache_dir: Path | None) -> dict[str, Any]:
-    """Run (or resume) the whole pipeline in `run_dir`, holding its lock; returns the results.json dict."""
-    check_folder(run_dir, config_dict)
-    lock = RunLock(run_dir)
-    lock.acquire()
+        cache_dir: Path | None, world: World | None = None, scratch: Path | None = None) -> dict[str, Any]:
+    """Run (or resume) the whole pipeline in `run_dir`, holding its lock; returns the results.json dict. Under
+    torchrun (`world`) only rank 0 does that; every other rank trains alongside it, reading `run_dir` and writing
+    only into its own `scratch` folder (see _follow)."""
+    world = World() if world is None else world
+    if not world.is_main:
+        assert scratch is not None
+        refused = world.broadcast_object(None)  # rank 0's verdict on the folder and its lock
+        if refused is not None:
+            raise UserError(refused)
+        return _follow(cfg, run_dir, scratch, world)
+    lock = RunLock(run_dir)  # rank 0's alone: the other ranks never write the folder
     try:
-        return _locked(cfg, config_dict, overrides, run_dir, console, cache_dir)
+        check_folder(run_dir, config_dict)
+        lock.acquire()
+    except UserError as error:
+        world.broadcast_object(str(error))  # the other ranks stop with it, rather than wait for rank 0 in DDP
+        raise
+    world.broadcast_object(None)
+    try:
+        return _locked(cfg, config_dict, overrides, run_dir, console, cache_dir, world)
     finally:
         lock.release()
 
 
+@dataclass
+class _FollowerIO(StageIO):
+    """A rank other than 0: loads the checkpoints rank 0 writes in the run folder (`source`: resume, rewind),
+    writes everything it would write into its scratch folder (`run_dir`, removed when the run ends), logs nothing."""
+
+    source: Path = Path()
+
+    def log(self, message: str) -> None:
+        pass
+
+    def detail(self, message: str) -> None:
+        pass
+
+    def load(self, name: str) -> dict[str, Any]:
+        # Rank 0's file; this rank's own copy (it saved the same one) where another node cannot see rank 0's folder.
+        path = self.source / "checkpoints" / f"{name}.pt"
+        return load_checkpoint(path if path.exists() else self.checkpoint(name))
+
+    def try_load(self, name: str) -> dict[str, Any] | None:
+        path = self.source / "checkpoints" / f"{name}.pt"
+        if not path.exists():
+            return None
+        try:
+            return load_checkpoint(path)
+        except UserError:
+            raise
+        except Exception:  # as StageIO.try_load (rank 0 says so in run.log): the stage or step is done again
+            return None
+
+
+class _NoStatus:
+    """status.json is rank 0's; the other ranks' status calls go nowhere."""
+
+    def set(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def _follow(cfg: RunConfig, run_dir: Path, scratch: Path, world: World) -> dict[str, Any]:
+    """A rank other than 0: the same stages and evaluation as rank 0 (DDP and the all-reduces need every rank),
+    with no lock, status, results or report, and the dense cache off as on rank 0."""
+    torch.set_num_threads(resolve_threads(cfg.train.threads, world.local_world_size))
+    parts = build_parts(cfg, world)
+    io = _FollowerIO(scratch, Console(quiet=True), run_dir)
+    stop = StopRequest()
+    with stop.installed():
+        _stages(RunContext(parts, io, stop, None, world), _NoStatus())  # type: ignore[arg-type]
+    return {"status": "complete"}
+
+
 def _locked(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_dir: Path, console: Console,
-            cache_dir: Path | None) -> dict[str, Any]:
+            cache_dir: Path | None, world: World) -> dict[str, Any]:
     status = Status(run_dir, config_dict)
     stop = StopRequest()
     started = time.perf_counter()
     try:
         status.set("running", "build")
         save_config(run_dir, config_dict)
-        torch.set_num_threads(resolve_threads(cfg.train.threads))
-        parts = build_parts(cfg)
+        torch.set_num_threads(resolve_threads(cfg.train.threads, world.local_world_size))
+        parts = build_parts(cfg, world)
         io = StageIO(run_dir, console)
+        if world.distributed:
+            io.log(f"torchrun: {world.world_size} ranks ({world.backend}; rank 0 on {world.device}); batch_size is "
+                   f"the global batch of every stage, each rank trains on 1/{world.world_size} of it")
+            if cache_dir is not None and cfg.train.reuse:
+                # Every rank would have to find (or store) the same entry at the same moment; train instead.
+                io.log("train.reuse: off under torchrun; the dense model is trained (and not cached)")
+            cache_dir = None
         with stop.installed():
-            results = _stages(RunContext(parts, io, stop, cache_dir), status)
+            results = _stages(RunContext(parts, io, stop, cache_dir, world), status)
         record = results.with_run(_run_info(cfg, overrides, run_dir, status.started, time.perf_counter() - started,
                                             parts, results.run.dense_reused_from), config_dict)
         text = record.dumps()  # strict JSON: a NaN or Infinity fails here, before anything is drawn from it

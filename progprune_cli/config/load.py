@@ -161,6 +161,8 @@ def _check_ranges(cfg: RunConfig) -> None:
                             "must be in (0, 1]")
     if cfg.train.threads is not None:
         _at_least(cfg.train.threads, 1, "train.threads")
+    if cfg.device == "cpu":  # device=auto is checked once it is resolved (parts.build_parts, the Loop)
+        check_precision(cfg.train.precision, "cpu")
     if not 0.0 <= cfg.train.label_smoothing < 1.0:
         raise UserError(f"train.label_smoothing: got {cfg.train.label_smoothing}; must be in [0, 1)")
     if cfg.checkpoint.every_steps is not None:
@@ -236,6 +238,13 @@ def _check_schedule(s: ScheduleConfig) -> None:
         _fraction(s.max_drop, "schedule.max_drop")
     if s.rewind is not None and s.rewind != "init" and not (isinstance(s.rewind, int) and s.rewind >= 0):
         raise UserError(f"schedule.rewind: got {s.rewind!r}; allowed values are null, init, or an epoch >= 0")
+
+
+def check_precision(precision: str, device_type: str) -> None:
+    """`train.precision` on the device a run trains on: torch's CPU autocast runs bf16, not fp16."""
+    if precision == "fp16" and device_type != "cuda":
+        raise UserError(f"train.precision: fp16 needs a CUDA device (autocast on the {device_type.upper()} "
+                        "supports bf16); use train.precision=bf16 or fp32, or device=cuda")
 
 
 def _fraction(value: float, key: str) -> None:

@@ -97,12 +97,17 @@ class StageConfig:
 
 @dataclass(frozen=True)
 class TrainConfig(StageConfig):
-    """`train:` also chooses the loss (§4.3), threads, and whether a cached dense model may be reused."""
+    """`train:` also chooses the loss (§4.3), threads, whether a cached dense model may be reused, and the
+    precision, memory format and compilation every stage trains with."""
 
     loss: Literal["cross_entropy", "mse"] = "cross_entropy"
     label_smoothing: float = 0.0
     reuse: bool = True
     threads: Optional[int] = None  # null: the cores this process may use (affinity / cgroup quota)
+    # How every stage trains (RunContext.loop passes them to each Loop): autocast precision, memory format, compile.
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    channels_last: bool = False
+    compile: bool = False
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,10 @@ class Batches:
     resumed mid-epoch sees exactly the batches an uninterrupted run would have seen next. A `Split` (the image
     datasets) makes its batches itself, with augmentation drawn per (seed, batch index); any other Dataset goes
     through a DataLoader.
+
+    `shard=(rank, world_size)` (torchrun): every batch is still one batch of `batch_size` of the same order (the
+    global batch; `start` and len() count global batches), of which this rank yields every world_size-th sample,
+    starting at its rank; a rank whose share of a batch is empty (a last batch smaller than the world) skips it.
     """
 
     dataset: Dataset
@@ -115,12 +119,16 @@ class Batches:
     seed: int = 0
     device: torch.device = torch.device("cpu")
     start: int = 0
+    shard: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return max(steps_per_epoch(self.dataset, self.batch_size) - self.start, 0)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         device = torch.device(self.device)
+        if self.shard is not None and self.shard[1] > 1:
+            yield from self._shard(device, *self.shard)
+            return
         if isinstance(self.dataset, Split):
             yield from self.dataset.batches(self.batch_size, self.shuffle, self.seed, device, self.start)
             return
@@ -128,6 +136,25 @@ class Batches:
         loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=self.shuffle, generator=generator,
                             num_workers=0)
         for x, y in itertools.islice(loader, self.start, None):
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+    def _shard(self, device: torch.device, rank: int, world: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if isinstance(self.dataset, Split):
+            # The whole global batch is made, then sliced: its augmentation is drawn per (seed, batch) for the batch
+            # as a whole, so a rank's samples are augmented exactly as one process would augment them (the price:
+            # every rank reads and augments the whole batch).
+            for x, y in self.dataset.batches(self.batch_size, self.shuffle, self.seed, device, self.start):
+                if len(y) > rank:
+                    yield x[rank::world].contiguous(), y[rank::world].contiguous()
+            return
+        # Only this rank's samples are read. The global batches' indices come from the very DataLoader the
+        # unsharded path uses, run over the indices (its seeded generator draws alike), then strided by rank.
+        generator = torch.Generator().manual_seed(self.seed) if self.shuffle else None
+        indices = DataLoader(range(len(self.dataset)), batch_size=self.batch_size,  # type: ignore[arg-type]
+                             shuffle=self.shuffle, generator=generator, num_workers=0)
+        mine = [batch[rank::world].tolist() for batch in itertools.islice(indices, self.start, None)]
+        loader = DataLoader(self.dataset, batch_sampler=[b for b in mine if b], num_workers=0)
+        for x, y in loader:
             yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 

@@ -71,6 +71,27 @@ def measure_interleaved(models: dict[str, nn.Module], inputs: torch.Tensor, batc
     return {name: {**spread(times), "samples": times} for name, times in samples.items()}
 
 
+def peak_memory(models: dict[str, nn.Module], inputs: torch.Tensor, batch_size: int,
+                device: torch.device) -> dict[str, int | None]:
+    """Peak bytes torch allocated on the GPU during one untimed pass of each model over `inputs` in batches of
+    `batch_size` (the peak is reset before each model); None for every model off CUDA, where torch keeps no count."""
+    if device.type != "cuda":
+        return {name: None for name in models}
+    batches = inputs.to(device).split(batch_size)
+    peaks: dict[str, int | None] = {}
+    with ExitStack() as stack, torch.inference_mode():
+        for model in models.values():
+            stack.enter_context(evaluating(model))
+        for name, model in models.items():
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            for batch in batches:
+                model(batch)
+            torch.cuda.synchronize(device)
+            peaks[name] = int(torch.cuda.max_memory_allocated(device))
+    return peaks
+
+
 def latency_report(model: nn.Module, inputs: torch.Tensor, eval_batch_size: int, latency_batch: int, warmup: int,
                    repeats: int, threads: int, device: torch.device) -> dict:
     """The MODEL.latency dict of results.json for one model (see `latency_reports`)."""
@@ -84,12 +105,14 @@ def latency_reports(models: dict[str, nn.Module], inputs: torch.Tensor, eval_bat
     original's median). All models are timed interleaved, under identical settings.
 
     `eval_runtime_s` times the whole evaluation tensor at `eval_batch_size`; `batch1_ms` is milliseconds per sample
-    over the first (up to) 64 samples fed `latency_batch` at a time; `throughput_sps` uses the median runtime.
+    over the first (up to) 64 samples fed `latency_batch` at a time; `throughput_sps` uses the median runtime;
+    `peak_memory_bytes` (on CUDA only; the results schema reads its absence as null) is `peak_memory` of the model.
     """
     settings = {"warmup": warmup, "repeats": repeats, "threads": threads, "device": device}
     runtime = measure_interleaved(models, inputs, eval_batch_size, **settings)
     few = inputs[:64]
     per_pass = measure_interleaved(models, few, latency_batch, **settings)
+    peaks = peak_memory(models, inputs, eval_batch_size, device)
     reports = {}
     for name in models:
         # Scaling by a positive constant keeps the order, so these are still the per-sample median/p10/p90.
@@ -108,4 +131,6 @@ def latency_reports(models: dict[str, nn.Module], inputs: torch.Tensor, eval_bat
             "batch1_ms": per_sample_ms,
             "throughput_sps": len(inputs) / median if median > 0 else None,
         }
+        if peaks[name] is not None:
+            reports[name]["peak_memory_bytes"] = peaks[name]
     return reports

@@ -66,6 +66,11 @@ def kb(n: int | None) -> str:
     return NA if n is None else f"{n / 1000:.1f}"
 
 
+def mb(n: int | None) -> str:
+    """Megabytes of 10^6 bytes, as kb() counts kilobytes of 1000."""
+    return NA if n is None else f"{n / 1e6:,.1f}"
+
+
 def accuracy_table(results: Results) -> Table:
     models = results.models
     base = models["original"].accuracy.test if "original" in models else None
@@ -113,6 +118,8 @@ def backend_setup(results: Results) -> str:
 
 
 def speed_table(results: Results) -> Table:
+    # A peak-memory column only where the file has one (CUDA runs), so CPU tables stay as they were.
+    memory = any(m.latency.peak_memory_bytes is not None for _, m in results.ordered_models())
     # onnxruntime columns only where the run timed a model there (evaluate.backends), so other tables stay as they were.
     ort = any(backend(m) is not None for _, m in results.ordered_models())
     rows, setups = [], {}
@@ -120,6 +127,7 @@ def speed_table(results: Results) -> Table:
         lat, other = m.latency, backend(m) or Latency()
         rows.append([label(key, m), spread(lat.eval_runtime_s), spread(lat.batch1_ms),
                      NA if lat.throughput_sps is None else f"{lat.throughput_sps:,.0f}",
+                     *([mb(lat.peak_memory_bytes)] if memory else []),
                      times(lat.measured_speedup), times(m.macs.theoretical_speedup),
                      *([spread(other.eval_runtime_s), times(other.measured_speedup)] if ort else []), speed_note(m)])
         if lat != Latency():  # a model the file has no timing for adds no setup line
@@ -131,6 +139,7 @@ def speed_table(results: Results) -> Table:
     notes += [backend_setup(results)] if ort else []
     notes += list(results.notes)  # the evaluate stage's notes: a row or a backend figure it could not make, and why
     return Table("Speed", ["model", "eval runtime (s)", "batch-1 latency (ms)", "throughput (samples/s)",
+                           *(["peak GPU memory (MB)"] if memory else []),
                            "measured speedup", "MAC speedup (theoretical)",
                            *([f"{ORT} runtime (s)", f"{ORT} speedup"] if ort else []), "note"], rows, notes)
 

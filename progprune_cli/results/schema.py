@@ -221,6 +221,8 @@ class Latency(Record):
     batch1_ms: Spread = field(default_factory=Spread)
     throughput_sps: float | None = None
     measured_speedup: float | None = None
+    # Peak bytes torch allocated on the GPU during one eval pass of the model (CUDA only; null on the CPU).
+    peak_memory_bytes: int | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from progprune_cli.config import StageConfig
+from progprune_cli.distributed import World
 from progprune_cli.parts import Parts
 from progprune_cli.pruning.masks import Masks
 from progprune_cli.stages.io import StageIO
@@ -54,12 +55,14 @@ class Produced:
 
 @dataclass
 class RunContext:
-    """What every stage runs with: the parts, the run folder, the stop request and the dense cache."""
+    """What every stage runs with: the parts, the run folder, the stop request, the dense cache and this rank's
+    place among torchrun's ranks (World(): one process)."""
 
     parts: Parts
     io: StageIO
     stop: StopRequest = field(default_factory=StopRequest)
     cache_dir: Path | None = None
+    world: World = field(default_factory=World)
 
     def first_iteration(self, stage: str) -> int:
         """The run-wide optimizer step a stage starts at (prune and dense_long both start after train)."""
@@ -70,12 +73,15 @@ class RunContext:
         return 0 if stage == "train" else after_train
 
     def loop(self, stage: str, model: nn.Module, section: StageConfig, save: Any = None) -> Loop:
-        """The training loop for `stage`, with `section`'s batch size, lr and schedule, saving through `save`."""
-        parts = self.parts
+        """The training loop for `stage`, with `section`'s batch size, lr and schedule, saving through `save`;
+        train.precision, train.channels_last and train.compile apply to every stage."""
+        parts, train = self.parts, self.parts.cfg.train
         return Loop(model, parts.data.train, parts.data.val, parts.cfg.optimizer, parts.loss_fn, parts.device,
                     section.batch_size, self.io, stage, stage_seed(parts.cfg.seed, stage),
                     iteration=self.first_iteration(stage), lr=section.lr, lr_scheduler=section.lr_scheduler,
-                    epochs=section.epochs, stop=self.stop, every_steps=parts.cfg.checkpoint.every_steps, save=save)
+                    epochs=section.epochs, stop=self.stop, every_steps=parts.cfg.checkpoint.every_steps, save=save,
+                    precision=train.precision, channels_last=train.channels_last, compile=train.compile,
+                    world=self.world)
 
     def model_from(self, state: dict[str, Any]) -> nn.Module:
         model = self.parts.make_model()
@@ -95,10 +101,13 @@ class Stage(ABC):
 
     def resume_or_run(self, run: RunContext, produced: Produced) -> Any:
         final = run.io.try_load(self.output)
+        # Under torchrun every rank reads rank 0's checkpoints; one that could not would train something else.
+        run.world.same(final is not None, f"{self.name}: whether checkpoints/{self.output}.pt loads")
         if final is not None:
             run.io.log(f"{self.name}: finished in an earlier attempt (checkpoints/{self.output}.pt); skipped")
             return self.load(run, produced, final)
         progress = run.io.try_load(self.progress_name())
+        run.world.same(progress is not None, f"{self.name}: whether checkpoints/{self.progress_name()}.pt loads")
         result = self.run(run, produced, progress)
         run.io.checkpoint(self.progress_name()).unlink(missing_ok=True)  # the final checkpoint supersedes it
         return result
@@ -117,5 +126,6 @@ def resume_loop(run: RunContext, loop: Loop, progress: dict[str, Any] | None) ->
     if progress is None:
         return
     loop.load_state_dict(progress["loop"])
+    run.world.same((loop.epoch, loop.step_in_epoch), f"{loop.stage}: the (epoch, step) resumed at")
     run.io.log(f"{loop.stage}: resumed from checkpoints/{loop.stage}.progress.pt at epoch {loop.epoch + 1}, "
                f"step {loop.step_in_epoch} of {loop.per_epoch}")

@@ -1,7 +1,11 @@
-"""The one training loop every stage uses: masks enforced after each step, resumable at any step, per-epoch rows."""
+"""The one training loop every stage uses: masks enforced after each step, resumable at any step, per-epoch rows;
+autocast precision, channels_last, torch.compile and DistributedDataParallel (torchrun) are options of it."""
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -9,10 +13,13 @@ from typing import Any, Callable
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from progprune_cli.config import LRSchedulerConfig, OptimizerConfig
+from progprune_cli.config.load import check_precision
 from progprune_cli.data import Batches, steps_per_epoch
+from progprune_cli.distributed import World, checksum, current
 from progprune_cli.errors import UserError
 from progprune_cli.optim.losses import LossFn
 from progprune_cli.optim.lr_schedulers import Horizon, build_lr_scheduler
@@ -23,7 +30,14 @@ from progprune_cli.stages.rng import capture_rng, restore_rng
 from progprune_cli.stages.signals import Interrupted, StopRequest
 
 # On a GPU, reading the loss every step would sync it every step; the finite check reads a flag this often instead.
+# Under torchrun the ranks agree on that flag and on a stop request in one all-reduce, as often.
 _CUDA_CHECK_EVERY = 50
+_AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# DDP without its buffer broadcast before each forward (the Loop broadcasts buffers after each step instead); torch
+# 2.13 renamed the option, whose old form also left the buffers out of DDP's sync at construction.
+_NO_FORWARD_BUFFER_SYNC = ({"forward_sync_buffers": False}
+                           if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                           else {"broadcast_buffers": False})
 
 
 class Diverged(UserError):
@@ -32,22 +46,35 @@ class Diverged(UserError):
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, dataset: Dataset, loss_fn: LossFn, device: torch.device,
-             batch_size: int = 512) -> tuple[float, float]:
-    """Top-1 accuracy and mean loss of `model` on `dataset`."""
+             batch_size: int = 512, world: World | None = None) -> tuple[float, float]:
+    """Top-1 accuracy and mean loss of `model` on `dataset`. Under torchrun (`world`, by default the running
+    process group's) each rank evaluates its share of every batch and the sums are all-reduced, so every rank
+    returns the figures of the whole dataset; every rank must call it."""
+    world = current() if world is None else world
     model.eval()
     correct, loss_sum, count = 0, 0.0, 0
-    for x, y in Batches(dataset, batch_size, device=device):
+    for x, y in Batches(dataset, batch_size, device=device, shard=world.shard):
         logits = model(x)
         loss_sum += float(loss_fn(logits, y)) * len(y)
         correct += int((logits.argmax(1) == y).sum())
         count += len(y)
+    if world.distributed:
+        # float64 holds the counts exactly; the loss sum is added in another order than one process would.
+        totals = world.all_reduce(torch.tensor([correct, loss_sum, count], dtype=torch.float64, device=device))
+        correct, loss_sum, count = int(totals[0]), float(totals[1]), int(totals[2])
     return correct / max(count, 1), loss_sum / max(count, 1)
 
 
 @dataclass
 class Loop:
     """Trains `model` up to a stage's epoch count from wherever it stands (so a restored Loop resumes mid-epoch);
-    `masks` (if any) stay exactly zero; `before_step(i)` may prune or rewind; `save()` writes a checkpoint."""
+    `masks` (if any) stay exactly zero; `before_step(i)` may prune or rewind; `save()` writes a checkpoint.
+
+    `precision` autocasts forward and loss (fp16 with a GradScaler), `channels_last` sets the memory format of the
+    model and its batches, `compile` trains a torch.compile'd module, and a distributed `world` (torchrun) trains a
+    DistributedDataParallel one on this rank's share of every global batch. `model` itself stays the plain module:
+    masks, the optimizer, evaluation and state_dict() use its parameters and names, which the wrappers share.
+    """
 
     model: nn.Module
     train_set: Dataset
@@ -73,13 +100,56 @@ class Loop:
     rows: list[dict[str, Any]] = field(default_factory=list)
     epoch: int = field(default=0, init=False)  # epochs finished in this stage
     step_in_epoch: int = field(default=0, init=False)
+    precision: str = "fp32"  # train.precision: fp32 | bf16 | fp16
+    channels_last: bool = False
+    compile: bool = False
+    world: World = field(default_factory=World)
 
     def __post_init__(self) -> None:
+        if self.precision not in _AMP_DTYPES:
+            raise UserError(f"train.precision: got {self.precision!r}; allowed values are fp32, bf16, fp16")
+        if self.precision != "fp32":
+            check_precision(self.precision, self.device.type)
         self.model.to(self.device)
+        if self.channels_last:
+            # Before DDP and the optimizer see the parameters: DDP's gradient buckets follow their layout.
+            self.model.to(memory_format=torch.channels_last)
+        # fp16's narrow range needs loss scaling; bf16 has fp32's range and needs none.
+        self._scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
         self._pruned: list[tuple[nn.Parameter, torch.Tensor]] = []
         self.per_epoch = steps_per_epoch(self.train_set, self.batch_size)
+        self._check_shards()
+        self._trainer = self._training_module()
+        self._rank_rng: list[Any] | None = None
         self._new_optimizer()
         self._reset_sums()
+
+    def _training_module(self) -> nn.Module:
+        """What the training step calls: the model, wrapped in DDP under torchrun, compiled when asked."""
+        module: nn.Module = self.model
+        if self.world.distributed:
+            # DDP broadcasts rank 0's weights and buffers here and all-reduces (averages) gradients in backward.
+            # Buffers (BatchNorm statistics) are broadcast after each step instead of before each forward
+            # (_sync_buffers), so evaluation and pruning scores between steps see the same model on every rank.
+            module = DistributedDataParallel(module, device_ids=[self.device] if self.device.type == "cuda" else None,
+                                             **_NO_FORWARD_BUFFER_SYNC)
+            self._sync_buffers()  # rank 0's from the start, whichever torch
+        if self.compile:
+            module = torch.compile(module)  # compiling the DDP module lets dynamo split graphs at DDP's buckets
+        return module
+
+    def _check_shards(self) -> None:
+        """Under torchrun every rank needs a sample of every batch, or DDP would wait for its gradients forever."""
+        if not self.world.distributed:
+            return
+        n, size, ranks = len(self.train_set), self.batch_size, self.world.world_size  # type: ignore[arg-type]
+        last = n % size or size
+        if min(size, last) < ranks:
+            key = "finetune" if self.stage == "dense_long" else self.stage  # dense_long trains at finetune's size
+            raise UserError(f"{key}.batch_size: got {size} for {n} training samples; under torchrun it is the global "
+                            f"batch and each of the {ranks} ranks needs a sample of every batch, the last one "
+                            f"({last} sample{'s' if last != 1 else ''}) too; choose a batch size (and of the last "
+                            f"batch) of at least {ranks}")
 
     @property
     def stage_step(self) -> int:
@@ -107,11 +177,40 @@ class Loop:
         """Enforce these masks from now on (kept on the device as booleans: a pruned weight is set to zero, not
         multiplied by it, so it stays exactly zero even if its value had become NaN)."""
         self.masks = None if masks is None else {k: m.to(self.device, torch.bool) for k, m in masks.items()}
+        if self.masks and self.world.distributed:
+            self._agree_on_masks()
         params = dict(self.model.named_parameters())
         # Looked up once here, not in every step of the hot loop.
         self._pruned = [(params[k], ~m) for k, m in (self.masks or {}).items()]
         if self.masks:
             apply_masks(self.model, self.masks)
+
+    def _agree_on_masks(self) -> None:
+        """Every rank computed these masks itself, from identical weights and the same (unsharded) scoring data;
+        each rank's checksum goes to run.log, and rank 0's masks are then broadcast and used on every rank. Why
+        broadcast rather than only verify: rank 0's masks are the ones its checkpoints save, and a nondeterministic
+        kernel in a strategy's scores (cuDNN's backward for taylor) could tip a near-tie on another rank, so
+        verifying alone could stop a sound run, while an unequal mask would silently train another network."""
+        assert self.masks is not None
+        sums = self.world.gather(checksum(self.masks))
+        keys = sorted(self.masks)
+        shared = [self.masks[key].to(torch.uint8) for key in keys]  # uint8: every backend broadcasts it
+        self._broadcast(shared)
+        self.masks = {key: mask.bool() for key, mask in zip(keys, shared)}
+        listing = ", ".join(f"rank {rank} {value}" for rank, value in enumerate(sums))
+        self.io.detail(f"{self.stage}: mask checksums (crc32): {listing}")
+        if len(set(sums)) > 1:
+            self.io.log(f"{self.stage}: the ranks computed different masks ({listing}); rank 0's are used on every "
+                        "rank")
+
+    def _agree_on_weights(self) -> None:
+        """DDP gives every rank the same averaged gradients, so the weights must be bitwise equal; run.log says so."""
+        sums = self.world.gather(checksum(self.model.state_dict()))
+        listing = ", ".join(f"rank {rank} {value}" for rank, value in enumerate(sums))
+        self.io.detail(f"{self.stage}: weight checksums (crc32) after epoch {self.epoch}: {listing}")
+        if len(set(sums)) > 1:
+            self.io.log(f"{self.stage}: the ranks' weights differ ({listing}); rank 0's are now used on every rank")
+            self._broadcast([*self.model.parameters(), *self.model.buffers()])
 
     def run(self, epochs: int, before_step: Callable[[int], None] | None = None,
             after_epoch: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
@@ -121,12 +220,13 @@ class Loop:
         with _progress(self.io, self.stage, max(remaining, 0)) as advance:
             while self.epoch < epochs:
                 order = Batches(self.train_set, self.batch_size, shuffle=True, seed=self.seed * 1000 + self.epoch,
-                                device=self.device, start=self.step_in_epoch)
-                self.model.train()
+                                device=self.device, start=self.step_in_epoch, shard=self.world.shard)
+                self._trainer.train()
+                self._started = time.perf_counter()
                 for x, y in order:
                     if before_step is not None:
                         before_step(self.stage_step)
-                        self.model.train()
+                        self._trainer.train()
                     self._step(x, y)
                     advance()
                     self._after_step()
@@ -134,25 +234,43 @@ class Loop:
                 if after_epoch is not None:
                     after_epoch(self.epoch - 1)
                 self._checkpoint()
+                if self.world.distributed:
+                    self._agree_on_weights()
         return self.rows
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.model(x)
-        loss = self.loss_fn(logits, y)
-        penalty = regularization(self.model, self.optimizer_cfg)
-        (loss if penalty is None else loss + penalty).backward()
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        amp = _AMP_DTYPES[self.precision]
+        with contextlib.nullcontext() if amp is None else torch.autocast(self.device.type, dtype=amp):
+            logits = self._trainer(x)
+            loss = self.loss_fn(logits, y)
+        share = self._share(len(y))
+        objective = loss if share == 1.0 else loss * share
+        penalty = regularization(self.model, self.optimizer_cfg)  # outside autocast: of the fp32 weights
+        objective = objective if penalty is None else objective + penalty
+        (objective if self._scaler is None else self._scaler.scale(objective)).backward()
+        if self._scaler is not None:
+            # Unscaled first, so masking, clipping and the step see the true gradients.
+            self._scaler.unscale_(self.optimizer)
         # Pruned weights get no gradient, so clipping and the optimizer see only live weights.
         for param, pruned in self._pruned:
             if param.grad is not None:
                 param.grad.masked_fill_(pruned, 0.0)
         if self.optimizer_cfg.clip_grad_norm is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.optimizer_cfg.clip_grad_norm)
-        self.optimizer.step()
+        if self._scaler is None:
+            self.optimizer.step()
+        else:
+            self._scaler.step(self.optimizer)  # skipped when the gradients overflowed; the scale then shrinks
+            self._scaler.update()
         # Momentum/Adam moments from before a weight was pruned would move it again; re-zero after each step.
         with torch.no_grad():
             for param, pruned in self._pruned:
                 param.masked_fill_(pruned, 0.0)
+        if self.world.distributed:
+            self._sync_buffers()
         self.scheduler.step()
         loss = loss.detach()
         # Summed on the device and read once per epoch: a per-step .item() would sync a GPU every step.
@@ -163,44 +281,115 @@ class Loop:
         self.iteration += 1
         self.step_in_epoch += 1
 
+    def _sync_buffers(self) -> None:
+        """Rank 0's buffers on every rank: each rank's forward updated its BatchNorm statistics from its own share
+        of the batch."""
+        self._broadcast(list(self.model.buffers()))
+
+    @torch.no_grad()
+    def _broadcast(self, tensors: list[torch.Tensor]) -> None:
+        """Rank 0's values of `tensors`, in place on every rank: one broadcast per dtype, of the tensors laid end
+        to end (so any memory format goes, where a collective needs contiguous tensors)."""
+        groups: dict[torch.dtype, list[torch.Tensor]] = {}
+        for tensor in tensors:
+            groups.setdefault(tensor.dtype, []).append(tensor)
+        for group in groups.values():
+            flat = self.world.broadcast(torch.cat([t.reshape(-1) for t in group]))
+            for tensor, value in zip(group, flat.split([t.numel() for t in group])):
+                tensor.copy_(value.view(tensor.shape))
+
+    def _share(self, local: int) -> float:
+        """The factor that makes DDP's average of the ranks' mean losses the mean over the whole global batch
+        (1 for one process, and under torchrun whenever the global batch splits evenly)."""
+        if not self.world.distributed:
+            return 1.0
+        size = min(self.batch_size, len(self.train_set) - self.step_in_epoch * self.batch_size)  # type: ignore
+        return local * self.world.world_size / size
+
     def _after_step(self) -> None:
-        if self.device.type != "cuda" or self.stage_step % _CUDA_CHECK_EVERY == 0:
-            self._check_finite()
-        if self.stop is not None and self.stop.requested:
+        due = self.device.type != "cuda" or self.stage_step % _CUDA_CHECK_EVERY == 0
+        if self.world.distributed:
+            # A stop request (SIGTERM reaches the ranks at different steps) and a non-finite loss on any rank must
+            # stop every rank at the same step, or the others would wait in DDP's all-reduce for ever.
+            signum = self._check_finite(stop=True) if due else 0
+        else:
+            if due:
+                self._check_finite()
+            signum = (self.stop.signum or 0) if self.stop is not None and self.stop.requested else 0
+        if signum:
             self._checkpoint()
-            raise Interrupted(self.stop.signum or 0, self.where())
+            raise Interrupted(signum, self.where())
         if self.every_steps and self.stage_step % self.every_steps == 0 and self.step_in_epoch < self.per_epoch:
             self._checkpoint()
 
     def where(self) -> str:
         return f"{self.stage} epoch {self.epoch + 1}, step {self.step_in_epoch} of {self.per_epoch}"
 
-    def _check_finite(self, weights: bool = False) -> None:
+    def _check_finite(self, weights: bool = False, stop: bool = False) -> int:
+        """Raise Diverged on a non-finite loss (or weight); returns the stop request's signal (0: none) when
+        `stop`. Under torchrun every rank calls it at the same step and the ranks agree in one all-reduce."""
+        bad_loss = not bool(self._finite)
+        bad_weights = weights and not all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        signum = (self.stop.signum or 0) if stop and self.stop is not None else 0
+        if self.world.distributed:
+            flags = torch.tensor([int(bad_loss), int(bad_weights), int(signum)], device=self.device)
+            bad_loss, bad_weights, signum = (int(v) for v in self.world.all_reduce(flags, "max").tolist())
+            if bad_loss:
+                self._finite = torch.zeros((), device=self.device, dtype=torch.bool)
         problem = None
-        if not bool(self._finite):
+        if bad_loss:
             problem = "the training loss is not finite"
-        elif weights and not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+        elif bad_weights:
             problem = "a weight is not finite"
         if problem is not None:
             lr = self.optimizer.param_groups[0]["lr"]
             raise Diverged(f"{self.where()}: {problem}; training diverged (lower optimizer.lr, now {lr:g}, or set "
                            "optimizer.clip_grad_norm); the last good checkpoint is kept")
+        return signum
 
     def _checkpoint(self) -> None:
         self._check_finite(weights=True)  # never save a diverged state over a good one
+        if self.world.distributed:
+            self._fold_for_checkpoint()
         if self.save is not None:
             self.save()
 
-    def _reset_sums(self) -> None:
+    def _fold_for_checkpoint(self) -> None:
+        """Rank 0 saves the checkpoint, so it must hold what every rank holds: the epoch's partial sums move to
+        rank 0 (the others go on from zero, so the epoch's all-reduce still counts each sample once), and every
+        rank's RNG state is gathered (each rank restores its own on resume)."""
+        sums = torch.stack([self._loss_sum.double(), self._correct.double(),
+                            torch.tensor(float(self._count), dtype=torch.float64, device=self.device)])
+        self.world.all_reduce(sums)
+        if self.world.is_main:
+            self._loss_sum = sums[0].to(self._loss_sum.dtype)
+            self._correct, self._count = sums[1].long(), int(sums[2])
+        else:
+            self._reset_sums(keep_finite=True)
+        self._rank_rng = self.world.gather(capture_rng())
+
+    def _reset_sums(self, keep_finite: bool = False) -> None:
         self._loss_sum = torch.zeros((), device=self.device)
         self._correct = torch.zeros((), device=self.device, dtype=torch.long)
         self._count = 0
-        self._finite = torch.ones((), device=self.device, dtype=torch.bool)
+        if not keep_finite:
+            self._finite = torch.ones((), device=self.device, dtype=torch.bool)
+
+    def _epoch_sums(self) -> tuple[float, int, int]:
+        """The epoch's training loss sum, correct count and sample count over every rank."""
+        if not self.world.distributed:
+            return float(self._loss_sum), int(self._correct), self._count
+        sums = torch.stack([self._loss_sum.double(), self._correct.double(),
+                            torch.tensor(float(self._count), dtype=torch.float64, device=self.device)])
+        self.world.all_reduce(sums)
+        return float(sums[0]), int(sums[1]), int(sums[2])
 
     def _end_epoch(self) -> None:
         self._check_finite(weights=True)
-        train_loss, train_acc = float(self._loss_sum) / max(self._count, 1), int(self._correct) / max(self._count, 1)
-        val_acc, val_loss = evaluate(self.model, self.val_set, self.loss_fn, self.device)
+        seconds = time.perf_counter() - self._started
+        loss_sum, correct, count = self._epoch_sums()
+        train_loss, train_acc = loss_sum / max(count, 1), correct / max(count, 1)
+        val_acc, val_loss = evaluate(self.model, self.val_set, self.loss_fn, self.device, world=self.world)
         achieved = self.achieved_sparsity
         self.rows.append({
             "stage": self.stage, "event": "epoch", "epoch": self.epoch, "iteration": self.iteration,
@@ -211,6 +400,8 @@ class Loop:
         self.io.log(f"{self.stage} epoch {self.epoch + 1}: train loss {train_loss:.4f} acc {train_acc:.2%}, "
                     f"val loss {val_loss:.4f} acc {val_acc:.2%}"
                     + (f", sparsity {achieved:.2%}" if self.masks else ""))
+        # run.log only: wall time makes the log differ between runs, and the console shows the time already.
+        self.io.detail(f"{self.stage}: epoch {self.epoch + 1} took {seconds:.3f} s")
         self.epoch, self.step_in_epoch = self.epoch + 1, 0
         self._reset_sums()
 
@@ -225,6 +416,8 @@ class Loop:
                      "count": self._count, "finite": self._finite.clone()},
             "target_sparsity": self.target_sparsity, "achieved_sparsity": self.achieved_sparsity,
             "rows": list(self.rows), "rng": capture_rng(),
+            "scaler": None if self._scaler is None else self._scaler.state_dict(),  # fp16's loss scale and its growth
+            **({"rank_rng": self._rank_rng} if self.world.distributed and self._rank_rng is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -232,13 +425,19 @@ class Loop:
         self.set_masks(state["masks"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self._scaler is not None and state.get("scaler"):
+            self._scaler.load_state_dict(state["scaler"])
         self.iteration, self.epoch, self.step_in_epoch = state["iteration"], state["epoch"], state["step_in_epoch"]
         sums = state["sums"]
         self._loss_sum, self._correct = sums["loss"].to(self.device), sums["correct"].to(self.device)
         self._count, self._finite = sums["count"], sums["finite"].to(self.device)
+        if not self.world.is_main:
+            self._reset_sums(keep_finite=True)  # the saved sums are every rank's, and rank 0 holds them
         self.target_sparsity, self.achieved_sparsity = state["target_sparsity"], state["achieved_sparsity"]
         self.rows = list(state["rows"])
-        restore_rng(state["rng"])
+        rank_rng = state.get("rank_rng")
+        same_world = rank_rng is not None and len(rank_rng) == self.world.world_size
+        restore_rng(rank_rng[self.world.rank] if same_world else state["rng"])
 
 
 class _progress:

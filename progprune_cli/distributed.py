@@ -1,0 +1,142 @@
+"""torchrun's process group as a small World (rank, size, device) and the few collectives a run needs.
+
+Under `torchrun --nproc_per_node=N -m progprune_cli train ...` (or `... resume RUN_DIR`; several nodes with
+--nnodes) every stage's `batch_size` is the GLOBAL batch: each optimizer step reads one batch of the same seeded
+order on every rank, each of the W ranks in all trains on its every W-th sample of it (data.Batches(shard=...))
+and DistributedDataParallel averages the gradients, so W ranks take the steps one process would (BatchNorm
+layers, as under DDP, normalize by each rank's share; the Loop gives every rank rank 0's running statistics).
+Only rank 0 writes the run folder, run.log and the console, and holds the folder's lock; the other ranks read its
+checkpoints there when a run resumes, so resuming across nodes needs the run folder on a filesystem every node
+sees. The dense cache (train.reuse) is off and sweeps (-m) are refused under torchrun.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from progprune_cli.errors import UserError
+
+_OPS = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the ranks; World() is a single process, where every collective is a no-op."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+    device: torch.device | None = None  # None: the config's device (a single process resolves it itself)
+    backend: str | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def shard(self) -> tuple[int, int] | None:
+        """(rank, world_size) for data.Batches, or None when there is nothing to split."""
+        return (self.rank, self.world_size) if self.distributed else None
+
+    def all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+        """`tensor` reduced over every rank, in place (it must be on this rank's device for nccl)."""
+        if self.distributed:
+            dist.all_reduce(tensor, op=_OPS[op])
+        return tensor
+
+    def broadcast(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Rank 0's `tensor`, in place on every rank."""
+        if self.distributed:
+            dist.broadcast(tensor, src=0)
+        return tensor
+
+    def broadcast_object(self, value: Any) -> Any:
+        """Rank 0's `value` (any picklable object) on every rank."""
+        if not self.distributed:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's `value`, in rank order, on every rank."""
+        if not self.distributed:
+            return [value]
+        values: list[Any] = [None] * self.world_size
+        dist.all_gather_object(values, value)
+        return values
+
+    def same(self, value: Any, what: str) -> None:
+        """Raise (on every rank alike) unless every rank holds the same `value`; `what` names it."""
+        values = self.gather(value)
+        for rank, other in enumerate(values):
+            if other != values[0]:
+                raise UserError(f"torchrun: {what} is {other!r} on rank {rank} but {values[0]!r} on rank 0; every "
+                                "rank must read the same run folder (across nodes: a shared filesystem)")
+
+
+# The World of the running process group; what code without a World of its own (evaluation) shards by.
+_CURRENT = World()
+
+
+def current() -> World:
+    return _CURRENT
+
+
+def from_env(environ: Mapping[str, str] = os.environ) -> World | None:
+    """The World torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE), or None
+    when this process was not started by torchrun."""
+    if "RANK" not in environ or "WORLD_SIZE" not in environ:
+        return None
+    return World(rank=int(environ["RANK"]), world_size=int(environ["WORLD_SIZE"]),
+                 local_rank=int(environ.get("LOCAL_RANK", "0")),
+                 local_world_size=int(environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def start(device: str) -> World:
+    """Join torchrun's process group (nccl with each rank on cuda:LOCAL_RANK, or gloo on the CPU) and return this
+    rank's World; a plain process (or torchrun with one process) gets World() and no process group."""
+    global _CURRENT
+    env = from_env()
+    if env is None or not env.distributed:
+        return World(local_world_size=1 if env is None else env.local_world_size)
+    from progprune_cli.parts import resolve_device  # parts imports this module
+
+    resolved = resolve_device(device, env.local_rank)
+    backend = "nccl" if resolved.type == "cuda" else "gloo"
+    if resolved.type == "cuda":
+        torch.cuda.set_device(resolved)  # before the group: nccl binds each rank to the current device
+    if not dist.is_initialized():
+        dist.init_process_group(backend)  # env://: torchrun's MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE
+    _CURRENT = replace(env, device=resolved, backend=backend)
+    return _CURRENT
+
+
+def finish() -> None:
+    """Leave the process group (if this process joined one)."""
+    global _CURRENT
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    _CURRENT = World()
+
+
+def checksum(tensors: Mapping[str, torch.Tensor]) -> str:
+    """CRC-32 of the names, shapes and bytes (in logical order, whatever the memory format) of `tensors`."""
+    crc = 0
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous().reshape(-1)
+        crc = zlib.crc32(f"{name}:{tuple(tensors[name].shape)}:{tensor.dtype}".encode(), crc)
+        crc = zlib.crc32(tensor.view(torch.uint8).numpy().tobytes(), crc)
+    return f"{crc:08x}"
