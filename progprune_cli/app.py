@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import shutil
@@ -17,7 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from progprune_cli.config import load_run_config
+from progprune_cli.config import RunConfig, load_run_config
 from progprune_cli.errors import UserError
 from progprune_cli.stages.signals import Interrupted
 
@@ -57,6 +58,15 @@ def train_task() -> Any:
     return _hydra_task()
 
 
+def with_launcher_threads(cfg: RunConfig, launcher: Any) -> RunConfig:
+    """`train.threads: null` under a launcher that grants `cpus_per_task` (the Slurm preset, submitit_local) means
+    that many threads: submitit_local starts every job at once and would otherwise give each all the cores."""
+    cpus = launcher.get("cpus_per_task") if hasattr(launcher, "get") else None
+    if cfg.train.threads is not None or not isinstance(cpus, int) or cpus < 1:
+        return cfg
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=cpus))
+
+
 @hydra.main(config_path="pkg://progprune_cli.conf", config_name="config", version_base="1.3")
 def _hydra_task(cfg: DictConfig) -> Any:
     hc = HydraConfig.get()
@@ -73,7 +83,7 @@ def _hydra_task(cfg: DictConfig) -> Any:
         from progprune_cli.distributed import start  # torch is imported only once a job really starts
         from progprune_cli.runner import run
 
-        cfg_ = load_run_config(container)
+        cfg_ = with_launcher_threads(load_run_config(container), hc.launcher)
         # torchrun's process group (a single process gets World() and none). Joining it is a barrier too: every
         # rank's preflight (cli.py, whose check_folder refuses a locked folder) is over before rank 0 locks it.
         world = start(cfg_.device)

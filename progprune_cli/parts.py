@@ -67,10 +67,18 @@ def available_cores() -> int:
     return max(cores, 1)
 
 
+# torch's thread count when progprune started, before it set any: a launcher that limits its workers (joblib's
+# loky sets OMP_NUM_THREADS, torchrun sets it to 1 unless told otherwise) has already lowered it, and that holds.
+_STARTUP_THREADS = torch.get_num_threads()
+
+
 def resolve_threads(threads: int | None, local_world_size: int = 1) -> int:
-    """`train.threads`, or when it is null the cores this process may use, shared evenly by the
-    `local_world_size` ranks torchrun started on this node (so they do not fight over the same cores)."""
-    return max(available_cores() // max(local_world_size, 1), 1) if threads is None else threads
+    """`train.threads`, or when it is null the cores this process may use (capped by any thread limit its
+    launcher set), shared evenly by the `local_world_size` ranks torchrun started on this node (so they do not
+    fight over the same cores)."""
+    if threads is not None:
+        return threads
+    return max(min(available_cores(), _STARTUP_THREADS) // max(local_world_size, 1), 1)
 
 
 def build_parts(cfg: RunConfig, world: World | None = None) -> Parts:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import platform
 import subprocess
 import time
@@ -119,7 +118,7 @@ def _locked(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], r
     status = Status(run_dir, config_dict)
     stop = StopRequest()
     started = time.perf_counter()
-    try:
+    with status.recorded(run_dir, f"progprune resume {run_dir}"):
         status.set("running", "build")
         save_config(run_dir, config_dict)
         torch.set_num_threads(resolve_threads(cfg.train.threads, world.local_world_size))
@@ -142,25 +141,6 @@ def _locked(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], r
         # Last, so a results.json always means a finished run (a crash before it leaves a resumable folder).
         write_atomic(run_dir / "results.json", text)
         results = record.to_json()  # run() still returns the results.json dict (app.py reads its "status")
-    except Interrupted as error:
-        status.set("interrupted", error=str(error), signal=error.signum, at=error.where)
-        raise
-    except KeyboardInterrupt:
-        status.set("interrupted", error="interrupted by the user (Ctrl-C twice: stopped without a checkpoint)")
-        raise
-    except UserError as error:
-        status.set("failed", error=str(error))
-        raise
-    except OSError as error:
-        if error.errno != errno.ENOSPC:
-            status.set("failed", error=f"{type(error).__name__}: {error}")
-            raise
-        status.set("failed", error=f"disk full: {error}")
-        raise UserError(f"disk full while writing the run folder {run_dir} ({error.strerror}); free space and "
-                        f"resume with: progprune resume {run_dir}") from None
-    except Exception as error:
-        status.set("failed", error=f"{type(error).__name__}: {error}")
-        raise
     status.set("complete")
     return results
 

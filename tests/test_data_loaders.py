@@ -634,3 +634,13 @@ def test_imagefolder_augment_crops_and_flips_training_images_only(tmp_path: Path
     assert a.shape == b.shape and not torch.equal(a, b)  # zero-padded crops of solid colours
     for split in ("train_eval", "val", "test"):
         assert torch.equal(everything(getattr(augmented, split))[0], everything(getattr(plain, split))[0]), split
+
+
+def test_a_training_pass_leaves_out_a_last_batch_of_one_sample() -> None:
+    """Batch-norm cannot train on one sample; evaluation still sees every sample."""
+    data = TensorDataset(torch.arange(9.0).view(9, 1), torch.zeros(9, dtype=torch.long))
+    assert steps_per_epoch(data, 4) == 2 and steps_per_epoch(data, 3) == 3 and steps_per_epoch(data, 20) == 1
+    shuffled = list(Batches(data, 4, shuffle=True, seed=0))
+    assert [len(y) for _, y in shuffled] == [4, 4] and len(Batches(data, 4, shuffle=True)) == 2
+    assert [len(y) for _, y in Batches(data, 4)] == [4, 4, 1] and len(Batches(data, 4)) == 3
+    assert [len(y) for _, y in Batches(data, 4, shuffle=True, seed=0, start=1)] == [4]

@@ -120,7 +120,7 @@ def test_disk_full_says_so_and_resume_afterwards_needs_no_hand_editing(tmp_path:
 
     monkeypatch.setattr(io_module, "write_atomic", full_for_finetune)
     monkeypatch.setattr(status_module, "write_atomic", full_for_big_status)
-    with pytest.raises(UserError, match=r"^disk full while writing the run folder .*; free space and resume with: "
+    with pytest.raises(UserError, match=r"^disk full while writing the run folder .*; free space and continue with: "
                                         r"progprune resume "):
         run(cfg, data, [], run_dir, Console(file=io.StringIO()), None)
     status = json.loads((run_dir / "status.json").read_text())

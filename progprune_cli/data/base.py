@@ -122,10 +122,15 @@ class Batches:
     shard: tuple[int, int] | None = None
 
     def __len__(self) -> int:
-        return max(steps_per_epoch(self.dataset, self.batch_size) - self.start, 0)
+        n = len(self.dataset)  # type: ignore[arg-type]
+        total = steps_per_epoch(self.dataset, self.batch_size) if self.shuffle else -(-n // self.batch_size)
+        return max(total - self.start, 0)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        device = torch.device(self.device)
+        # len() batches: a shuffled (training) pass stops before a last batch of one sample (see steps_per_epoch).
+        return itertools.islice(self._batches(torch.device(self.device)), len(self))
+
+    def _batches(self, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.shard is not None and self.shard[1] > 1:
             yield from self._shard(device, *self.shard)
             return
@@ -167,5 +172,7 @@ def inputs(dataset: Dataset, limit: int | None = None) -> torch.Tensor:
 
 
 def steps_per_epoch(dataset: Dataset, batch_size: int) -> int:
-    """Optimizer steps in one epoch (the last batch may be short)."""
-    return -(-len(dataset) // batch_size)  # type: ignore[arg-type]
+    """Optimizer steps in one training epoch: ceil(n / batch_size), except that a last batch of a single sample is
+    left out — batch-norm cannot train on one sample, and the shuffle leaves out another sample every epoch."""
+    full, rest = divmod(len(dataset), batch_size)  # type: ignore[arg-type]
+    return full + (1 if rest > 1 or (rest == 1 and full == 0) else 0)

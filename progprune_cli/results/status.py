@@ -8,12 +8,16 @@ import fcntl
 import hashlib
 import json
 import os
+import signal
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from progprune_cli.atomic import write_atomic
 from progprune_cli.errors import UserError
+from progprune_cli.stages.signals import Interrupted
 
 # Sections that may change between an interrupted attempt and its resume without changing any result.
 _NOT_HASHED = ("evaluate", "checkpoint", "hydra")
@@ -164,6 +168,35 @@ class Status:
         self._write({"status": status, "stage": self.stage, "started": self.started, "updated": _now(),
                      "error": error, "config_hash": self.hash, "pid": os.getpid(), "host": socket.gethostname(),
                      **extra})
+
+    @contextmanager
+    def recorded(self, run_dir: Path, resume: str) -> Iterator[None]:
+        """However the block ends, status.json says so: interrupted (signal and where), failed (the error; a full
+        disk as "disk full", retried small), or, when it returns, nothing yet (the caller sets complete).
+        `resume` is the command that continues this folder."""
+        try:
+            yield
+        except Interrupted as error:
+            self.set("interrupted", error=f"interrupted by {signal.Signals(error.signum).name} at {error.where}; "
+                     f"to continue: {resume}", signal=error.signum, at=error.where)
+            raise
+        except KeyboardInterrupt:
+            self.set("interrupted", error=f"interrupted by the user (Ctrl-C twice: stopped without a checkpoint); "
+                     f"to continue: {resume}")
+            raise
+        except UserError as error:
+            self.set("failed", error=str(error))
+            raise
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                self.set("failed", error=f"{type(error).__name__}: {error}")
+                raise
+            self.set("failed", error=f"disk full: {error}")
+            raise UserError(f"disk full while writing the run folder {run_dir} ({error.strerror}); free space and "
+                            f"continue with: {resume}") from None
+        except Exception as error:
+            self.set("failed", error=f"{type(error).__name__}: {error}")
+            raise
 
     def _write(self, doc: dict[str, Any]) -> None:
         text = json.dumps(doc, indent=1) + "\n"

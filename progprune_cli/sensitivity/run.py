@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import errno
 import os
 import re
 import shlex
@@ -17,7 +16,6 @@ from rich.console import Console
 from progprune_cli.atomic import write_atomic
 from progprune_cli.config import RunConfig
 from progprune_cli.data import Batches
-from progprune_cli.errors import UserError
 from progprune_cli.parts import Parts, build_parts, resolve_threads
 from progprune_cli.pruning.strategies import PruneContext
 from progprune_cli.results.status import RunLock, Status, save_config
@@ -58,7 +56,7 @@ def _locked(cfg: RunConfig, config: dict[str, Any], overrides: list[str], run_di
             cache_dir: Path | None) -> Analysis:
     status = Status(run_dir, config)
     stop = StopRequest()
-    try:
+    with status.recorded(run_dir, f"the same progprune sensitivity command with hydra.run.dir={run_dir}"):
         status.set("running", "build")
         save_config(run_dir, config)
         torch.set_num_threads(resolve_threads(cfg.train.threads))
@@ -74,25 +72,6 @@ def _locked(cfg: RunConfig, config: dict[str, Any], overrides: list[str], run_di
         _write(parts, analysis, overrides, run_dir, io)
         status.set("complete")
         return analysis
-    except Interrupted as error:
-        status.set("interrupted", error=interrupted_message(error, run_dir), signal=error.signum, at=error.where)
-        raise
-    except KeyboardInterrupt:
-        status.set("interrupted", error="interrupted by the user (Ctrl-C)")
-        raise
-    except UserError as error:
-        status.set("failed", error=str(error))
-        raise
-    except OSError as error:
-        if error.errno != errno.ENOSPC:
-            status.set("failed", error=f"{type(error).__name__}: {error}")
-            raise
-        status.set("failed", error=f"disk full: {error}")
-        raise UserError(f"disk full while writing the run folder {run_dir} ({error.strerror}); free space and run "
-                        f"the same command with hydra.run.dir={run_dir}") from None
-    except Exception as error:
-        status.set("failed", error=f"{type(error).__name__}: {error}")
-        raise
 
 
 def _analyse(parts: Parts, model: torch.nn.Module, io: StageIO) -> Analysis:
