@@ -151,14 +151,20 @@ def _stages(run: RunContext, status: Status) -> Results:
     stages = pipeline(parts.cfg)
     if parts.strategy is None:
         io.log("dense baseline: no strategy given, so train → evaluate (add +strategy=NAME to prune)")
+    started = time.perf_counter()
     for stage in stages:
         status.set("running", stage.name)
         setattr(produced, stage.output, stage.resume_or_run(run, produced))
     if run.stop.signum is not None:  # a signal that came after the last optimizer step
         raise Interrupted(run.stop.signum, "the end of training, before evaluate")
     status.set("running", "evaluate")
-    return evaluate_models(parts, io, _trained(run, produced), produced.pruned.pruning if produced.pruned else None,
-                           produced.original.reused_from if produced.original else None)
+    trained = time.perf_counter()
+    results = evaluate_models(parts, io, _trained(run, produced), produced.pruned.pruning if produced.pruned else None,
+                              produced.original.reused_from if produced.original else None)
+    measuring, training = time.perf_counter() - trained, trained - started
+    io.log(f"evaluate: measuring took {measuring:.1f} s, {measuring / max(measuring + training, 1e-9):.0%} of this "
+           f"attempt's stages (training {training:.1f} s)")
+    return results
 
 
 def _trained(run: RunContext, produced: Produced) -> dict[str, TrainedModel]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +40,12 @@ def test_cpus_per_task_reaches_train_threads() -> None:
     assert with_launcher_threads(pinned, OmegaConf.create({"cpus_per_task": 3})).train.threads == 2
 
 
-def test_the_threads_used_are_recorded(workdir: Path) -> None:
-    done = progprune("train", *TINY, "train.threads=1", f"hydra.run.dir={workdir / 'run'}", cwd=workdir)
+def test_the_threads_used_are_recorded_and_timing_is_bounded(workdir: Path) -> None:
+    done = progprune("train", *TINY, "train.threads=1", "evaluate.timing_samples=10",
+                     f"hydra.run.dir={workdir / 'run'}", cwd=workdir)
     assert done.returncode == 0, done.stderr
-    assert json.loads((workdir / "run" / "results.json").read_text())["run"]["train_threads"] == 1
+    results = json.loads((workdir / "run" / "results.json").read_text())
+    assert results["run"]["train_threads"] == 1
+    assert results["models"]["original"]["latency"]["eval_samples"] == 10  # of the 64 test inputs
+    assert re.search(r"evaluate: measuring took \d+\.\d s, \d+% of this attempt's stages \(training \d+\.\d s\)",
+                     (workdir / "run" / "run.log").read_text())

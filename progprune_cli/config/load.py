@@ -171,6 +171,8 @@ def _check_ranges(cfg: RunConfig) -> None:
     for key in ("batch_size", "latency_batch", "repeats", "threads"):
         _at_least(getattr(ev, key), 1, f"evaluate.{key}")
     _at_least(ev.warmup, 0, "evaluate.warmup")
+    if ev.timing_samples is not None:
+        _at_least(ev.timing_samples, 1, "evaluate.timing_samples")
     if "torch" not in ev.backends:  # the torch timings are the results' own; other backends are timed beside them
         raise UserError(f"evaluate.backends: got [{', '.join(ev.backends)}]; it must include torch (e.g. "
                         "[torch, onnxruntime])")

@@ -145,7 +145,8 @@ def evaluate_models(parts: Parts, io: StageIO, trained: dict[str, TrainedModel],
     `pruning` is the prune stage's step log as a plain dict (also its pruning.json)."""
     # First, so a log the schema does not know fails before minutes of measuring rather than after.
     log = None if pruning is None else PruningLog.from_json(pruning, strict=True, path="pruning")
-    test_inputs = inputs(parts.data.test)
+    # Timing a bounded number of inputs keeps the measurement phase short on big test sets; accuracy uses them all.
+    test_inputs = inputs(parts.data.test, parts.cfg.evaluate.timing_samples)
     dense_total = sum(p.numel() for p in trained["original"].model.parameters())
     measured, modules = {}, {}
     for name, t in trained.items():
