@@ -189,3 +189,12 @@ def test_readers_and_schema_import_without_torch() -> None:
             "progprune_cli.report.plots; print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout == "False\n"
+
+
+def test_the_model_zoo_and_runner_import_without_torchvision() -> None:
+    # torchvision's import pulls in torch._dynamo (~2.4 s on 2 cores); only the datasets and the two torchvision
+    # models that need it pay for it, when they are built.
+    code = ("import sys; import progprune_cli.models, progprune_cli.runner, progprune_cli.stages.checks, "
+            "progprune_cli.preflight; print('torchvision' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout == "False\n"

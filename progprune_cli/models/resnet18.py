@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from torch import nn
-from torchvision.models import resnet18
 
 from progprune_cli.data import DataInfo
 from progprune_cli.models.base import MODELS
@@ -14,6 +13,8 @@ from progprune_cli.models.small_input import small_input_options, stem_conv
 
 @MODELS.register("resnet18")
 def build(options: dict[str, Any], info: DataInfo) -> nn.Module:
+    from torchvision.models import resnet18  # here, not at the top: importing torchvision costs every run ~2.4 s
+
     opts = small_input_options(options, info)
     model = resnet18(weights=None, num_classes=info.num_classes)
     if opts.small_input:
