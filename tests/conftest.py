@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 PROGPRUNE = str(Path(sys.executable).parent / "progprune")
 
@@ -24,3 +26,13 @@ def progprune(*args: str, cwd: Path, timeout: int = 300) -> subprocess.Completed
 def workdir(tmp_path: Path) -> Path:
     """An empty folder to run in: runs/ and the dense cache land here."""
     return tmp_path
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread for the test, restored after it."""
+    # Tracing runs many one-sample forward passes; on a busy machine extra threads only add wake-up latency.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -34,13 +34,8 @@ CIFAR_RESNETS = ["resnet20", "resnet32", "resnet56", "resnet110"]
 ZOO = ["lenet300", "lenet5", *CIFAR_RESNETS, "vgg11", "vgg16", "resnet18", "mobilenet_v2"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """Tracing runs many one-sample forward passes; on a busy machine extra threads only add wake-up latency."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tracing runs many one-sample forward passes; see the fixture in conftest.py.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def params(model: nn.Module) -> int:

@@ -23,13 +23,8 @@ from progprune_cli.pruning.masks import apply_masks
 INFO = DataInfo(channels=1, height=8, width=8, num_classes=10)
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """Tracing runs many one-sample forward passes; on a busy machine extra threads only add wake-up latency."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tracing runs many one-sample forward passes; see the fixture in conftest.py.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def strategy(name: str, **kwargs: Any) -> Strategy:
