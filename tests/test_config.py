@@ -144,6 +144,22 @@ def test_negative_epochs_are_refused(stage: str) -> None:
     assert load_error(data) == f"{stage}.epochs: got -1; must be >= 0"
 
 
+@pytest.mark.parametrize(("key", "value", "error"), [
+    ("target_spread", 0, "evaluate.target_spread: got 0.0; must be > 0 (e.g. 0.05) or null (always evaluate.repeats "
+                         "timed passes)"),
+    ("min_repeats", 0, "evaluate.min_repeats: got 0; must be >= 1"),
+])
+def test_a_timing_rule_that_cannot_stop_is_refused(key: str, value: float, error: str) -> None:
+    data = composed()
+    data["evaluate"][key] = value
+    assert load_error(data) == error
+
+
+def test_the_timing_rule_defaults_to_five_to_twenty_repeats_within_five_percent() -> None:
+    ev = load_run_config(composed()).evaluate
+    assert (ev.min_repeats, ev.repeats, ev.target_spread) == (5, 20, 0.05)
+
+
 def test_unknown_device_is_refused() -> None:
     data = composed()
     data["device"] = "tpu"

@@ -7,12 +7,15 @@ import io
 import zlib
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from progprune_cli.measure import latency
+from progprune_cli.measure.latency import relative_spread
 from progprune_cli.measure import (
     SparseLinear, count_params, file_size, latency_report, layer_table, load_sparse, macs_summary, max_abs_diff,
     measure_interleaved, measure_latency, save_dense, save_sparse, sparsify_linears,
@@ -229,8 +232,11 @@ def test_measure_latency_rejects_empty_input() -> None:
 def test_latency_report_has_the_documented_keys() -> None:
     report = latency_report(toy(), torch.randn(70, 1, 4, 4), eval_batch_size=32, latency_batch=1, warmup=1,
                             repeats=3, threads=1, device=torch.device("cpu"))
-    assert set(report) == {"device", "threads", "warmup", "repeats", "eval_batch_size", "eval_samples",
-                           "latency_batch", "timing", "eval_runtime_s", "batch1_ms", "throughput_sps"}
+    assert set(report) == {"device", "threads", "warmup", "repeats", "batch1_repeats", "min_repeats", "max_repeats",
+                           "target_spread", "eval_batch_size", "eval_samples", "latency_batch", "timing",
+                           "eval_runtime_s", "batch1_ms", "throughput_sps"}
+    assert (report["repeats"], report["batch1_repeats"], report["max_repeats"], report["target_spread"]) == (3, 3, 3,
+                                                                                                            None)
     assert (report["device"], report["threads"], report["eval_samples"]) == ("cpu", 1, 70)
     for key in ("eval_runtime_s", "batch1_ms"):
         assert set(report[key]) == SPREAD_KEYS
@@ -254,3 +260,50 @@ def test_interleaved_timing_takes_turns() -> None:
                                  repeats=2, threads=1, device=torch.device("cpu"))
     assert calls == ["a", "b"] * 3  # one warm-up and two timed turns, alternating
     assert [len(result[k]["samples"]) for k in ("a", "b")] == [2, 2]
+
+
+class Ticking(nn.Module):
+    """Each forward pass advances a fake clock by the next of its given durations."""
+
+    def __init__(self, clock: list[float], durations: list[float]) -> None:
+        super().__init__()
+        self.clock, self.durations = clock, iter(durations)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.clock[0] += next(self.durations)
+        return x
+
+
+def timed_rounds(monkeypatch: pytest.MonkeyPatch, durations: dict[str, list[float]], **rule: Any) -> list[int]:
+    clock = [0.0]
+    monkeypatch.setattr(latency, "_clock", lambda device: clock[0])
+    models = {name: Ticking(clock, times) for name, times in durations.items()}
+    result = measure_interleaved(models, torch.zeros(4, 2), batch_size=4, warmup=0, threads=1,
+                                 device=torch.device("cpu"), **rule)
+    return [len(result[name]["samples"]) for name in durations]
+
+
+def test_timing_stops_at_min_repeats_when_every_model_is_steady(monkeypatch: pytest.MonkeyPatch) -> None:
+    rounds = timed_rounds(monkeypatch, {"a": [1.0] * 20, "b": [2.0] * 20}, repeats=20, min_repeats=3,
+                          target_spread=0.05)
+    assert rounds == [3, 3]
+
+
+def test_timing_goes_on_to_the_maximum_while_one_model_is_noisy(monkeypatch: pytest.MonkeyPatch) -> None:
+    rounds = timed_rounds(monkeypatch, {"a": [1.0] * 20, "b": [1.0, 2.0] * 10}, repeats=12, min_repeats=3,
+                          target_spread=0.05)
+    assert rounds == [12, 12]
+
+
+def test_timing_stops_at_the_first_round_whose_spread_is_small_enough(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One slow first pass, then steady: with n passes sorted, p90 sits at index 0.9·(n − 1), which still reaches the
+    # slow one for n <= 10 (p90 = 1.1 at n = 10: spread 10%) and first misses it at n = 11 (spread 0).
+    rounds = timed_rounds(monkeypatch, {"a": [2.0] + [1.0] * 30}, repeats=30, min_repeats=2, target_spread=0.05)
+    assert rounds == [11]
+    assert relative_spread([2.0] + [1.0] * 9) == pytest.approx(0.1)
+
+
+def test_without_a_target_spread_every_repeat_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert timed_rounds(monkeypatch, {"a": [1.0] * 20}, repeats=7, min_repeats=2, target_spread=None) == [7]
+    # min_repeats above repeats is capped: the maximum still holds.
+    assert timed_rounds(monkeypatch, {"a": [1.0] * 20}, repeats=4, min_repeats=9, target_spread=0.05) == [4]

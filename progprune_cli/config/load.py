@@ -168,8 +168,11 @@ def _check_ranges(cfg: RunConfig) -> None:
     if cfg.checkpoint.every_steps is not None:
         _at_least(cfg.checkpoint.every_steps, 1, "checkpoint.every_steps")
     ev = cfg.evaluate
-    for key in ("batch_size", "latency_batch", "repeats", "threads"):
+    for key in ("batch_size", "latency_batch", "repeats", "min_repeats", "threads"):
         _at_least(getattr(ev, key), 1, f"evaluate.{key}")
+    if ev.target_spread is not None and not ev.target_spread > 0:
+        raise UserError(f"evaluate.target_spread: got {ev.target_spread}; must be > 0 (e.g. 0.05) or null (always "
+                        "evaluate.repeats timed passes)")
     _at_least(ev.warmup, 0, "evaluate.warmup")
     if ev.timing_samples is not None:
         _at_least(ev.timing_samples, 1, "evaluate.timing_samples")

@@ -1,4 +1,5 @@
-"""Wall-clock inference time of a model over a fixed input tensor: median and spread of repeated full passes."""
+"""Wall-clock inference time of a model over a fixed input tensor: median and spread of repeated full passes,
+repeated until the spread is small enough or a maximum is reached."""
 
 from __future__ import annotations
 
@@ -18,6 +19,17 @@ def spread(samples: list[float]) -> dict[str, float]:
     return {"median": float(median), "p10": float(p10), "p90": float(p90)}
 
 
+def relative_spread(samples: list[float]) -> float:
+    """(p90 − p10) / median: the width of the middle 80% of the timings as a share of their median."""
+    s = spread(samples)
+    return (s["p90"] - s["p10"]) / s["median"] if s["median"] > 0 else float("inf")
+
+
+def fewest_repeats(repeats: int, min_repeats: int | None, target_spread: float | None) -> int:
+    """The timed passes always made: `min_repeats` capped by `repeats`, or all `repeats` without a target."""
+    return repeats if target_spread is None else min(repeats, max(1, min_repeats or 1))
+
+
 def _clock(device: torch.device) -> float:
     # CUDA calls return before the kernels finish; without a sync the clock would time the launch, not the work.
     if device.type == "cuda":
@@ -32,22 +44,33 @@ def _check_device(model: nn.Module, device: torch.device) -> None:
 
 
 def measure_latency(model: nn.Module, inputs: torch.Tensor, batch_size: int, warmup: int, repeats: int,
-                    threads: int, device: torch.device) -> dict:
+                    threads: int, device: torch.device, *, min_repeats: int | None = None,
+                    target_spread: float | None = None) -> dict:
     """Seconds for one full pass over `inputs` in batches of `batch_size`: `{"median", "p10", "p90", "samples"}`."""
-    return measure_interleaved({"model": model}, inputs, batch_size, warmup, repeats, threads, device)["model"]
+    return measure_interleaved({"model": model}, inputs, batch_size, warmup, repeats, threads, device,
+                               min_repeats=min_repeats, target_spread=target_spread)["model"]
 
 
 def measure_interleaved(models: dict[str, nn.Module], inputs: torch.Tensor, batch_size: int, warmup: int,
-                        repeats: int, threads: int, device: torch.device) -> dict[str, dict]:
+                        repeats: int, threads: int, device: torch.device, *, min_repeats: int | None = None,
+                        target_spread: float | None = None) -> dict[str, dict]:
     """`measure_latency` for several models timed in turns (A B C A B C ...), so that drift in the machine's
     speed (frequency, other load) hits every model alike instead of whichever happened to be timed first.
 
     The models must already be on `device`; the inputs are moved there before any timing, so data transfer is
     never timed. `warmup` untimed passes of each model come first (allocator, oneDNN/cuDNN kernel selection).
+
+    Stopping: with `target_spread` set, timing stops after the first round (of at least `min_repeats`, capped by
+    `repeats`) in which every model's `relative_spread` is at most `target_spread`, and at `repeats` rounds
+    otherwise; without it, exactly `repeats` rounds. A quiet machine is measured quickly, a noisy one as long as
+    allowed, and every model always gets the same number of turns.
     """
     if len(inputs) == 0 or batch_size < 1 or repeats < 1 or warmup < 0 or threads < 1:
         raise ValueError(f"need inputs, batch_size >= 1, repeats >= 1, warmup >= 0, threads >= 1 "
                          f"(got {len(inputs)} inputs, {batch_size=}, {repeats=}, {warmup=}, {threads=})")
+    if target_spread is not None and not target_spread > 0:
+        raise ValueError(f"target_spread must be > 0 or None (got {target_spread})")
+    least = fewest_repeats(repeats, min_repeats, target_spread)
     for model in models.values():
         _check_device(model, device)
     batches = inputs.to(device).split(batch_size)
@@ -66,6 +89,10 @@ def measure_interleaved(models: dict[str, nn.Module], inputs: torch.Tensor, batc
                     elapsed = _clock(device) - start
                     if i >= warmup:
                         samples[name].append(elapsed)
+                done = i + 1 - warmup
+                if done >= least and target_spread is not None and all(
+                        relative_spread(times) <= target_spread for times in samples.values()):
+                    break
     finally:
         torch.set_num_threads(previous_threads)
     return {name: {**spread(times), "samples": times} for name, times in samples.items()}
@@ -93,22 +120,27 @@ def peak_memory(models: dict[str, nn.Module], inputs: torch.Tensor, batch_size: 
 
 
 def latency_report(model: nn.Module, inputs: torch.Tensor, eval_batch_size: int, latency_batch: int, warmup: int,
-                   repeats: int, threads: int, device: torch.device) -> dict:
+                   repeats: int, threads: int, device: torch.device, *, min_repeats: int | None = None,
+                   target_spread: float | None = None) -> dict:
     """The MODEL.latency dict of results.json for one model (see `latency_reports`)."""
     return latency_reports({"model": model}, inputs, eval_batch_size, latency_batch, warmup, repeats, threads,
-                           device)["model"]
+                           device, min_repeats=min_repeats, target_spread=target_spread)["model"]
 
 
 def latency_reports(models: dict[str, nn.Module], inputs: torch.Tensor, eval_batch_size: int, latency_batch: int,
-                    warmup: int, repeats: int, threads: int, device: torch.device) -> dict[str, dict]:
+                    warmup: int, repeats: int, threads: int, device: torch.device, *, min_repeats: int | None = None,
+                    target_spread: float | None = None) -> dict[str, dict]:
     """The MODEL.latency dict of results.json for each model, less `measured_speedup` (the caller divides the
-    original's median). All models are timed interleaved, under identical settings.
+    original's median). All models are timed interleaved, under identical settings and stopping rule
+    (`measure_interleaved`).
 
-    `eval_runtime_s` times the whole evaluation tensor at `eval_batch_size`; `batch1_ms` is milliseconds per sample
-    over the first (up to) 64 samples fed `latency_batch` at a time; `throughput_sps` uses the median runtime;
-    `peak_memory_bytes` (on CUDA only; the results schema reads its absence as null) is `peak_memory` of the model.
+    `eval_runtime_s` times the whole evaluation tensor at `eval_batch_size` (`repeats` timed passes were made);
+    `batch1_ms` is milliseconds per sample over the first (up to) 64 samples fed `latency_batch` at a time
+    (`batch1_repeats` passes); `throughput_sps` uses the median runtime; `peak_memory_bytes` (on CUDA only; the
+    results schema reads its absence as null) is `peak_memory` of the model.
     """
-    settings = {"warmup": warmup, "repeats": repeats, "threads": threads, "device": device}
+    settings = {"warmup": warmup, "repeats": repeats, "threads": threads, "device": device,
+                "min_repeats": min_repeats, "target_spread": target_spread}
     runtime = measure_interleaved(models, inputs, eval_batch_size, **settings)
     few = inputs[:64]
     per_pass = measure_interleaved(models, few, latency_batch, **settings)
@@ -122,7 +154,11 @@ def latency_reports(models: dict[str, nn.Module], inputs: torch.Tensor, eval_bat
             "device": str(device),
             "threads": threads,
             "warmup": warmup,
-            "repeats": repeats,
+            "repeats": len(runtime[name]["samples"]),  # timed passes made (the stopping rule may end early)
+            "batch1_repeats": len(per_pass[name]["samples"]),
+            "min_repeats": fewest_repeats(repeats, min_repeats, target_spread),
+            "max_repeats": repeats,
+            "target_spread": target_spread,  # null: exactly max_repeats passes
             "eval_batch_size": eval_batch_size,
             "eval_samples": len(inputs),
             "latency_batch": latency_batch,  # batch1_ms is per-sample time at this batch size (1 by default)

@@ -98,8 +98,18 @@ def speed_note(m: ModelRecord) -> str:
 
 def latency_setup(lat: Latency) -> str:
     return (f"measured on {lat.device}, {lat.threads} thread(s), eval batch size {lat.eval_batch_size} over "
-            f"{lat.eval_samples} samples; {lat.warmup} warm-up + {lat.repeats} timed repeats, median (p10–p90) "
+            f"{lat.eval_samples} samples; {lat.warmup} warm-up + {repeats_made(lat)}, median (p10–p90) "
             "over the repeats")
+
+
+def repeats_made(lat: Latency) -> str:
+    """How many timed passes there were and why that many (files before the stopping rule have only `repeats`)."""
+    if lat.target_spread is None or lat.max_repeats is None:
+        return f"{lat.repeats} timed repeats"
+    made = (f"{lat.repeats}" if lat.batch1_repeats in (None, lat.repeats)
+            else f"{lat.repeats} (per-sample: {lat.batch1_repeats})")
+    return (f"{made} timed repeats ({lat.min_repeats}–{lat.max_repeats}: stopped once every model's p10–p90 was "
+            f"within {lat.target_spread:.0%} of its median, or at {lat.max_repeats})")
 
 
 def backend(m: ModelRecord, name: str = ORT) -> Latency | None:

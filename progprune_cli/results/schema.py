@@ -212,7 +212,11 @@ class Latency(Record):
     device: str | None = None
     threads: int | None = None
     warmup: int | None = None
-    repeats: int | None = None
+    repeats: int | None = None  # timed passes of the eval runtime made (evaluate.* bounds them)
+    batch1_repeats: int | None = None  # and of batch1_ms
+    min_repeats: int | None = None
+    max_repeats: int | None = None
+    target_spread: float | None = None  # the stopping rule's (p90 − p10) / median; null: always max_repeats
     eval_batch_size: int | None = None
     eval_samples: int | None = None
     latency_batch: int | None = None

@@ -93,14 +93,15 @@ def time_models(parts: Parts, models: dict[str, nn.Module], inputs: torch.Tensor
     torch models; a run on a GPU times them apart on the CPU, where interleaving with GPU work would mean nothing."""
     ev = parts.cfg.evaluate
     settings = (ev.batch_size, ev.latency_batch, ev.warmup, ev.repeats, ev.threads)
+    stopping = {"min_repeats": ev.min_repeats, "target_spread": ev.target_spread}
     on_device = {name: model.to(parts.device) for name, model in models.items()}
     ort = {f"{name}@{ORT}": session for name, session in (sessions or {}).items()}
     if parts.device.type == "cpu":
-        timed = latency_reports({**on_device, **ort}, inputs, *settings, parts.device)
+        timed = latency_reports({**on_device, **ort}, inputs, *settings, parts.device, **stopping)
     else:
-        timed = latency_reports(on_device, inputs, *settings, parts.device)
+        timed = latency_reports(on_device, inputs, *settings, parts.device, **stopping)
         if ort:
-            timed |= latency_reports(ort, inputs.cpu(), *settings, torch.device("cpu"))
+            timed |= latency_reports(ort, inputs.cpu(), *settings, torch.device("cpu"), **stopping)
     return {name: timed[name] for name in on_device}, {name: timed[f"{name}@{ORT}"] for name in sessions or {}}
 
 
@@ -243,7 +244,8 @@ def _semi_structured(parts: Parts, io: StageIO, model: nn.Module, sample: torch.
                            f"layers {', '.join(names)})")
     ev = parts.cfg.evaluate
     pair = measure_interleaved({"dense": dense, "sparse": sparse}, sample.to(parts.device), ev.batch_size, ev.warmup,
-                               ev.repeats, ev.threads, parts.device)
+                               ev.repeats, ev.threads, parts.device, min_repeats=ev.min_repeats,
+                               target_spread=ev.target_spread)
     gain = pair["dense"]["median"] / pair["sparse"]["median"] if pair["sparse"]["median"] > 0 else None
     note = (f"evaluate.sparse_kernels: 2:4 semi-structured kernels (torch.sparse) for {', '.join(names)}; the row "
             f"runs the whole model in float16 (max |diff| vs dense float16 {diff:.1e}), so its speedup over the "
