@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from progprune_cli.data import DATASETS
 from progprune_cli.models import MODELS
 from progprune_cli.optim.lr_schedulers import LR_SCHEDULERS
-from progprune_cli.optim.optimizers import OPTIMIZERS
+from progprune_cli.optim.optimizers import OPTIMIZERS, build_optimizer
 from progprune_cli.pruning.schedules import SCHEDULES
 from progprune_cli.pruning.strategies import STRATEGIES
 from progprune_cli.config import (
@@ -98,6 +98,15 @@ def test_tiny_overrides_reach_the_typed_config() -> None:
     assert cfg.schedule == ScheduleConfig("iterative", options={"rate": 0.2, "rounds": None})
     assert cfg.optimizer == OptimizerConfig("sgd", lr=0.05, options={"momentum": 0.9, "weight_decay": 0.0})
     assert cfg.train.epochs == 1
+
+
+def test_sgd_nesterov_is_the_cifar_recipe_on_torch_sgd() -> None:
+    cfg = load_run_config(composed("optimizer=sgd_nesterov"))
+    optimizer = build_optimizer(cfg.optimizer, torch.nn.Linear(2, 2))
+    assert type(optimizer) is torch.optim.SGD
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"], group["nesterov"], group["weight_decay"], group["dampening"]) == (
+        0.1, 0.9, True, 0.0005, 0)
 
 
 @pytest.mark.parametrize("group", sorted(REGISTRIES))

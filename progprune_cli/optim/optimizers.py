@@ -23,6 +23,8 @@ class OptimizerSpec:
 
 OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
 OPTIMIZERS.register("sgd")(OptimizerSpec(torch.optim.SGD, ("momentum", "nesterov", "weight_decay", "dampening")))
+# The same torch class with the CIFAR recipe's settings in its YAML, so `optimizer=sgd_nesterov` is one word.
+OPTIMIZERS.register("sgd_nesterov")(OPTIMIZERS.get("sgd"))
 OPTIMIZERS.register("adam")(OptimizerSpec(torch.optim.Adam, ("betas", "eps", "weight_decay", "amsgrad")))
 OPTIMIZERS.register("rmsprop")(OptimizerSpec(torch.optim.RMSprop, ("alpha", "eps", "momentum", "weight_decay",
                                                                    "centered")))
