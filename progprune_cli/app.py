@@ -13,14 +13,12 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from progprune_cli.config import RunConfig, load_run_config
-from progprune_cli.errors import UserError
-from progprune_cli.stages.signals import Interrupted
+from progprune_cli.edge import exit_codes, job_console
 
 # Unique per process: two runs started in the same second still get two folders. Under torchrun only rank 0's
 # folder name counts (the others get a scratch folder, then rank 0's path by broadcast; see train_task): the
@@ -28,10 +26,6 @@ from progprune_cli.stages.signals import Interrupted
 _UID = f"{os.getpid()}{secrets.token_hex(1)}"
 # use_cache: a launcher that rebuilds the config in a worker process must get the same sweep folder name.
 OmegaConf.register_new_resolver("progprune_uid", lambda: _UID, replace=True, use_cache=True)
-
-
-class JobFailed(CompactHydraException):
-    """A sweep job stopped on bad input; Hydra prints a compact exception's message without a traceback."""
 
 
 def _torchrun_rank() -> tuple[int, int] | None:
@@ -72,38 +66,28 @@ def _hydra_task(cfg: DictConfig) -> Any:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
-    # log_path=False: the logging call's file:line after every line is noise to a user.
-    console = Console(highlight=False, log_path=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, log_path=False, width=150)  # piped: wide tables, not wrapped cells
+    console = job_console()
     container: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     ranks = _torchrun_rank()
     main, world = ranks is None or ranks[0] == 0, None
     try:
-        from progprune_cli.distributed import start  # torch is imported only once a job really starts
-        from progprune_cli.runner import run
+        # Every rank meets the same stop or error; rank 0 says it once.
+        with exit_codes(multirun=multirun, speak=main,
+                        sweep_failed=lambda error: f"progprune: a sweep job failed ({error}); see "
+                                                   f"{hc.sweep.dir}/summary.md"):
+            from progprune_cli.distributed import start  # torch is imported only once a job really starts
+            from progprune_cli.runner import run
 
-        cfg_ = with_launcher_threads(load_run_config(container), hc.launcher)
-        # torchrun's process group (a single process gets World() and none). Joining it is a barrier too: every
-        # rank's preflight (cli.py, whose check_folder refuses a locked folder) is over before rank 0 locks it.
-        world = start(cfg_.device)
-        # Rank 0's folder is the run folder of every rank: they read the checkpoints rank 0 writes there.
-        source = Path(world.broadcast_object(str(run_dir)))
-        cache = Path(hc.runtime.cwd) / "runs" / ".cache"
-        return run(cfg_, container, list(hc.overrides.task), source, console, cache, world=world,
-                   scratch=run_dir)["status"]
-    except Interrupted as error:
-        # The checkpoint is written and status.json says where; 130 for SIGINT, 143 for SIGTERM (as a shell does).
-        if main:
-            print(f"progprune: {error}", file=sys.stderr)
-        raise SystemExit(error.exit_code) from None
-    except UserError as error:
-        if main:  # every rank meets the same error; rank 0 says it once
-            print(f"progprune: error: {error}", file=sys.stderr)
-        if multirun:
-            # The other jobs still run; Hydra then reports this short message (no traceback) and exits 1.
-            raise JobFailed(f"progprune: a sweep job failed ({error}); see {hc.sweep.dir}/summary.md") from None
-        raise SystemExit(2) from None
+            cfg_ = with_launcher_threads(load_run_config(container), hc.launcher)
+            # torchrun's process group (a single process gets World() and none). Joining it is a barrier too:
+            # every rank's preflight (cli.py, whose check_folder refuses a locked folder) is over before rank 0
+            # locks it.
+            world = start(cfg_.device)
+            # Rank 0's folder is the run folder of every rank: they read the checkpoints rank 0 writes there.
+            source = Path(world.broadcast_object(str(run_dir)))
+            cache = Path(hc.runtime.cwd) / "runs" / ".cache"
+            return run(cfg_, container, list(hc.overrides.task), source, console, cache, world=world,
+                       scratch=run_dir)["status"]
     finally:
         if world is not None:
             from progprune_cli.distributed import finish

@@ -10,11 +10,10 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
 
-from progprune_cli.app import JobFailed  # importing the train app also registers the progprune_uid resolver
+import progprune_cli.app  # noqa: F401  registers the progprune_uid resolver the run folder names use
 from progprune_cli.config import load_run_config
-from progprune_cli.errors import UserError
+from progprune_cli.edge import exit_codes, job_console
 from progprune_cli.stages.signals import Interrupted
 
 # The sensitivity app's primary config: train's conf/config.yaml with its own run folder names and help.
@@ -40,29 +39,23 @@ def sensitivity_task(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
-    # log_path=False: the logging call's file:line after every line is noise to a user.
-    console = Console(highlight=False, log_path=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, log_path=False, width=150)  # piped: wide lines, not wrapped
+    console = job_console()
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
-    try:
-        from progprune_cli.sensitivity.run import interrupted_message, run_sensitivity  # torch: once a job starts
+    with exit_codes(multirun=multirun, stopped=lambda error: _rerun_hint(error, run_dir),
+                    sweep_failed=lambda error: f"progprune: a sensitivity sweep job failed ({error}); see "
+                                               f"{run_dir}/status.json"):
+        from progprune_cli.sensitivity.run import run_sensitivity  # torch: once a job starts
 
         cache = Path(hc.runtime.cwd) / "runs" / ".cache"
-        try:
-            run_sensitivity(load_run_config(container), container, list(hc.overrides.task), run_dir,  # type: ignore
-                            console, cache)
-        except Interrupted as error:
-            print(f"progprune: {interrupted_message(error, run_dir)}", file=sys.stderr)
-            raise SystemExit(error.exit_code) from None
-    except UserError as error:
-        print(f"progprune: error: {error}", file=sys.stderr)
-        if multirun:
-            # The other jobs still run; Hydra then reports this short message (no traceback) and exits 1.
-            raise JobFailed(f"progprune: a sensitivity sweep job failed ({error}); see {run_dir}/status.json") \
-                from None
-        raise SystemExit(2) from None
+        run_sensitivity(load_run_config(container), container, list(hc.overrides.task), run_dir,  # type: ignore
+                        console, cache)
+
+
+def _rerun_hint(error: Interrupted, run_dir: Path) -> str:
+    from progprune_cli.sensitivity.run import interrupted_message  # imported already: the job has started
+
+    return interrupted_message(error, run_dir)
 
 
 def main(args: list[str]) -> int:
