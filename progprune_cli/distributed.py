@@ -12,18 +12,26 @@ sees. The dense cache (train.reuse) is off and sweeps (-m) are refused under tor
 
 from __future__ import annotations
 
+import inspect
 import os
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from progprune_cli.errors import UserError
 
 _OPS = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
+# DDP without its buffer broadcast before each forward (the Loop broadcasts buffers after each step instead); torch
+# 2.13 renamed the option, whose old form also left the buffers out of DDP's sync at construction.
+_NO_FORWARD_BUFFER_SYNC = ({"forward_sync_buffers": False}
+                           if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                           else {"broadcast_buffers": False})
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,18 @@ class World:
         box = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    @torch.no_grad()
+    def broadcast_tensors(self, tensors: list[torch.Tensor]) -> None:
+        """Rank 0's values of `tensors`, in place on every rank: one broadcast per dtype, of the tensors laid end
+        to end (so any memory format goes, where a collective needs contiguous tensors)."""
+        groups: dict[torch.dtype, list[torch.Tensor]] = {}
+        for tensor in tensors:
+            groups.setdefault(tensor.dtype, []).append(tensor)
+        for group in groups.values():
+            flat = self.broadcast(torch.cat([t.reshape(-1) for t in group]))
+            for tensor, value in zip(group, flat.split([t.numel() for t in group])):
+                tensor.copy_(value.view(tensor.shape))
 
     def gather(self, value: Any) -> list[Any]:
         """Every rank's `value`, in rank order, on every rank."""
@@ -140,3 +160,65 @@ def checksum(tensors: Mapping[str, torch.Tensor]) -> str:
         crc = zlib.crc32(f"{name}:{tuple(tensors[name].shape)}:{tensor.dtype}".encode(), crc)
         crc = zlib.crc32(tensor.view(torch.uint8).numpy().tobytes(), crc)
     return f"{crc:08x}"
+
+
+def by_rank(checksums: list[str]) -> str:
+    """`rank 0 X, rank 1 Y, ...`: how run.log lists the ranks' checksums."""
+    return ", ".join(f"rank {rank} {value}" for rank, value in enumerate(checksums))
+
+
+def agree_on_masks(world: World, masks: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Rank 0's (boolean) masks on every rank, and each rank's checksum of its own. Why broadcast rather than only
+    verify: rank 0's masks are the ones its checkpoints save, and a nondeterministic kernel in a strategy's scores
+    (cuDNN's backward for taylor) could tip a near-tie on another rank, so verifying alone could stop a sound run,
+    while an unequal mask would silently train another network."""
+    sums = world.gather(checksum(masks))
+    keys = sorted(masks)
+    shared = [masks[key].to(torch.uint8) for key in keys]  # uint8: every backend broadcasts it
+    world.broadcast_tensors(shared)
+    return {key: mask.bool() for key, mask in zip(keys, shared)}, sums
+
+
+def agree_on_weights(world: World, model: nn.Module) -> list[str]:
+    """Each rank's checksum of `model`'s weights and buffers; if they differ, rank 0's are then used on every
+    rank (DDP gives every rank the same averaged gradients, so they should be bitwise equal)."""
+    sums = world.gather(checksum(model.state_dict()))
+    if len(set(sums)) > 1:
+        world.broadcast_tensors([*model.parameters(), *model.buffers()])
+    return sums
+
+
+def sum_over_ranks(world: World, values: Sequence[torch.Tensor | float], device: torch.device) -> torch.Tensor:
+    """`values` (numbers or 0-d tensors) summed over every rank, as float64 (which holds counts exactly)."""
+    return world.all_reduce(torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device) for v in values]))
+
+
+def max_over_ranks(world: World, flags: Sequence[int], device: torch.device) -> list[int]:
+    """The largest of every rank's value of each flag: one all-reduce for all of them."""
+    return [int(v) for v in world.all_reduce(torch.tensor(list(flags), device=device), "max").tolist()]
+
+
+def wrap_ddp(module: nn.Module, device: torch.device) -> nn.Module:
+    """`module` in DistributedDataParallel, which broadcasts rank 0's weights and buffers here and all-reduces
+    (averages) gradients in backward; it does not broadcast buffers before each forward (the caller does, after
+    each step, so that what runs between steps sees the same model on every rank)."""
+    return DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None,
+                                   **_NO_FORWARD_BUFFER_SYNC)
+
+
+def check_shards(world: World, samples: int, batch_size: int, key: str) -> None:
+    """Under torchrun every rank needs a sample of every batch, or DDP would wait for its gradients forever."""
+    if not world.distributed:
+        return
+    last, ranks = samples % batch_size or batch_size, world.world_size
+    if min(batch_size, last) < ranks:
+        raise UserError(f"{key}.batch_size: got {batch_size} for {samples} training samples; under torchrun it is the "
+                        f"global batch and each of the {ranks} ranks needs a sample of every batch, the last one "
+                        f"({last} sample{'s' if last != 1 else ''}) too; choose a batch size (and of the last "
+                        f"batch) of at least {ranks}")
+
+
+def loss_share(world: World, local: int, batch: int) -> float:
+    """The factor that makes DDP's average of the ranks' mean losses the mean over the whole global batch of
+    `batch` samples, `local` of them on this rank (1 for one process, and whenever the batch splits evenly)."""
+    return 1.0 if not world.distributed else local * world.world_size / batch

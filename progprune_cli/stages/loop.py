@@ -3,8 +3,6 @@ autocast precision, channels_last, torch.compile and DistributedDataParallel (to
 
 from __future__ import annotations
 
-import contextlib
-import inspect
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -13,14 +11,14 @@ from typing import Any, Callable
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from progprune_cli.config import LRSchedulerConfig, OptimizerConfig
-from progprune_cli.config.load import check_precision
 from progprune_cli.data import Batches, steps_per_epoch
-from progprune_cli.distributed import World, checksum, current
+from progprune_cli.distributed import (World, agree_on_masks, agree_on_weights, by_rank, check_shards, current,
+                                       loss_share, max_over_ranks, sum_over_ranks, wrap_ddp)
 from progprune_cli.errors import UserError
+from progprune_cli.optim import precision as amp
 from progprune_cli.optim.losses import LossFn
 from progprune_cli.optim.lr_schedulers import Horizon, build_lr_scheduler
 from progprune_cli.optim.optimizers import build_optimizer, regularization
@@ -32,12 +30,6 @@ from progprune_cli.stages.signals import Interrupted, StopRequest
 # On a GPU, reading the loss every step would sync it every step; the finite check reads a flag this often instead.
 # Under torchrun the ranks agree on that flag and on a stop request in one all-reduce, as often.
 _CUDA_CHECK_EVERY = 50
-_AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-# DDP without its buffer broadcast before each forward (the Loop broadcasts buffers after each step instead); torch
-# 2.13 renamed the option, whose old form also left the buffers out of DDP's sync at construction.
-_NO_FORWARD_BUFFER_SYNC = ({"forward_sync_buffers": False}
-                           if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
-                           else {"broadcast_buffers": False})
 
 
 class Diverged(UserError):
@@ -59,8 +51,8 @@ def evaluate(model: nn.Module, dataset: Dataset, loss_fn: LossFn, device: torch.
         correct += int((logits.argmax(1) == y).sum())
         count += len(y)
     if world.distributed:
-        # float64 holds the counts exactly; the loss sum is added in another order than one process would.
-        totals = world.all_reduce(torch.tensor([correct, loss_sum, count], dtype=torch.float64, device=device))
+        # The loss sum is added in another order than one process would.
+        totals = sum_over_ranks(world, [correct, loss_sum, count], device)
         correct, loss_sum, count = int(totals[0]), float(totals[1]), int(totals[2])
     return correct / max(count, 1), loss_sum / max(count, 1)
 
@@ -106,19 +98,16 @@ class Loop:
     world: World = field(default_factory=World)
 
     def __post_init__(self) -> None:
-        if self.precision not in _AMP_DTYPES:
-            raise UserError(f"train.precision: got {self.precision!r}; allowed values are fp32, bf16, fp16")
-        if self.precision != "fp32":
-            check_precision(self.precision, self.device.type)
+        amp.check(self.precision, self.device)
         self.model.to(self.device)
         if self.channels_last:
             # Before DDP and the optimizer see the parameters: DDP's gradient buckets follow their layout.
             self.model.to(memory_format=torch.channels_last)
-        # fp16's narrow range needs loss scaling; bf16 has fp32's range and needs none.
-        self._scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+        self._scaler = amp.grad_scaler(self.precision, self.device)
         self._pruned: list[tuple[nn.Parameter, torch.Tensor]] = []
         self.per_epoch = steps_per_epoch(self.train_set, self.batch_size)
-        self._check_shards()
+        key = "finetune" if self.stage == "dense_long" else self.stage  # dense_long trains at finetune's size
+        check_shards(self.world, len(self.train_set), self.batch_size, key)  # type: ignore[arg-type]
         self._trainer = self._training_module()
         self._rank_rng: list[Any] | None = None
         self._new_optimizer()
@@ -128,28 +117,13 @@ class Loop:
         """What the training step calls: the model, wrapped in DDP under torchrun, compiled when asked."""
         module: nn.Module = self.model
         if self.world.distributed:
-            # DDP broadcasts rank 0's weights and buffers here and all-reduces (averages) gradients in backward.
             # Buffers (BatchNorm statistics) are broadcast after each step instead of before each forward
             # (_sync_buffers), so evaluation and pruning scores between steps see the same model on every rank.
-            module = DistributedDataParallel(module, device_ids=[self.device] if self.device.type == "cuda" else None,
-                                             **_NO_FORWARD_BUFFER_SYNC)
+            module = wrap_ddp(module, self.device)
             self._sync_buffers()  # rank 0's from the start, whichever torch
         if self.compile:
             module = torch.compile(module)  # compiling the DDP module lets dynamo split graphs at DDP's buckets
         return module
-
-    def _check_shards(self) -> None:
-        """Under torchrun every rank needs a sample of every batch, or DDP would wait for its gradients forever."""
-        if not self.world.distributed:
-            return
-        n, size, ranks = len(self.train_set), self.batch_size, self.world.world_size  # type: ignore[arg-type]
-        last = n % size or size
-        if min(size, last) < ranks:
-            key = "finetune" if self.stage == "dense_long" else self.stage  # dense_long trains at finetune's size
-            raise UserError(f"{key}.batch_size: got {size} for {n} training samples; under torchrun it is the global "
-                            f"batch and each of the {ranks} ranks needs a sample of every batch, the last one "
-                            f"({last} sample{'s' if last != 1 else ''}) too; choose a batch size (and of the last "
-                            f"batch) of at least {ranks}")
 
     @property
     def stage_step(self) -> int:
@@ -187,30 +161,21 @@ class Loop:
 
     def _agree_on_masks(self) -> None:
         """Every rank computed these masks itself, from identical weights and the same (unsharded) scoring data;
-        each rank's checksum goes to run.log, and rank 0's masks are then broadcast and used on every rank. Why
-        broadcast rather than only verify: rank 0's masks are the ones its checkpoints save, and a nondeterministic
-        kernel in a strategy's scores (cuDNN's backward for taylor) could tip a near-tie on another rank, so
-        verifying alone could stop a sound run, while an unequal mask would silently train another network."""
+        each rank's checksum goes to run.log, and rank 0's masks are used on every rank."""
         assert self.masks is not None
-        sums = self.world.gather(checksum(self.masks))
-        keys = sorted(self.masks)
-        shared = [self.masks[key].to(torch.uint8) for key in keys]  # uint8: every backend broadcasts it
-        self._broadcast(shared)
-        self.masks = {key: mask.bool() for key, mask in zip(keys, shared)}
-        listing = ", ".join(f"rank {rank} {value}" for rank, value in enumerate(sums))
-        self.io.detail(f"{self.stage}: mask checksums (crc32): {listing}")
+        self.masks, sums = agree_on_masks(self.world, self.masks)
+        self.io.detail(f"{self.stage}: mask checksums (crc32): {by_rank(sums)}")
         if len(set(sums)) > 1:
-            self.io.log(f"{self.stage}: the ranks computed different masks ({listing}); rank 0's are used on every "
-                        "rank")
+            self.io.log(f"{self.stage}: the ranks computed different masks ({by_rank(sums)}); rank 0's are "
+                        "used on every rank")
 
     def _agree_on_weights(self) -> None:
-        """DDP gives every rank the same averaged gradients, so the weights must be bitwise equal; run.log says so."""
-        sums = self.world.gather(checksum(self.model.state_dict()))
-        listing = ", ".join(f"rank {rank} {value}" for rank, value in enumerate(sums))
-        self.io.detail(f"{self.stage}: weight checksums (crc32) after epoch {self.epoch}: {listing}")
+        """The ranks' weights must be bitwise equal after an epoch; run.log says so (or that rank 0's now rule)."""
+        sums = agree_on_weights(self.world, self.model)
+        self.io.detail(f"{self.stage}: weight checksums (crc32) after epoch {self.epoch}: {by_rank(sums)}")
         if len(set(sums)) > 1:
-            self.io.log(f"{self.stage}: the ranks' weights differ ({listing}); rank 0's are now used on every rank")
-            self._broadcast([*self.model.parameters(), *self.model.buffers()])
+            self.io.log(f"{self.stage}: the ranks' weights differ ({by_rank(sums)}); rank 0's are now used on "
+                        "every rank")
 
     def run(self, epochs: int, before_step: Callable[[int], None] | None = None,
             after_epoch: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
@@ -242,29 +207,22 @@ class Loop:
         self.optimizer.zero_grad(set_to_none=True)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        amp = _AMP_DTYPES[self.precision]
-        with contextlib.nullcontext() if amp is None else torch.autocast(self.device.type, dtype=amp):
+        with amp.autocast(self.precision, self.device):
             logits = self._trainer(x)
             loss = self.loss_fn(logits, y)
-        share = self._share(len(y))
+        size = min(self.batch_size, len(self.train_set) - self.step_in_epoch * self.batch_size)  # type: ignore
+        share = loss_share(self.world, len(y), size)
         objective = loss if share == 1.0 else loss * share
         penalty = regularization(self.model, self.optimizer_cfg)  # outside autocast: of the fp32 weights
         objective = objective if penalty is None else objective + penalty
-        (objective if self._scaler is None else self._scaler.scale(objective)).backward()
-        if self._scaler is not None:
-            # Unscaled first, so masking, clipping and the step see the true gradients.
-            self._scaler.unscale_(self.optimizer)
+        amp.backward(objective, self.optimizer, self._scaler)
         # Pruned weights get no gradient, so clipping and the optimizer see only live weights.
         for param, pruned in self._pruned:
             if param.grad is not None:
                 param.grad.masked_fill_(pruned, 0.0)
         if self.optimizer_cfg.clip_grad_norm is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.optimizer_cfg.clip_grad_norm)
-        if self._scaler is None:
-            self.optimizer.step()
-        else:
-            self._scaler.step(self.optimizer)  # skipped when the gradients overflowed; the scale then shrinks
-            self._scaler.update()
+        amp.step(self.optimizer, self._scaler)
         # Momentum/Adam moments from before a weight was pruned would move it again; re-zero after each step.
         with torch.no_grad():
             for param, pruned in self._pruned:
@@ -284,27 +242,7 @@ class Loop:
     def _sync_buffers(self) -> None:
         """Rank 0's buffers on every rank: each rank's forward updated its BatchNorm statistics from its own share
         of the batch."""
-        self._broadcast(list(self.model.buffers()))
-
-    @torch.no_grad()
-    def _broadcast(self, tensors: list[torch.Tensor]) -> None:
-        """Rank 0's values of `tensors`, in place on every rank: one broadcast per dtype, of the tensors laid end
-        to end (so any memory format goes, where a collective needs contiguous tensors)."""
-        groups: dict[torch.dtype, list[torch.Tensor]] = {}
-        for tensor in tensors:
-            groups.setdefault(tensor.dtype, []).append(tensor)
-        for group in groups.values():
-            flat = self.world.broadcast(torch.cat([t.reshape(-1) for t in group]))
-            for tensor, value in zip(group, flat.split([t.numel() for t in group])):
-                tensor.copy_(value.view(tensor.shape))
-
-    def _share(self, local: int) -> float:
-        """The factor that makes DDP's average of the ranks' mean losses the mean over the whole global batch
-        (1 for one process, and under torchrun whenever the global batch splits evenly)."""
-        if not self.world.distributed:
-            return 1.0
-        size = min(self.batch_size, len(self.train_set) - self.step_in_epoch * self.batch_size)  # type: ignore
-        return local * self.world.world_size / size
+        self.world.broadcast_tensors(list(self.model.buffers()))
 
     def _after_step(self) -> None:
         due = self.device.type != "cuda" or self.stage_step % _CUDA_CHECK_EVERY == 0
@@ -332,8 +270,8 @@ class Loop:
         bad_weights = weights and not all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
         signum = (self.stop.signum or 0) if stop and self.stop is not None else 0
         if self.world.distributed:
-            flags = torch.tensor([int(bad_loss), int(bad_weights), int(signum)], device=self.device)
-            bad_loss, bad_weights, signum = (int(v) for v in self.world.all_reduce(flags, "max").tolist())
+            flags = [int(bad_loss), int(bad_weights), int(signum)]
+            bad_loss, bad_weights, signum = max_over_ranks(self.world, flags, self.device)
             if bad_loss:
                 self._finite = torch.zeros((), device=self.device, dtype=torch.bool)
         problem = None
@@ -358,9 +296,7 @@ class Loop:
         """Rank 0 saves the checkpoint, so it must hold what every rank holds: the epoch's partial sums move to
         rank 0 (the others go on from zero, so the epoch's all-reduce still counts each sample once), and every
         rank's RNG state is gathered (each rank restores its own on resume)."""
-        sums = torch.stack([self._loss_sum.double(), self._correct.double(),
-                            torch.tensor(float(self._count), dtype=torch.float64, device=self.device)])
-        self.world.all_reduce(sums)
+        sums = sum_over_ranks(self.world, [self._loss_sum, self._correct, self._count], self.device)
         if self.world.is_main:
             self._loss_sum = sums[0].to(self._loss_sum.dtype)
             self._correct, self._count = sums[1].long(), int(sums[2])
@@ -379,9 +315,7 @@ class Loop:
         """The epoch's training loss sum, correct count and sample count over every rank."""
         if not self.world.distributed:
             return float(self._loss_sum), int(self._correct), self._count
-        sums = torch.stack([self._loss_sum.double(), self._correct.double(),
-                            torch.tensor(float(self._count), dtype=torch.float64, device=self.device)])
-        self.world.all_reduce(sums)
+        sums = sum_over_ranks(self.world, [self._loss_sum, self._correct, self._count], self.device)
         return float(sums[0]), int(sums[1]), int(sums[2])
 
     def _end_epoch(self) -> None:
