@@ -67,7 +67,8 @@ def run(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_d
 @dataclass
 class _FollowerIO(StageIO):
     """A rank other than 0: loads the checkpoints rank 0 writes in the run folder (`source`: resume, rewind),
-    writes everything it would write into its scratch folder (`run_dir`, removed when the run ends), logs nothing."""
+    writes everything it would write into its scratch folder (`run_dir`, removed when the run ends), logs nothing
+    (rank 0 logs what try_load finds unreadable)."""
 
     source: Path = Path()
 
@@ -77,21 +78,13 @@ class _FollowerIO(StageIO):
     def detail(self, message: str) -> None:
         pass
 
+    def source_checkpoint(self, name: str) -> Path:
+        return self.source / "checkpoints" / f"{name}.pt"
+
     def load(self, name: str) -> dict[str, Any]:
         # Rank 0's file; this rank's own copy (it saved the same one) where another node cannot see rank 0's folder.
-        path = self.source / "checkpoints" / f"{name}.pt"
+        path = self.source_checkpoint(name)
         return load_checkpoint(path if path.exists() else self.checkpoint(name))
-
-    def try_load(self, name: str) -> dict[str, Any] | None:
-        path = self.source / "checkpoints" / f"{name}.pt"
-        if not path.exists():
-            return None
-        try:
-            return load_checkpoint(path)
-        except UserError:
-            raise
-        except Exception:  # as StageIO.try_load (rank 0 says so in run.log): the stage or step is done again
-            return None
 
 
 class _NoStatus:

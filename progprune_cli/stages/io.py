@@ -17,6 +17,7 @@ from progprune_cli.atomic import copy_atomically, write_atomic
 from progprune_cli.errors import UserError
 from progprune_cli.results.schema import METRIC_COLUMNS, TRAINING_STAGES, strict_dumps
 
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint or cache entry, read with `weights_only=True`: tensors and plain values only, never code."""
     try:
@@ -59,6 +60,10 @@ class StageIO:
     def checkpoint(self, name: str) -> Path:
         return self.run_dir / "checkpoints" / f"{name}.pt"
 
+    def source_checkpoint(self, name: str) -> Path:
+        """Where try_load reads checkpoints/<name>.pt: in this run folder (a follower rank reads rank 0's)."""
+        return self.checkpoint(name)
+
     def save(self, name: str, state: dict[str, Any]) -> Path:
         """Write checkpoints/<name>.pt atomically (temp file, fsync, rename): the previous one stays until then."""
         buffer = io.BytesIO()
@@ -73,7 +78,7 @@ class StageIO:
     def try_load(self, name: str) -> dict[str, Any] | None:
         """The checkpoint, or None when it is missing or unreadable (e.g. truncated by a full disk): a stage is
         done only when its final checkpoint loads, not when a file exists. A file that would run code is refused."""
-        path = self.checkpoint(name)
+        path = self.source_checkpoint(name)
         if not path.exists():
             return None
         try:
@@ -81,7 +86,7 @@ class StageIO:
         except UserError:
             raise
         except Exception as error:  # truncated or corrupt: this stage (or step) is simply done again
-            self.log(f"{path.relative_to(self.run_dir)} is unreadable ({type(error).__name__}); not using it")
+            self.log(f"{Path('checkpoints', path.name)} is unreadable ({type(error).__name__}); not using it")
             return None
 
     def copy_in(self, source: Path, name: str) -> None:
