@@ -6,12 +6,15 @@ import csv
 import io
 import pickle
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from progprune_cli.atomic import copy_atomically, write_atomic
 from progprune_cli.errors import UserError
@@ -56,6 +59,19 @@ class StageIO:
         """A line for run.log only: detail that would flood the terminal (e.g. per-layer pruning results)."""
         with open(self.run_dir / "run.log", "a") as handle:
             handle.write(message + "\n")
+
+    @contextmanager
+    def progress(self, label: str, total: int) -> Iterator[Callable[[], None]]:
+        """A progress bar of `total` steps on a terminal, yielding its advance(); nothing (the per-epoch log lines
+        suffice) when output is piped."""
+        if not self.console.is_terminal:
+            yield lambda: None
+            return
+        bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       console=self.console, transient=True)
+        task = bar.add_task(label, total=total)
+        with bar:
+            yield lambda: bar.advance(task)
 
     def checkpoint(self, name: str) -> Path:
         return self.run_dir / "checkpoints" / f"{name}.pt"

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -182,7 +181,7 @@ class Loop:
         """Train until `epochs` epochs of this stage are done; `before_step(i)` runs before the stage's step i,
         `after_epoch(e)` after epoch e. A stop request ends it after the current step, with a checkpoint."""
         remaining = max(epochs - self.epoch, 0) * self.per_epoch - self.step_in_epoch
-        with _progress(self.io, self.stage, max(remaining, 0)) as advance:
+        with self.io.progress(self.stage, max(remaining, 0)) as advance:
             while self.epoch < epochs:
                 order = Batches(self.train_set, self.batch_size, shuffle=True, seed=self.seed * 1000 + self.epoch,
                                 device=self.device, start=self.step_in_epoch, shard=self.world.shard)
@@ -373,23 +372,3 @@ class Loop:
         same_world = rank_rng is not None and len(rank_rng) == self.world.world_size
         restore_rng(rank_rng[self.world.rank] if same_world else state["rng"])
 
-
-class _progress:
-    """A rich progress bar on a terminal; nothing (the per-epoch log lines suffice) when output is piped."""
-
-    def __init__(self, io: StageIO, label: str, total: int) -> None:
-        self.bar = None
-        if io.console.is_terminal:
-            self.bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                console=io.console, transient=True)
-            self.task = self.bar.add_task(label, total=total)
-
-    def __enter__(self) -> Callable[[], None]:
-        if self.bar is None:
-            return lambda: None
-        self.bar.start()
-        return lambda: self.bar.advance(self.task)  # type: ignore[union-attr]
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
