@@ -8,42 +8,20 @@
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from machine import cpu_name, load_average  # bench/machine.py (scripts run from bench/)
+from strategies import accuracy, run  # bench/strategies.py: one `progprune train` and its accuracy cells
 
-PROGPRUNE = str(Path(sys.executable).parent / "progprune")
 SCOPES = ("layer", "global", "lamp")
 SMOKE = ["train.epochs=1", "prune.epochs=1", "finetune.epochs=1", "evaluate.repeats=1", "evaluate.warmup=0"]
 # No dense-long baseline: it is the same for every scope, and these runs only compare masks.
 COMMON = ["+strategy=weight", "evaluate.dense_baseline=false"]
-
-
-def run(root: Path, label: str, overrides: list[str]) -> dict[str, Any] | str:
-    """One `progprune train` in `root` (every run shares the dense-model cache); its results.json or the error."""
-    folder = root / label
-    started = time.perf_counter()
-    done = subprocess.run([PROGPRUNE, "train", *overrides, f"hydra.run.dir={folder}"], cwd=root,
-                          capture_output=True, text=True)
-    print(f"  {label}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    if done.returncode != 0:
-        return (done.stderr.strip().splitlines() or ["no output"])[-1]
-    return json.loads((folder / "results.json").read_text())
-
-
-def accuracy(results: dict[str, Any] | str, model: str) -> str:
-    if isinstance(results, str):
-        return f"failed: {results}"
-    return f"{results['models'][model]['accuracy']['test']:.2%}"
 
 
 def per_layer(results: dict[str, Any] | str) -> str:

@@ -21,12 +21,9 @@ UNSTRUCTURED = {"weight": [], "taylor": ["strategy.granularity=weight"], "random
 CHANNEL = {"structured": [], "activation": [], "random(channel)": ["strategy.granularity=channel"]}
 
 
-
-
-
-
 def run(root: Path, label: str, overrides: list[str]) -> dict[str, Any] | str:
-    """One `progprune train` in `root` (so every run shares the dense-model cache); its results.json or the error."""
+    """One `progprune train` in `root` (so every run shares the dense-model cache); its results.json or the error.
+    Also used by lamp.py."""
     folder = root / label.replace("(", "_").replace(")", "").replace("=", "_").replace(" ", "_")
     command = [PROGPRUNE, "train", *overrides, f"hydra.run.dir={folder}"]
     started = time.perf_counter()
@@ -38,6 +35,7 @@ def run(root: Path, label: str, overrides: list[str]) -> dict[str, Any] | str:
 
 
 def accuracy(results: dict[str, Any] | str, model: str) -> str:
+    """`model`'s test accuracy in a run's results, `failed: <error>` for a failed run, `—` for a model it lacks."""
     if isinstance(results, str):
         return f"failed: {results}"
     return f"{results['models'][model]['accuracy']['test']:.2%}" if model in results["models"] else "—"
