@@ -25,13 +25,20 @@ from progprune_cli.export import load_model, save_compacted
 from progprune_cli.export import cli as export_cli
 from progprune_cli.export import onnx_export
 from progprune_cli.export.saved import read_checkpoint, rebuild_compacted
-from progprune_cli.models import build_model
+from progprune_cli.models import MODELS, build_model
 from progprune_cli.pruning.masks import Masks, apply_masks
 from progprune_cli.pruning.strategies import build_strategy
 from progprune_cli.results.status import config_hash
 
 INFO = DataInfo(channels=1, height=8, width=8, num_classes=10)
 BUILT_IN = ("mlp", "resnet_tiny", "simple_cnn", "two_conv_cnn")  # the small models the runner ships with
+MNIST = DataInfo(channels=1, height=28, width=28, num_classes=10)
+CIFAR = DataInfo(channels=3, height=32, width=32, num_classes=10)
+# The data shape each registered model is exported on: the shape its family was published for (the toys: INFO).
+SHAPES: dict[str, DataInfo] = {
+    **dict.fromkeys(BUILT_IN, INFO), "lenet300": MNIST, "lenet5": MNIST,
+    **dict.fromkeys(("resnet20", "resnet32", "resnet56", "resnet110", "vgg11", "vgg16", "resnet18", "mobilenet_v2"),
+                    CIFAR)}
 SYNTHETIC = DataInfo(channels=1, height=8, width=8, num_classes=4)  # conf/dataset/synthetic.yaml's shape
 INSTALL = "pip install 'progprune[export]' (or: pip install onnx onnxruntime onnxscript)"
 needs_onnx = pytest.mark.skipif(
@@ -53,22 +60,27 @@ def dense(name: str, info: DataInfo = INFO) -> nn.Module:
     # Non-trivial batch-norm statistics, so a lost buffer would show in the outputs.
     model.train()
     with torch.no_grad():
-        model(torch.randn(16, 1, 8, 8))
+        model(torch.randn(16, info.channels, info.height, info.width))
     return model.eval()
 
 
-def compacted(name: str) -> tuple[nn.Module, Masks]:
+def compacted(name: str, info: DataInfo = INFO) -> tuple[nn.Module, Masks]:
     """Every other channel of every unit removed by the structured strategy (the first layer too)."""
     strategy = build_strategy(StrategyConfig(name="structured", options={"keep_first": False}))
-    model = dense(name)
-    masks = {u: torch.arange(m.numel()) % 2 == 0 for u, m in strategy.initial_masks(model, INFO).items()}
+    model = dense(name, info)
+    masks = {u: torch.arange(m.numel()) % 2 == 0 for u, m in strategy.initial_masks(model, info).items()}
     assert masks, f"{name}: structured finds no unit to compact"
     apply_masks(model, strategy.to_param_masks(model, masks))
-    return strategy.compact(model, masks, INFO).eval(), masks
+    return strategy.compact(model, masks, info).eval(), masks
 
 
-def sample_input() -> torch.Tensor:
-    return torch.randn(20, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+def sample_input(info: DataInfo = INFO, samples: int = 20) -> torch.Tensor:
+    return torch.randn(samples, info.channels, info.height, info.width, generator=torch.Generator().manual_seed(1))
+
+
+def shape(name: str) -> DataInfo:
+    assert name in SHAPES, f"model {name} has no input shape to export it on: add it to SHAPES in {__file__}"
+    return SHAPES[name]
 
 
 def run_config(model: str = "two_conv_cnn", strategy: str | None = "structured") -> dict[str, Any]:
@@ -203,33 +215,47 @@ def test_truncated_checkpoint_is_one_line(tmp_path: Path) -> None:
 
 # -- ONNX --------------------------------------------------------------------------------------------------------
 
-def onnx_outputs(path: Path, x: torch.Tensor) -> np.ndarray:
+CHECK = 4  # samples export_onnx checks (all 4, then 1 alone); few, as the cost is the export, not the check
+# Exporting takes >= 5 s a form here (torch.export is single-threaded Python): marked slow, as test_model_zoo does.
+SLOW_EXPORTS = {"mobilenet_v2", "resnet110", "resnet56", "resnet18"}
+
+
+def onnx_outputs(path: Path, *xs: torch.Tensor) -> list[np.ndarray]:
+    """The file's outputs on each of `xs`, from one onnxruntime session."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(["logits"], {"input": x.numpy()})[0]
+    return [session.run(["logits"], {"input": x.numpy()})[0] for x in xs]
+
+
+def test_every_registered_model_has_an_export_shape() -> None:
+    missing, stale = sorted(set(MODELS.names()) - set(SHAPES)), sorted(set(SHAPES) - set(MODELS.names()))
+    assert not missing, f"models with no input shape to export them on: {missing}; add each one's shape to SHAPES"
+    assert not stale, f"SHAPES names models that are not registered: {stale}; remove them"
 
 
 @needs_onnx
-@pytest.mark.parametrize("name", BUILT_IN)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_EXPORTS else n
+                                  for n in MODELS.names()])
 @pytest.mark.parametrize("form", ["dense", "compacted"])
-def test_every_built_in_model_exports_and_matches_pytorch(name: str, form: str, tmp_path: Path) -> None:
-    model = dense(name) if form == "dense" else compacted(name)[0]
+def test_every_registered_model_exports_and_matches_pytorch(name: str, form: str, tmp_path: Path) -> None:
+    info = shape(name)
+    model = dense(name, info) if form == "dense" else compacted(name, info)[0]
     out = tmp_path / f"{name}.onnx"
-    x = sample_input()
+    x = sample_input(info, CHECK)
     exported, checked = onnx_export.export_onnx(model, x, out)
     assert (exported.exporter, exported.opset) == ("dynamo", 18)
-    assert checked.samples == 20 and checked.max_abs_diff <= 1e-4
+    assert checked.samples == CHECK and checked.max_abs_diff <= 1e-4
     import onnx
 
-    graph = onnx.load(str(out)).graph
-    dims = graph.input[0].type.tensor_type.shape.dim
-    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 1, 8, 8]
-    # Checked independently here: other batch sizes than the check used, from the file on disk.
-    for batch in (1, 3, 20):
-        with torch.no_grad():
-            expected = model(x[:batch]).numpy()
-        assert np.abs(onnx_outputs(out, x[:batch]) - expected).max() <= 1e-4
+    dims = onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", info.channels, info.height, info.width]
+    # Checked independently here, from the file on disk: batch 3 is a size neither the trace (2) nor the check used.
+    batches = [x[:batch] for batch in (1, 3, CHECK)]
+    with torch.no_grad():
+        expected = [model(batch).numpy() for batch in batches]
+    for got, want in zip(onnx_outputs(out, *batches), expected, strict=True):
+        assert got.shape == want.shape and np.abs(got - want).max() <= 1e-4
 
 
 @needs_onnx
@@ -242,7 +268,7 @@ def test_without_onnxscript_the_torchscript_exporter_is_used(monkeypatch: pytest
     assert exported.exporter == "torchscript" and checked.max_abs_diff <= 1e-4
     x = sample_input()[:1]
     with torch.no_grad():
-        assert np.abs(onnx_outputs(tmp_path / "m.onnx", x) - model(x).numpy()).max() <= 1e-4
+        assert np.abs(onnx_outputs(tmp_path / "m.onnx", x)[0] - model(x).numpy()).max() <= 1e-4
 
 
 @needs_onnx
@@ -346,7 +372,7 @@ def test_progprune_export_on_a_real_run(workdir: Path) -> None:
     x = inputs(data.test)
     small, masked = load_model(run, which="compacted"), load_model(run, which="finetuned")
     with torch.no_grad():
-        assert np.abs(onnx_outputs(out, x) - small(x).numpy()).max() <= 1e-4
+        assert np.abs(onnx_outputs(out, x)[0] - small(x).numpy()).max() <= 1e-4
         # The compacted model computes what the masked one does (the runner checked this in float64).
         assert (small(x) - masked(x)).abs().max() <= 1e-5
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in masked.parameters())
