@@ -40,7 +40,7 @@ def main() -> None:
           "below say only that the run learned)")
     print(f"command: {' '.join(command[1:])}")
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=work)  # its dense cache goes there too
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from conftest import progprune
-from progprune_cli.config import ScheduleConfig, StrategyConfig
+from progprune_cli.config import EvaluateConfig, ScheduleConfig, StrategyConfig
 from progprune_cli.config.load import strategy_pattern
 from progprune_cli.errors import UserError
 from progprune_cli.measure import sparse_kernels
@@ -194,7 +194,7 @@ def test_the_two_four_row_plumbing_with_a_stand_in_kernel(monkeypatch: pytest.Mo
     logged: list[str] = []
     parts = SimpleNamespace(device=torch.device("cpu"), cfg=SimpleNamespace(
         strategy=StrategyConfig(name="weight", pattern="2:4"),
-        evaluate=SimpleNamespace(batch_size=16, warmup=0, repeats=1, threads=1)))
+        evaluate=EvaluateConfig(batch_size=16, warmup=0, repeats=1, threads=1)))
     sparse, note = evaluate._sparse_kernels(parts, SimpleNamespace(log=logged.append), model, torch.randn(20, 1, 8, 8))
     # 16 x 3 is below the 16 x 16 block cuSPARSELt takes in float16: that layer stays dense.
     assert [name for name, m in sparse.named_modules() if isinstance(m, sparse_kernels.SemiStructuredLinear)] == [
