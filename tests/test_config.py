@@ -164,9 +164,9 @@ def test_a_timing_rule_that_cannot_stop_is_refused(key: str, value: float, error
     assert load_error(data) == error
 
 
-def test_the_timing_rule_defaults_to_five_to_twenty_repeats_within_five_percent() -> None:
+def test_the_timing_rule_defaults_to_five_to_ten_repeats_within_ten_percent() -> None:
     ev = load_run_config(composed()).evaluate
-    assert (ev.min_repeats, ev.repeats, ev.target_spread) == (5, 20, 0.05)
+    assert (ev.min_repeats, ev.repeats, ev.target_spread) == (5, 10, 0.1)
 
 
 def test_unknown_device_is_refused() -> None:

@@ -124,9 +124,9 @@ class EvaluateConfig:
     batch_size: int = 256
     latency_batch: int = 1
     warmup: int = 3
-    repeats: int = 20  # the most timed passes per model
+    repeats: int = 10  # the most timed passes per model
     min_repeats: int = 5  # the fewest (capped by repeats)
-    target_spread: Optional[float] = 0.05  # stop once every model's (p90 − p10) / median is this small; null: all
+    target_spread: Optional[float] = 0.1  # stop once every model's (p90 − p10) / median is this small; null: all
     threads: int = 1
     dense_baseline: bool = True
     sparse_kernels: bool = False
