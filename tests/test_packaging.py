@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -36,8 +37,13 @@ def test_the_wheel_installed_elsewhere_trains_and_resumes_without_the_source_tre
     """Built as a user's pip would, installed non-editable into another folder, run from a third: the packaged
     configs are found and nothing is read from this checkout."""
     python = sys.executable
+    # Built from a copy: setuptools leaves a build/ folder beside the sources, which must not appear in the checkout.
+    source = tmp_path / "source"
+    top = {".git", ".venv", "runs", "build", "dist", "data", ".pytest_cache", "multirun", "outputs"}
+    shutil.copytree(ROOT, source, ignore=lambda folder, names: [
+        n for n in names if (Path(folder) == ROOT and n in top) or n == "__pycache__" or n.endswith(".egg-info")])
     built = subprocess.run([python, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                            str(tmp_path / "wheel"), str(ROOT)], capture_output=True, text=True)
+                            str(tmp_path / "wheel"), str(source)], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
     (wheel,) = (tmp_path / "wheel").glob("progprune-*.whl")
     site = tmp_path / "site"

@@ -131,7 +131,7 @@ class EvaluateConfig:
     dense_baseline: bool = True
     sparse_kernels: bool = False
     sparse_min_sparsity: float = 0.9
-    timing_samples: Optional[int] = 1024  # latency is timed on this many test inputs (null: the whole split)
+    timing_samples: Optional[int] = 256  # latency is timed on this many test inputs (null: the whole split)
     backends: tuple[Literal["torch", "onnxruntime"], ...] = ("torch",)  # onnxruntime: also exported and timed there
 
 
