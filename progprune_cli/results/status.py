@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -13,10 +12,11 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from progprune_cli.atomic import write_atomic
+from progprune_cli.atomic import open_nofollow, refuse_links, write_atomic
 from progprune_cli.errors import UserError
+from progprune_cli.filelock import Busy, FileLock
 from progprune_cli.stages.signals import Interrupted
 
 # Sections that may change between an interrupted attempt and its resume without changing any result.
@@ -67,6 +67,7 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
 
 def check_folder(run_dir: Path, config: dict[str, Any]) -> None:
     """Refuse a folder that holds a finished run, another config's run, a run in use, or files of the user's."""
+    refuse_links(run_dir)  # first: every read below, and Hydra's writes into .hydra/, would follow a link
     if not run_dir.exists():
         return
     if not run_dir.is_dir():
@@ -106,49 +107,30 @@ def save_config(run_dir: Path, config: dict[str, Any]) -> None:
 
 
 class RunLock:
-    """An exclusive lock on a run folder for as long as a run uses it (released by the kernel if it dies)."""
+    """An exclusive lock on a run folder for as long as a run uses it (released by the kernel if it dies); taking
+    it refuses a folder that holds a symbolic link anywhere, since every later write would follow it."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / LOCK_FILE
-        self._handle: IO[str] | None = None
+        self.run_dir = run_dir
+        self._lock = FileLock(run_dir / LOCK_FILE)
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        refuse_links(self.run_dir)
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise UserError(f"hydra.run.dir: {self.path.parent} is in use by another progprune run ({holder}); "
+            self._lock.acquire(blocking=False)
+        except Busy as busy:
+            raise UserError(f"hydra.run.dir: {self.run_dir} is in use by another progprune run ({busy}); "
                             "wait for it or choose a new folder") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        handle.flush()
-        self._handle = handle
+        self._lock.note(f"pid {os.getpid()} on {socket.gethostname()}\n")
 
     def release(self) -> None:
-        if self._handle is not None:
-            fcntl.flock(self._handle, fcntl.LOCK_UN)
-            self._handle.close()
-            self._handle = None
+        self._lock.release()
 
     @staticmethod
     def holder(run_dir: Path) -> str | None:
-        """Who holds the folder's lock right now (None when nobody does)."""
-        path = run_dir / LOCK_FILE
-        if not path.exists():
-            return None
-        with open(path, "a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                return handle.read().strip() or "another process"
-            fcntl.flock(handle, fcntl.LOCK_UN)
-        return None
+        """Who else holds the folder's lock right now (None when nobody, or this process, does)."""
+        return FileLock.holder(run_dir / LOCK_FILE)
 
 
 class Status:
@@ -177,26 +159,34 @@ class Status:
         try:
             yield
         except Interrupted as error:
-            self.set("interrupted", error=f"interrupted by {signal.Signals(error.signum).name} at {error.where}; "
-                     f"to continue: {resume}", signal=error.signum, at=error.where)
+            self._record("interrupted", f"interrupted by {signal.Signals(error.signum).name} at {error.where}; to "
+                         f"continue: {resume}", signal=error.signum, at=error.where)
             raise
         except KeyboardInterrupt:
-            self.set("interrupted", error=f"interrupted by the user (Ctrl-C twice: stopped without a checkpoint); "
-                     f"to continue: {resume}")
+            self._record("interrupted", "interrupted by the user (Ctrl-C twice: stopped without a checkpoint); to "
+                         f"continue: {resume}")
             raise
         except UserError as error:
-            self.set("failed", error=str(error))
+            self._record("failed", str(error))
             raise
         except OSError as error:
             if error.errno != errno.ENOSPC:
-                self.set("failed", error=f"{type(error).__name__}: {error}")
+                self._record("failed", f"{type(error).__name__}: {error}")
                 raise
-            self.set("failed", error=f"disk full: {error}")
+            self._record("failed", f"disk full: {error}")
             raise UserError(f"disk full while writing the run folder {run_dir} ({error.strerror}); free space and "
                             f"continue with: {resume}") from None
         except Exception as error:
-            self.set("failed", error=f"{type(error).__name__}: {error}")
+            self._record("failed", f"{type(error).__name__}: {error}")
             raise
+
+    def _record(self, status: str, error: str, **extra: Any) -> None:
+        """How the run ended, where status.json can still be written; where it cannot (a folder made read-only
+        under the run), the run's own error is what the user must see, not this write's."""
+        try:
+            self.set(status, error=error, **extra)
+        except OSError:
+            pass
 
     def _write(self, doc: dict[str, Any]) -> None:
         text = json.dumps(doc, indent=1) + "\n"
@@ -212,6 +202,6 @@ class Status:
         try:
             write_atomic(self.path, compact)
         except OSError:
-            with open(self.path, "r+") as handle:
+            with os.fdopen(open_nofollow(self.path, os.O_RDWR), "r+") as handle:
                 handle.write(compact)
                 handle.truncate()
