@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import platform
 import subprocess
@@ -15,7 +16,7 @@ from rich.console import Console
 
 from progprune_cli.atomic import write_atomic
 from progprune_cli.config import RunConfig
-from progprune_cli.distributed import World
+from progprune_cli.distributed import World, max_over_ranks
 from progprune_cli.errors import UserError
 from progprune_cli.export import save_compacted
 from progprune_cli.parts import Parts, build_parts, resolve_threads
@@ -101,8 +102,8 @@ def _follow(cfg: RunConfig, run_dir: Path, scratch: Path, world: World) -> dict[
     parts = build_parts(cfg, world)
     io = _FollowerIO(scratch, Console(quiet=True), run_dir)
     stop = StopRequest()
-    with stop.installed():
-        _stages(RunContext(parts, io, stop, None, world), _NoStatus())  # type: ignore[arg-type]
+    with stop.installed(), stop.deferred():  # see _locked: under torchrun the loops' all-reduce decides a stop
+        _stages(RunContext(parts, io, stop, None, world), _NoStatus())
     return {"status": "complete"}
 
 
@@ -111,8 +112,12 @@ def _locked(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], r
     status = Status(run_dir, config_dict)
     stop = StopRequest()
     started = time.perf_counter()
-    with status.recorded(run_dir, f"progprune resume {run_dir}"):
-        status.set("running", "build")
+    # Signals are handled from the first phase to the last: a stop anywhere leaves status `interrupted` naming it.
+    # Under torchrun a signal acts only inside the training loops, where the ranks agree on it in one all-reduce
+    # (a rank that stopped alone elsewhere would leave the others waiting in a collective for ever).
+    ranks_agree = stop.deferred() if world.distributed else contextlib.nullcontext()
+    with status.recorded(run_dir, f"progprune resume {run_dir}"), stop.installed(), ranks_agree:
+        _phase(status, stop, "build")
         save_config(run_dir, config_dict)
         torch.set_num_threads(resolve_threads(cfg.train.threads, world.local_world_size))
         parts = build_parts(cfg, world)
@@ -124,21 +129,26 @@ def _locked(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], r
                 # Every rank would have to find (or store) the same entry at the same moment; train instead.
                 io.log("train.reuse: off under torchrun; the dense model is trained (and not cached)")
             cache_dir = None
-        with stop.installed():
-            results = _stages(RunContext(parts, io, stop, cache_dir, world), status)
+        results = _stages(RunContext(parts, io, stop, cache_dir, world), status)
         record = results.with_run(_run_info(cfg, overrides, run_dir, status.started, time.perf_counter() - started,
                                             parts, results.run.dense_reused_from), config_dict)
         text = record.dumps()  # strict JSON: a NaN or Infinity fails here, before anything is drawn from it
-        status.set("running", "report")
+        _phase(status, stop, "report")
         _report(record, run_dir, console)
-        # Last, so a results.json always means a finished run (a crash before it leaves a resumable folder).
-        write_atomic(run_dir / "results.json", text)
-        results = record.to_json()  # run() still returns the results.json dict (app.py reads its "status")
-    status.set("complete")
-    return results
+        with stop.deferred():  # the run is finished from here: a late signal must not mark it interrupted
+            # Last, so a results.json always means a finished run (a crash before it leaves a resumable folder).
+            write_atomic(run_dir / "results.json", text)
+            status.set("complete")
+    return record.to_json()  # run() still returns the results.json dict (app.py reads its "status")
 
 
-def _stages(run: RunContext, status: Status) -> Results:
+def _phase(status: Status | _NoStatus, stop: StopRequest, name: str) -> None:
+    """Enter a phase: status.json says it, and a signal from now on stops the run naming it."""
+    status.set("running", name)
+    stop.phase = name
+
+
+def _stages(run: RunContext, status: Status | _NoStatus) -> Results:
     parts, io = run.parts, run.io
     produced = Produced()
     stages = pipeline(parts.cfg)
@@ -146,11 +156,10 @@ def _stages(run: RunContext, status: Status) -> Results:
         io.log("dense baseline: no strategy given, so train → evaluate (add +strategy=NAME to prune)")
     started = time.perf_counter()
     for stage in stages:
-        status.set("running", stage.name)
+        _phase(status, run.stop, stage.name)
         setattr(produced, stage.output, stage.resume_or_run(run, produced))
-    if run.stop.signum is not None:  # a signal that came after the last optimizer step
-        raise Interrupted(run.stop.signum, "the end of training, before evaluate")
-    status.set("running", "evaluate")
+        _stop_if_requested(run, f"the end of {stage.name}")  # a signal that came as its loop ended
+    _phase(status, run.stop, "evaluate")
     trained = time.perf_counter()
     results = evaluate_models(parts, io, _trained(run, produced), produced.pruned.pruning if produced.pruned else None,
                               produced.original.reused_from if produced.original else None)
@@ -158,6 +167,15 @@ def _stages(run: RunContext, status: Status) -> Results:
     io.log(f"evaluate: measuring took {measuring:.1f} s, {measuring / max(measuring + training, 1e-9):.0%} of this "
            f"attempt's stages (training {training:.1f} s)")
     return results
+
+
+def _stop_if_requested(run: RunContext, where: str) -> None:
+    """Carry out a stop request that a loop deferred; under torchrun every rank stops if any rank was asked to."""
+    signum = run.stop.signum or 0
+    if run.world.distributed:
+        signum = max_over_ranks(run.world, [signum], run.parts.device)[0]
+    if signum:
+        raise Interrupted(signum, where)
 
 
 def _trained(run: RunContext, produced: Produced) -> dict[str, TrainedModel]:

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from progprune_cli.errors import UserError
 from progprune_cli.results import status as status_module
 from progprune_cli.results.status import RunLock
 from progprune_cli.stages import io as io_module
-from progprune_cli.stages.signals import StopRequest
+from progprune_cli.stages.signals import Interrupted, StopRequest
 
 FAST = [*TINY, "evaluate.dense_baseline=false"]
 
@@ -183,19 +184,44 @@ def test_a_planted_pickle_in_the_dense_cache_is_refused_and_never_runs(workdir: 
     assert not marker.exists()
 
 
-def test_first_signal_asks_to_stop_second_ctrl_c_stops_at_once() -> None:
+@pytest.fixture
+def default_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM at Python's defaults for the test, whatever the suite inherited (a suite started in the
+    background of a script inherits SIGINT ignored, which StopRequest rightly respects), restored after it."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def test_first_signal_asks_to_stop_second_ctrl_c_stops_at_once(default_signals: None) -> None:
     stop = StopRequest()
-    with stop.installed():
+    with stop.installed(), stop.deferred():
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.requested and stop.signum == signal.SIGTERM
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGTERM) is not stop._handle
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_outside_a_training_loop_a_signal_stops_at_once_naming_the_phase(default_signals: None) -> None:
+    stop = StopRequest(phase="evaluate")
+    with stop.installed():
+        with pytest.raises(Interrupted) as caught:
+            os.kill(os.getpid(), signal.SIGINT)
+        assert (caught.value.signum, caught.value.where, caught.value.exit_code) == (signal.SIGINT,
+                                                                                     "the evaluate phase", 130)
+        os.kill(os.getpid(), signal.SIGTERM)  # a stop is under way: a repeated SIGTERM changes nothing
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # but a second Ctrl-C still stops at once
 
 
 def test_an_ignored_sigint_stays_ignored() -> None:
     """A run started in the background of a script inherits SIGINT ignored; the terminal's Ctrl-C is not its."""
-    code = ("import signal, os\nfrom progprune_cli.stages.signals import StopRequest\ns = StopRequest()\n"
+    code = ("import signal, os\nfrom progprune_cli.stages.signals import Interrupted, StopRequest\ns = StopRequest()\n"
             "with s.installed():\n    os.kill(os.getpid(), signal.SIGINT)\nprint(s.requested)\n")
     out = subprocess.run([str(Path(PROGPRUNE).parent / "python"), "-c", code], capture_output=True, text=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))

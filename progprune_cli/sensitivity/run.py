@@ -56,21 +56,29 @@ def _locked(cfg: RunConfig, config: dict[str, Any], overrides: list[str], run_di
             cache_dir: Path | None) -> Analysis:
     status = Status(run_dir, config)
     stop = StopRequest()
-    with status.recorded(run_dir, f"the same progprune sensitivity command with hydra.run.dir={run_dir}"):
-        status.set("running", "build")
+
+    def phase(name: str) -> None:  # status.json says it, and a signal from now on stops the analysis naming it
+        status.set("running", name)
+        stop.phase = name
+
+    with status.recorded(run_dir, f"the same progprune sensitivity command with hydra.run.dir={run_dir}"), \
+            stop.installed():
+        phase("build")
         save_config(run_dir, config)
         torch.set_num_threads(resolve_threads(cfg.train.threads))
         parts = build_parts(cfg)
         io = StageIO(run_dir, console)
-        status.set("running", "train")
-        with stop.installed():
-            # Exactly the runner's train stage: the dense cache is shared with training runs and sweep jobs.
-            dense = Train().resume_or_run(RunContext(parts, io, stop, cache_dir), Produced())
-        status.set("running", "sensitivity")
+        phase("train")
+        # Exactly the runner's train stage: the dense cache is shared with training runs and sweep jobs.
+        dense = Train().resume_or_run(RunContext(parts, io, stop, cache_dir), Produced())
+        if stop.signum is not None:  # a signal that came as its loop ended
+            raise Interrupted(stop.signum, "the end of train")
+        phase("sensitivity")
         analysis = _analyse(parts, dense.model, io)
-        status.set("running", "report")
+        phase("report")
         _write(parts, analysis, overrides, run_dir, io)
-        status.set("complete")
+        with stop.deferred():  # finished: a late signal must not mark it interrupted
+            status.set("complete")
         return analysis
 
 

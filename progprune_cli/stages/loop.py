@@ -3,6 +3,7 @@ autocast precision, channels_last, torch.compile and DistributedDataParallel (to
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -181,7 +182,10 @@ class Loop:
         """Train until `epochs` epochs of this stage are done; `before_step(i)` runs before the stage's step i,
         `after_epoch(e)` after epoch e. A stop request ends it after the current step, with a checkpoint."""
         remaining = max(epochs - self.epoch, 0) * self.per_epoch - self.step_in_epoch
-        with self.io.progress(self.stage, max(remaining, 0)) as advance:
+        # A signal inside the loop waits for the step to end and its checkpoint (_after_step); outside, it stops
+        # at once (StopRequest), so a request that comes as the loop ends is the stage's to carry out.
+        deferred = self.stop.deferred() if self.stop is not None else contextlib.nullcontext()
+        with deferred, self.io.progress(self.stage, max(remaining, 0)) as advance:
             while self.epoch < epochs:
                 order = Batches(self.train_set, self.batch_size, shuffle=True, seed=self.seed * 1000 + self.epoch,
                                 device=self.device, start=self.step_in_epoch, shard=self.world.shard)
