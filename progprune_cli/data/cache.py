@@ -44,9 +44,10 @@ def _key(value: Any, length: int) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:length]
 
 
-def read(path: Path) -> Decoded | None:
-    """The cached split, or None when absent or unreadable (then it is decoded again and rewritten)."""
-    if not path.is_file():
+def read(path: Path, num_classes: int | None = None) -> Decoded | None:
+    """The cached split, or None when absent, unreadable or not what a decode gives (then it is decoded again and
+    rewritten): labels must lie in 0..num_classes-1 (by default, the number of class names it holds)."""
+    if path.is_symlink() or not path.is_file():
         return None
     try:
         # weights_only: tensors, lists and strings only; reading a cache can never run code.
@@ -55,9 +56,12 @@ def read(path: Path) -> Decoded | None:
     except Exception:  # a truncated or foreign file is only a cache miss
         return None
     if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.dim() == 4
-            and isinstance(labels, torch.Tensor) and labels.dtype == torch.int64 and len(labels) == len(images)
-            and isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+            and isinstance(labels, torch.Tensor) and labels.dtype == torch.int64 and labels.dim() == 1
+            and len(labels) == len(images) and isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
         return None
+    count = num_classes if num_classes is not None else len(classes)
+    if len(labels) and (count < 1 or int(labels.min()) < 0 or int(labels.max()) >= count):
+        return None  # an index past the classes would fail deep inside the loss, or silently mislabel
     return Decoded(images, labels, tuple(classes))
 
 
@@ -77,9 +81,9 @@ def write(path: Path, decoded: Decoded) -> None:
         pass
 
 
-def cached(path: Path, decode: Callable[[], Decoded]) -> Decoded:
+def cached(path: Path, decode: Callable[[], Decoded], num_classes: int) -> Decoded:
     """The split from the cache at `path`, else `decode()` it and store it there."""
-    hit = read(path)
+    hit = read(path, num_classes)
     if hit is not None:
         return hit
     decoded = decode()

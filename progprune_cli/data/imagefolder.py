@@ -161,7 +161,7 @@ def _images(folder: ImageFolder, opts: Options) -> Images:
 def _decoded(root: Path, split: str, folder: ImageFolder, opts: Options) -> Decoded:
     path = cache.cache_path(root, NAME, split, (Path(p) for p, _ in folder.samples), classes=folder.classes,
                             image_size=opts.image_size, grayscale=opts.grayscale)
-    decoded = cache.cached(path, lambda: _images(folder, opts).decode(opts.num_workers))
+    decoded = cache.cached(path, lambda: _images(folder, opts).decode(opts.num_workers), len(folder.classes))
     return Decoded(decoded.images, decoded.labels, tuple(folder.classes))
 
 

@@ -19,7 +19,7 @@ from progprune_cli.models import build_model
 from progprune_cli.pruning.masks import Masks
 from progprune_cli.pruning.strategies import channel_graph as cg
 from progprune_cli.pruning.strategies.channels import TOLERANCE
-from progprune_cli.stages.io import load_checkpoint
+from progprune_cli.stages.io import CodeRefused, load_checkpoint
 
 FORMAT, VERSION = "progprune.compacted", 1
 _PLAIN = (str, int, float, bool, type(None))
@@ -80,14 +80,11 @@ def read_checkpoint(path: Path, which: str = "") -> dict[str, Any]:
     """A checkpoint's dict, read as every stage reads one (weights_only=True); anything else is a one-line error."""
     try:
         data = load_checkpoint(path)
-    except UserError as error:  # pickled objects: refused without running them
+    except CodeRefused as error:  # pickled objects: refused without running them
         if which != "compacted":
             raise
         raise UserError(f"{error} (older progprune saved compacted.pt as a pickled module; the finetuned model "
                         "has the same weights, masked)") from None
-    except Exception as error:  # noqa: BLE001 - a truncated zip, random bytes, ...: one line either way
-        raise UserError(f"{path}: not a readable torch checkpoint ({type(error).__name__}: "
-                        f"{_first_line(str(error))})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a dict of tensors, found {type(data).__name__}")
     return data
@@ -131,11 +128,6 @@ def _load_weights(model: nn.Module, state: Any, path: Path) -> None:
     except RuntimeError as error:
         detail = " ".join(str(error).split())  # torch lists every mismatch on its own line
         raise UserError(f"{path}: weights do not fit the rebuilt {type(model).__name__}: {detail}") from None
-
-
-def _first_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[0] if lines else "no message"
 
 
 def _plain(value: Any, what: str) -> Any:

@@ -105,6 +105,7 @@ class Stage(ABC):
         run.world.same(final is not None, f"{self.name}: whether checkpoints/{self.output}.pt loads")
         if final is not None:
             run.io.log(f"{self.name}: finished in an earlier attempt (checkpoints/{self.output}.pt); skipped")
+            run.io.restore_rows(self.name, self.output, final)
             return self.load(run, produced, final)
         progress = run.io.try_load(self.progress_name())
         run.world.same(progress is not None, f"{self.name}: whether checkpoints/{self.progress_name()}.pt loads")

@@ -10,7 +10,7 @@ from torch import nn
 
 from progprune_cli.config import StageConfig
 from progprune_cli.stages.base import Produced, RunContext, Stage, resume_loop, stage_seed
-from progprune_cli.stages.cache import cache_key, cached, store
+from progprune_cli.stages.cache import reuse_or_train
 from progprune_cli.stages.train import dense_settings
 
 
@@ -30,22 +30,12 @@ class DenseLong(Stage):
         return run.model_from(final)
 
     def run(self, run: RunContext, produced: Produced, progress: dict[str, Any] | None) -> nn.Module:
-        parts, io = run.parts, run.io
         section = self.section(run)
-        settings = {**dense_settings(parts, parts.cfg.train.epochs), "extra_epochs": section.epochs,
+        settings = {**dense_settings(run.parts, run.parts.cfg.train.epochs), "extra_epochs": section.epochs,
                     "batch_size": section.batch_size}
-        if run.cache_dir is None or not parts.cfg.train.reuse:
-            return self._train(run, produced, progress)
-        with cached(run.cache_dir, cache_key(settings)) as entry:
-            if entry.exists():
-                io.copy_in(entry, self.output)
-                final = io.load(self.output)
-                io.write_rows("dense_long", final["rows"])
-                io.log(f"dense_long: reused from {entry.parent}")
-                return run.model_from(final)
-            model = self._train(run, produced, progress)
-            store(io.checkpoint(self.output), entry, settings)
-            return model
+        model, _ = reuse_or_train(run, self.name, self.output, settings,
+                                  lambda: self._train(run, produced, progress))
+        return model
 
     def _train(self, run: RunContext, produced: Produced, progress: dict[str, Any] | None) -> nn.Module:
         io, section = run.io, self.section(run)

@@ -37,5 +37,5 @@ class Finetune(Stage):
         loop.run(cfg.finetune.epochs)
         io.write_rows("finetune", loop.rows)
         io.save(self.output, {"model": model.state_dict(), "masks": pruned.masks, "unit_masks": pruned.unit_masks,
-                              "stage": "finetune"})
+                              "stage": "finetune", "rows": loop.rows})
         return model

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import pickle
+import stat
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,22 +18,47 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from progprune_cli.atomic import copy_atomically, write_atomic
+from progprune_cli.atomic import append_text, copy_atomically, open_nofollow, write_atomic
 from progprune_cli.errors import UserError
 from progprune_cli.results.schema import METRIC_COLUMNS, TRAINING_STAGES, strict_dumps
 
 
+class CodeRefused(UserError):
+    """A checkpoint holds pickled objects that would run code when read: refused, never run."""
+
+
+class NotACheckpoint(UserError):
+    """A file that is no torch checkpoint of plain values (truncated, corrupt, random bytes, not a file)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: not a readable torch checkpoint ({reason})")
+        self.reason = reason
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint or cache entry, read with `weights_only=True`: tensors and plain values only, never code."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch's notes on a foreign file's pickle protocol: not for the user
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "weights only" not in str(error).lower() and "weights_only" not in str(error):
-            raise
-        raise UserError(f"{path}: refused to load: it holds pickled objects that would run code when read, not "
-                        "plain tensors; delete it (or the run folder) if you did not put it there") from None
+    """A checkpoint or cache entry, read with `weights_only=True`: tensors and plain values only, never code; the
+    file is opened without following a symbolic link, and must be a regular file."""
+    fd = open_nofollow(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO planted here must not hang the run
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotACheckpoint(path, "not a regular file")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's notes on a foreign file's pickle protocol: not for the user
+                return torch.load(handle, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            if "Unsupported global" in str(error):  # a callable the file names: code that would run when read
+                raise CodeRefused(f"{path}: refused to load: it holds pickled objects that would run code when "
+                                  "read, not plain tensors; delete it (or the run folder) if you did not put it "
+                                  "there") from None
+            raise NotACheckpoint(path, "UnpicklingError: neither a torch archive nor a pickle of plain values") \
+                from None
+        except Exception as error:  # a truncated zip, random bytes, ...: one line either way
+            raise NotACheckpoint(path, f"{type(error).__name__}: {_first_line(str(error))}") from None
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "no message")
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -52,13 +79,11 @@ class StageIO:
 
     def log(self, message: str) -> None:
         self.console.log(message, markup=False, highlight=False)
-        with open(self.run_dir / "run.log", "a") as handle:
-            handle.write(message + "\n")
+        append_text(self.run_dir / "run.log", message + "\n")
 
     def detail(self, message: str) -> None:
         """A line for run.log only: detail that would flood the terminal (e.g. per-layer pruning results)."""
-        with open(self.run_dir / "run.log", "a") as handle:
-            handle.write(message + "\n")
+        append_text(self.run_dir / "run.log", message + "\n")
 
     @contextmanager
     def progress(self, label: str, total: int) -> Iterator[Callable[[], None]]:
@@ -95,14 +120,12 @@ class StageIO:
         """The checkpoint, or None when it is missing or unreadable (e.g. truncated by a full disk): a stage is
         done only when its final checkpoint loads, not when a file exists. A file that would run code is refused."""
         path = self.source_checkpoint(name)
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             return None
         try:
             return load_checkpoint(path)
-        except UserError:
-            raise
-        except Exception as error:  # truncated or corrupt: this stage (or step) is simply done again
-            self.log(f"{Path('checkpoints', path.name)} is unreadable ({type(error).__name__}); not using it")
+        except NotACheckpoint as error:  # truncated or corrupt: this stage (or step) is simply done again
+            self.log(f"{Path('checkpoints', path.name)} is unreadable ({error.reason}); not using it")
             return None
 
     def copy_in(self, source: Path, name: str) -> None:
@@ -111,14 +134,54 @@ class StageIO:
         copy_atomically(source, self.checkpoint(name))
 
     def write_rows(self, stage: str, rows: list[dict[str, Any]]) -> None:
-        """Replace the stage's rows, then rebuild metrics.csv from every stage's rows (in pipeline order)."""
+        """Replace the stage's rows, then rebuild metrics.csv from every stage's rows (in pipeline order). A file
+        that does not read as rows is left out here: each finished stage rewrites (or checks) its own when the run
+        reaches it (restore_rows), so the last rebuild holds every stage."""
         write_atomic(self.run_dir / "logs" / f"{stage}.csv", _csv(rows))
         merged: list[dict[str, Any]] = []
         for name in TRAINING_STAGES:
-            path = self.run_dir / "logs" / f"{name}.csv"
-            if path.exists():
-                merged += list(csv.DictReader(path.open()))
+            merged += self.read_rows(name) or []
         write_atomic(self.run_dir / "metrics.csv", _csv(merged))
+
+    def read_rows(self, stage: str) -> list[dict[str, Any]] | None:
+        """logs/<stage>.csv as rows, or None when it is missing or is not a metrics table (corrupt, truncated)."""
+        path = self.run_dir / "logs" / f"{stage}.csv"
+        try:
+            with os.fdopen(open_nofollow(path, os.O_RDONLY), encoding="utf-8", newline="") as handle:
+                reader = csv.DictReader(handle)
+                if tuple(reader.fieldnames or ()) != METRIC_COLUMNS:
+                    return None
+                rows = list(reader)
+        except (OSError, UnicodeDecodeError, csv.Error):
+            return None
+        # A short or long line (a write cut off) reads as a row with a None value or a None key.
+        return None if any(None in row or None in row.values() for row in rows) else rows
+
+    def restore_rows(self, stage: str, output: str, final: dict[str, Any]) -> None:
+        """A finished stage's rows from its final checkpoint (checkpoints/<output>.pt) back into logs/ (whatever
+        happened to that file since); a checkpoint of an older progprune has none, and then the file must still
+        read as rows."""
+        if final.get("rows") is not None:
+            try:
+                self.write_rows(stage, checked_rows(final["rows"]))
+            except ValueError as error:
+                raise UserError(f"{self.checkpoint(output)}: its metric rows are unreadable ({error})") from None
+        elif self.read_rows(stage) is None:
+            raise UserError(f"{Path('logs', stage + '.csv')} in {self.run_dir} is unreadable and the stage's final "
+                            f"checkpoint {Path('checkpoints', output + '.pt')} (from an older progprune) holds no rows to "
+                            "rebuild it; delete that checkpoint to run the stage again")
+
+
+def checked_rows(rows: Any) -> list[dict[str, Any]]:
+    """Metric rows read back from a checkpoint: a list of dicts over METRIC_COLUMNS holding plain values."""
+    if not isinstance(rows, list):
+        raise ValueError(f"rows: expected a list, found {type(rows).__name__}")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not set(row) <= set(METRIC_COLUMNS):
+            raise ValueError(f"rows[{i}]: not a row of {', '.join(METRIC_COLUMNS)}")
+        if not all(v is None or isinstance(v, (str, int, float)) for v in row.values()):
+            raise ValueError(f"rows[{i}]: holds a value that is not a number or a string")
+    return rows
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:

@@ -107,5 +107,5 @@ class Prune(Stage):
         write_json(io.run_dir / "pruning.json", pruning)
         masks = strategy.to_param_masks(model, log["unit_masks"])
         io.save(self.output, {"model": model.state_dict(), "unit_masks": log["unit_masks"], "masks": masks,
-                              "stage": "prune", "pruning": pruning})
+                              "stage": "prune", "pruning": pruning, "rows": rows})
         return Pruned(model, log["unit_masks"], masks, pruning)

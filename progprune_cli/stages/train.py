@@ -10,7 +10,7 @@ import torch
 from progprune_cli import __version__
 from progprune_cli.parts import Parts
 from progprune_cli.stages.base import Dense, Produced, RunContext, Stage, resume_loop
-from progprune_cli.stages.cache import cache_key, cached, store
+from progprune_cli.stages.cache import reuse_or_train
 
 
 def dense_settings(parts: Parts, epochs: int) -> dict[str, Any]:
@@ -35,25 +35,10 @@ class Train(Stage):
         return Dense(run.model_from(final))
 
     def run(self, run: RunContext, produced: Produced, progress: dict[str, Any] | None) -> Dense:
-        parts, io = run.parts, run.io
-        if run.cache_dir is None or not parts.cfg.train.reuse:
-            return Dense(self._train(run, progress))
-        settings = dense_settings(parts, parts.cfg.train.epochs)
-        with cached(run.cache_dir, cache_key(settings)) as entry:
-            if entry.exists():
-                io.copy_in(entry, "original")
-                if (entry.parent / "rewind.pt").exists():
-                    io.copy_in(entry.parent / "rewind.pt", "rewind")
-                io.log(f"train: reused the dense model from {entry.parent} (same data, model, optimizer, train, "
-                       "seed)")
-                final = io.load("original")
-                io.write_rows("train", final["rows"])
-                return Dense(run.model_from(final), str(entry.parent))
-            model = self._train(run, progress)
-            if io.checkpoint("rewind").exists():  # before the checkpoint: an entry is complete once that exists
-                store(io.checkpoint("rewind"), entry.parent / "rewind.pt", None)
-            store(io.checkpoint("original"), entry, settings)
-            return Dense(model)
+        settings = dense_settings(run.parts, run.parts.cfg.train.epochs)
+        model, source = reuse_or_train(run, self.name, self.output, settings, lambda: self._train(run, progress),
+                                       companions=("rewind",))
+        return Dense(model, source)
 
     def _train(self, run: RunContext, progress: dict[str, Any] | None) -> torch.nn.Module:
         parts, io = run.parts, run.io

@@ -1,0 +1,113 @@
+"""Damaged files that a run can rebuild: a dense-cache entry that does not load or does not fit is a miss (trained
+again and replaced), a decode cache with impossible labels is decoded again, metric logs come back from the
+checkpoints, and a checkpoint of random bytes is unreadable (redone), not "code"."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY, progprune
+from progprune_cli.data import DATASETS
+from progprune_cli.errors import UserError
+from progprune_cli.export import load_model
+from progprune_cli.stages.io import load_checkpoint
+from test_data_loaders import write_mnist
+
+FAST = [*TINY, "evaluate.dense_baseline=false"]
+
+
+def _save(path: Path, value: object) -> None:
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    path.write_bytes(buffer.getvalue())
+
+
+def _damage(entry: Path, how: str) -> str:
+    """Damage a cache entry's checkpoint; the reason run.log must give for not using it."""
+    if how == "truncated":
+        entry.write_bytes(entry.read_bytes()[:100])
+        return "RuntimeError: PytorchStreamReader failed reading zip archive: failed finding central directory"
+    if how == "wrong weights":
+        _save(entry, {"model": {"conv9.weight": torch.ones(2)}, "rows": []})
+        return "RuntimeError: Error(s) in loading state_dict for TwoConvCNN: Missing key(s) in state_dict:"
+    state = torch.load(entry, weights_only=True)
+    _save(entry, {**state, "rows": "not rows"})
+    return "ValueError: rows: expected a list, found str"
+
+
+@pytest.mark.parametrize("how", ["truncated", "wrong weights", "wrong rows"])
+def test_a_bad_dense_cache_entry_is_a_miss_trained_again_and_replaced(how: str, tmp_path: Path) -> None:
+    first = progprune("train", *FAST, "hydra.run.dir=first", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    (entry,) = (tmp_path / "runs" / ".cache").glob("*/checkpoint.pt")
+    why = _damage(entry, how)
+    again = progprune("train", *FAST, "hydra.run.dir=again", cwd=tmp_path)
+    assert (again.returncode, again.stderr) == (0, "")
+    log = (tmp_path / "again" / "run.log").read_text()
+    line = next(line for line in log.splitlines() if "unusable" in line)
+    assert line.startswith(f"train: the cached dense model in {entry.parent} is unusable ({why}")
+    assert line.endswith("); training it again and replacing it")
+    # Replaced atomically with the model trained again, which is the first run's (same settings, same seed).
+    replaced = load_checkpoint(entry)["model"]
+    original = load_checkpoint(tmp_path / "first" / "checkpoints" / "original.pt")["model"]
+    assert all(torch.equal(replaced[k], original[k]) for k in original)
+    assert (tmp_path / "again" / "metrics.csv").read_text() == (tmp_path / "first" / "metrics.csv").read_text()
+
+
+def test_a_decode_cache_with_labels_past_the_classes_is_decoded_again(tmp_path: Path) -> None:
+    write_mnist(tmp_path)
+    first = DATASETS.get("mnist")({"root": str(tmp_path)}, 0)
+    for path in (tmp_path / ".progprune").glob("*.pt"):
+        data = torch.load(path, weights_only=True)
+        torch.save({**data, "labels": data["labels"] + 100}, path)
+    again = DATASETS.get("mnist")({"root": str(tmp_path)}, 0)
+    assert torch.equal(again.train.labels, first.train.labels) and int(again.test.labels.max()) < 10
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("finished")
+    done = progprune("train", *FAST, "+strategy=weight", "train.reuse=false", f"hydra.run.dir={work / 'run'}",
+                     cwd=work)
+    assert done.returncode == 0, done.stderr
+    return work / "run"
+
+
+def test_corrupt_metric_logs_are_rebuilt_from_the_checkpoints_on_resume(finished: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / "results.json").unlink()
+    for stage in ("train", "prune", "finetune"):
+        (run / "logs" / f"{stage}.csv").write_bytes(os.urandom(300))
+    (run / "metrics.csv").write_text("garbage\n")
+    done = progprune("train", *FAST, "+strategy=weight", "train.reuse=false", f"hydra.run.dir={run}",
+                     cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (run / "metrics.csv").read_text() == (finished / "metrics.csv").read_text()
+    for stage in ("train", "prune", "finetune"):
+        assert (run / "logs" / f"{stage}.csv").read_text() == (finished / "logs" / f"{stage}.csv").read_text()
+
+
+def test_random_bytes_in_a_checkpoint_are_unreadable_not_code(finished: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / "results.json").unlink()
+    expected = load_checkpoint(run / "checkpoints" / "finetuned.pt")["model"]
+    (run / "checkpoints" / "finetuned.pt").write_bytes(os.urandom(5000))
+    with pytest.raises(UserError) as caught:
+        load_model(run, which="finetuned")
+    assert str(caught.value) == (f"{run / 'checkpoints' / 'finetuned.pt'}: not a readable torch checkpoint "
+                                 "(UnpicklingError: neither a torch archive nor a pickle of plain values)")
+    done = progprune("train", *FAST, "+strategy=weight", "train.reuse=false", f"hydra.run.dir={run}",
+                     cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert ("checkpoints/finetuned.pt is unreadable (UnpicklingError: neither a torch archive nor a pickle of plain "
+            "values); not using it") in (run / "run.log").read_text()
+    again = load_checkpoint(run / "checkpoints" / "finetuned.pt")["model"]
+    assert all(torch.equal(again[k], expected[k]) for k in expected)
