@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 import shutil
 import sys
 import tempfile
@@ -17,15 +16,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
+import progprune_cli.folders  # noqa: F401  (the resolver run-folder names use)
 from progprune_cli.config import RunConfig, load_run_config
 from progprune_cli.edge import exit_codes, job_console
-
-# Unique per process: two runs started in the same second still get two folders. Under torchrun only rank 0's
-# folder name counts (the others get a scratch folder, then rank 0's path by broadcast; see train_task): the
-# ranks' clocks may tick to another second between them, so a shared uid alone would not make ${now:...} agree.
-_UID = f"{os.getpid()}{secrets.token_hex(1)}"
-# use_cache: a launcher that rebuilds the config in a worker process must get the same sweep folder name.
-OmegaConf.register_new_resolver("progprune_uid", lambda: _UID, replace=True, use_cache=True)
 
 
 def _torchrun_rank() -> tuple[int, int] | None:

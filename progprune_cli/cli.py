@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 from progprune_cli import __version__
 
@@ -64,44 +68,89 @@ _PASSTHROUGH = {"--help", "-h", "--hydra-help", "--info", "--cfg", "-c", "--shel
                 "-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir", "--resolve", "--package", "-p"}
 
 
-def _preflight(args: list[str], check: Callable[[list[str], bool], object]) -> bool:
-    """`check(overrides, multirun)` before Hydra makes a folder; False once bad input is said in one line."""
+def _preflight(args: list[str], check: Callable[[list[str], bool], list[Any]]) -> list[Any] | None:
+    """`check(overrides, multirun)` before Hydra makes a folder: what it returns, or None once bad input is said in
+    one line (an empty list for Hydra's own modes, which are not checked)."""
     from progprune_cli.errors import UserError
 
     if any(a.split("=", 1)[0] in _PASSTHROUGH for a in args):
-        return True
+        return []
     multirun = "-m" in args or "--multirun" in args
     try:
-        check([a for a in args if not a.startswith("-")], multirun)
+        return check([a for a in args if not a.startswith("-")], multirun)
     except UserError as error:
         print(f"progprune: error: {error}", file=sys.stderr)
-        return False
-    return True
+        return None
+
+
+@contextmanager
+def _holding(args: list[str], jobs: list[Any], folder_check: Callable[[Path, dict[str, Any]], None]) -> Iterator[bool]:
+    """A given hydra.run.dir locked (and judged again under the lock) before Hydra writes anything into it, for as
+    long as the command runs: two runs started into one folder at once cannot both pass the check and then rewrite
+    each other's .hydra/. Yields False once a refusal is said in one line."""
+    from progprune_cli.errors import UserError
+    from progprune_cli.preflight import run_dir_of
+    from progprune_cli.results.status import RunLock
+
+    run_dir = None if not jobs or "-m" in args or "--multirun" in args or _follower_rank() else run_dir_of(args)
+    if run_dir is None:
+        yield True
+        return
+    lock = RunLock(run_dir)
+    try:
+        lock.acquire()
+        folder_check(run_dir, jobs[0][1])
+    except UserError as error:
+        lock.release()
+        print(f"progprune: error: {error}", file=sys.stderr)
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
+
+
+def _follower_rank() -> bool:
+    """A torchrun rank other than 0: it writes into a scratch folder of its own, never the run folder."""
+    return os.environ.get("RANK", "0") != "0" and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def _train(args: list[str]) -> int:
-    from progprune_cli.preflight import check, normalize
+    from progprune_cli.preflight import checked, normalize
+    from progprune_cli.results.status import check_folder
 
     args = normalize(args)
-    if not _preflight(args, check):
+    jobs = _preflight(args, checked)
+    if jobs is None:
         return 2
     from progprune_cli.app import train_task
 
-    sys.argv = ["progprune train", *args]
-    train_task()
+    with _holding(args, jobs, check_folder) as held:
+        if not held:
+            return 2
+        sys.argv = ["progprune train", *args]
+        train_task()
     return 0
 
 
 def _sensitivity(args: list[str]) -> int:
-    from progprune_cli.preflight import check, normalize
+    from progprune_cli.preflight import checked, normalize
     from progprune_cli.sensitivity.checks import check_folder, require_strategy
 
+    def check(overrides: list[str], multirun: bool) -> list[Any]:
+        jobs = checked(overrides, multirun, check_folder)
+        require_strategy([cfg for cfg, _ in jobs])
+        return jobs
+
     args = normalize(args)
-    if not _preflight(args, lambda overrides, multirun: require_strategy(check(overrides, multirun, check_folder))):
+    jobs = _preflight(args, check)
+    if jobs is None:
         return 2
     from progprune_cli.sensitivity.app import main as sensitivity_main
 
-    return sensitivity_main(args)
+    with _holding(args, jobs, check_folder) as held:
+        return sensitivity_main(args) if held else 2
 
 
 def _resume(args: list[str]) -> int:

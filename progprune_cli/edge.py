@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,12 +19,22 @@ class JobFailed(CompactHydraException):
     """A sweep job stopped on bad input; Hydra prints a compact exception's message without a traceback."""
 
 
+class _JobConsole(Console):
+    """A console that goes quiet when its reader goes away (`progprune train | head -1`): the run carries on and
+    run.log keeps every line, where rich's own console would exit(1) mid-stage and leave status.json `running`."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        # Later writes, and the interpreter's last flush of stdout, go nowhere instead of failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def job_console() -> Console:
     """The console a job prints on: the terminal's width, or 150 when piped (wide tables, not wrapped cells)."""
     # log_path=False: the logging call's file:line after every line is noise to a user.
-    console = Console(highlight=False, log_path=False)
+    console = _JobConsole(highlight=False, log_path=False)
     if not console.is_terminal:
-        console = Console(highlight=False, log_path=False, width=150)
+        console = _JobConsole(highlight=False, log_path=False, width=150)
     return console
 
 
@@ -38,10 +50,25 @@ def exit_codes(*, multirun: bool, sweep_failed: Callable[[UserError], str],
         if speak:
             print(f"progprune: {stopped(error)}", file=sys.stderr)
         raise SystemExit(error.exit_code) from None
+    except OSError as error:
+        if error.errno not in _CANNOT_WRITE:
+            raise
+        # A read-only folder or a full disk is the user's to fix, not a traceback (status.json says it too, where
+        # it could still be written).
+        where = f" {error.filename}" if error.filename else ""
+        _refuse(UserError(f"cannot write{where} ({error.strerror})"), multirun, sweep_failed, speak)
     except UserError as error:
-        if speak:
-            print(f"progprune: error: {error}", file=sys.stderr)
-        if multirun:
-            # The other jobs still run; Hydra then reports this short message (no traceback) and exits 1.
-            raise JobFailed(sweep_failed(error)) from None
-        raise SystemExit(2) from None
+        _refuse(error, multirun, sweep_failed, speak)
+
+
+# What a write meets on a folder it may not write or a disk with no room.
+_CANNOT_WRITE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
+def _refuse(error: UserError, multirun: bool, sweep_failed: Callable[[UserError], str], speak: bool) -> None:
+    if speak:
+        print(f"progprune: error: {error}", file=sys.stderr)
+    if multirun:
+        # The other jobs still run; Hydra then reports this short message (no traceback) and exits 1.
+        raise JobFailed(sweep_failed(error)) from None
+    raise SystemExit(2) from None

@@ -3,8 +3,11 @@ typed and validated, so bad input fails in one line with no training started."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import re
+import shutil
 from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
@@ -13,7 +16,8 @@ from typing import Any
 from hydra import compose, initialize_config_module
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
+from hydra.core.override_parser.types import Override
+from hydra.errors import HydraException, MissingConfigException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -39,27 +43,38 @@ def check(overrides: list[str], multirun: bool,
           folder_check: Callable[[Path, dict[str, Any]], None] | None = None) -> list[RunConfig]:
     """The typed config of every job the command would run, or a one-line UserError; `folder_check` judges a
     given hydra.run.dir for another command than train (default: results.status.check_folder)."""
-    ours = [o for o in overrides if not re.match(r"^[+~]*hydra[./]", o)]
+    return [cfg for cfg, _ in checked(overrides, multirun, folder_check)]
+
+
+def checked(overrides: list[str], multirun: bool,
+            folder_check: Callable[[Path, dict[str, Any]], None] | None = None) -> list[tuple[RunConfig, dict]]:
+    """`check`, with each job's composed config as a plain dict beside its RunConfig."""
+    parsed = _parse(overrides)
+    ours = [o.input_line for o in parsed if not _is_hydra(o)]
+    hydra_overrides = [o.input_line for o in parsed if _is_hydra(o)]
     _check_groups(ours)
-    try:
-        parsed = OverridesParser.create().parse_overrides(ours)
-    except HydraException as error:
-        bad = re.search(r"override '([^']*)'", str(error))
-        line = bad.group(1) if bad else _first_line(error)
-        raise UserError(f"{line}: not an override; write KEY=VALUE, +KEY=VALUE or GROUP=NAME") from None
     if not multirun and any(o.is_sweep_override() for o in parsed):
         raise UserError(f"{next(o.input_line for o in parsed if o.is_sweep_override())}: a sweep needs -m "
                         "(progprune train -m ...)")
-    jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch] if multirun else [ours]
+    ours_parsed = [o for o in parsed if not _is_hydra(o)]
+    jobs = [job for batch in BasicSweeper.split_arguments(ours_parsed, None) for job in batch] if multirun else [ours]
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        _check_hydra(jobs[0], hydra_overrides)
         configs = [_typed(job, here=not multirun) for job in jobs]
-    run_dir = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("hydra.run.dir=")), None)
-    if run_dir is not None and not multirun:
-        # Before Hydra rewrites the folder's .hydra/: a finished run, or another config's, must stay untouched.
-        if folder_check is None:
-            from progprune_cli.results.status import check_folder as folder_check
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = literal_dir(parsed, key)
+    check_writable(given if given is not None else Path("runs"), key)
+    if multirun:
+        if given is not None:
+            check_sweep_folder(given)
+    else:
+        run_dir = given
+        if run_dir is not None:
+            # Before Hydra rewrites the folder's .hydra/: a finished run, or another config's, must stay untouched.
+            if folder_check is None:
+                from progprune_cli.results.status import check_folder as folder_check
 
-        folder_check(Path(run_dir), configs[0][1])
+            folder_check(run_dir, configs[0][1])
     if not any(re.match(r"^[+~]*hydra/launcher=.*slurm", o) for o in overrides):
         # Before any folder exists: a missing or corrupt file fails here in one line, downloads happen once (not
         # once per parallel sweep job), and decoding fills the cache the jobs then read. Slurm jobs may see other
@@ -70,7 +85,125 @@ def check(overrides: list[str], multirun: bool,
                   for c, _ in configs}
         for dataset in unique.values():
             prepare_data(dataset)
-    return [cfg for cfg, _ in configs]
+        _check_layers([c for c, _ in configs])
+    return configs
+
+
+def _parse(overrides: list[str]) -> list[Override]:
+    """Every override of the command line, Hydra's own included, parsed; a line Hydra cannot read is one line."""
+    parser = OverridesParser.create()
+    parsed = []
+    for line in overrides:
+        try:
+            (override,) = parser.parse_overrides([line])
+        except HydraException:
+            raise UserError(f"{line}: not an override; write KEY=VALUE, +KEY=VALUE or GROUP=NAME") from None
+        if not override.key_or_group:
+            raise UserError(f"{line}: not an override (no key before '='); write KEY=VALUE, +KEY=VALUE or "
+                            "GROUP=NAME")
+        parsed.append(override)
+    return parsed
+
+
+def _is_hydra(override: Override) -> bool:
+    """An override of Hydra's own config (hydra.run.dir=, hydra/launcher=, a group packaged into hydra)."""
+    return any(re.match(r"^hydra($|[./])", name or "") for name in (override.key_or_group, override.package))
+
+
+def run_dir_of(overrides: list[str]) -> Path | None:
+    """The hydra.run.dir a (checked) command line gives literally, if any."""
+    return literal_dir(_parse([o for o in overrides if not o.startswith("-")]), "hydra.run.dir")
+
+
+def literal_dir(parsed: list[Override], key: str) -> Path | None:
+    """The folder `key` (hydra.run.dir or hydra.sweep.dir) names, when given without interpolations (Hydra
+    resolves `${...}` itself, later: such a folder is checked when the run starts)."""
+    for override in parsed:
+        if override.key_or_group == key and not override.is_sweep_override():
+            value = override.value()
+            if isinstance(value, str) and "${" not in value:
+                return Path(value)
+    return None
+
+
+# Below this much free space a run cannot even write its config and first checkpoint; Hydra would fail with a
+# traceback while writing .hydra/.
+MIN_FREE_BYTES = 1 << 20
+
+
+def check_writable(folder: Path, key: str) -> None:
+    """The folder a run or sweep will write (or the nearest existing folder above it) must be writable and have
+    room: a read-only folder or a full disk is one line now, not a traceback from Hydra or a half-made folder."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return  # a file in the way: the folder checks say so
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{key}: cannot write into {existing} (permission denied or a read-only filesystem); "
+                        "choose another folder")
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE_BYTES:
+        raise UserError(f"{key}: the disk holding {existing} is full ({free // 1024} KB free); free some space or "
+                        "choose another folder")
+
+
+def check_sweep_folder(sweep_dir: Path) -> None:
+    """A given hydra.sweep.dir must be new or empty: Hydra would write its jobs and summary over what is there."""
+    if not sweep_dir.exists():
+        return
+    if not sweep_dir.is_dir():
+        raise UserError(f"hydra.sweep.dir: {sweep_dir} is a file, not a folder; choose a new folder")
+    entries = list(sweep_dir.iterdir())
+    if not entries:
+        return
+    if (sweep_dir / "multirun.yaml").exists():
+        raise UserError(f"hydra.sweep.dir: {sweep_dir} already holds a sweep; continue it with progprune resume "
+                        f"{sweep_dir}, or choose a new folder")
+    raise UserError(f"hydra.sweep.dir: {sweep_dir} is not empty and is not a progprune sweep folder; nothing in it "
+                    "was touched; choose a new or empty folder")
+
+
+def _check_hydra(job: list[str], hydra_overrides: list[str]) -> None:
+    """Hydra's own overrides composed once with a job's: an unknown key or group choice is one line here, not a
+    traceback from Hydra after the folder exists."""
+    if not hydra_overrides:
+        return
+    import progprune_cli.folders  # noqa: F401  (the resolver run-folder names use)
+
+    try:
+        compose(config_name="config", overrides=[*job, *hydra_overrides], return_hydra_config=True)
+    except MissingConfigException as error:
+        group, _, name = (error.missing_cfg_file or "").rpartition("/")
+        if group and error.options:
+            raise UserError(f"{group}={name}: unknown {group}; choose one of {', '.join(error.options)}") from None
+        raise UserError(_first_line(error)) from None
+    except (HydraException, OmegaConfBaseException, ValueError, TypeError) as error:
+        missing = re.search(r"Could not override '([^']+)'", str(error))
+        if missing:
+            raise UserError(f"{missing.group(1)}: unknown key of Hydra's own config (see progprune train "
+                            "--hydra-help)") from None
+        raise UserError(_first_line(error)) from None
+
+
+def _check_layers(configs: list[RunConfig]) -> None:
+    """Layer names a strategy is given (strategy.layers, layers_from, exclude) must be the model's: checked on the
+    model built for the data, once per (data, model, strategy)."""
+    from progprune_cli.data import build_data
+    from progprune_cli.models import build_model
+    from progprune_cli.pruning.strategies import build_strategy
+
+    seen = set()
+    for cfg in configs:
+        if cfg.strategy is None:
+            continue
+        key = json.dumps([dataclasses.asdict(cfg.dataset), dataclasses.asdict(cfg.model),
+                          dataclasses.asdict(cfg.strategy)], sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        info = build_data(cfg.dataset, cfg.seed).info
+        build_strategy(cfg.strategy).check(build_model(cfg.model, info), info)
 
 
 def _typed(job: list[str], here: bool) -> tuple[RunConfig, dict[str, Any]]:
@@ -85,7 +218,7 @@ def _typed(job: list[str], here: bool) -> tuple[RunConfig, dict[str, Any]]:
 def _compose(job: list[str]) -> dict[str, Any]:
     try:
         return OmegaConf.to_container(compose(config_name="config", overrides=job), resolve=True)  # type: ignore
-    except (HydraException, OmegaConfBaseException) as error:
+    except (HydraException, OmegaConfBaseException, ValueError, TypeError) as error:
         message = str(error)
         missing = re.search(r"Could not override '([^']+)'", message)
         if missing:
@@ -108,9 +241,14 @@ def _unknown_key(key: str, job: list[str]) -> str:
     group = key.split(".", 1)[0]
     if top and group not in top and group not in group_options():
         return f"{key}: unknown key {group}; allowed top-level keys are {', '.join(top)}"
-    if parent and group in group_options() and node is None:
+    if parent and group in group_options() and group not in top:
         return (f"{key}: no {group} chosen; add +{group}=NAME first "
                 f"(one of {', '.join(group_options()[group])})")
+    if parent and node is None and top:
+        # A misspelt key in the middle of the path (strategy.target.macs): name the first part that is not there.
+        parts = key.split(".")
+        known = next(i for i in range(len(parts) - 1, 0, -1) if OmegaConf.select(root, ".".join(parts[:i])) is not None)
+        return _unknown_key(".".join(parts[: known + 1]), rest)
     if leaf in keys.split(", "):
         return (f"{key}: cannot add new entries to an existing mapping with a plain override; "
                 f"use +{key}.NAME=VALUE for one entry or ++{key}=VALUE to replace it")

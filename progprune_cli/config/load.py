@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +36,7 @@ def load_run_config(data: Mapping[str, Any]) -> RunConfig:
     """Validate every key and value that does not depend on a component's own options."""
     data = {k: v for k, v in data.items() if k != "hydra"}
     unknown = sorted(set(data) - _TOP_KEYS)
+    _finite(data, "")
     if unknown:
         raise UserError(f"{unknown[0]}: unknown key; allowed keys are {', '.join(sorted(_TOP_KEYS))}")
     strategy = data.get("strategy")
@@ -127,8 +129,20 @@ def _first_line(error: BaseException) -> str:
     return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
 
 
+def _finite(tree: Any, where: str) -> None:
+    """No NaN or infinity anywhere, a component's own options included (the typed keys say so themselves too):
+    `optimizer.lr=nan` must not reach torch, nor a nan pass every range check."""
+    if isinstance(tree, float) and not math.isfinite(tree):
+        raise UserError(f"{where}: got {tree}; expected a finite number")
+    items = tree.items() if isinstance(tree, Mapping) else enumerate(tree) if isinstance(tree, list) else ()
+    for key, value in items:
+        _finite(value, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}" if where else str(key))
+
+
 def _stage(cls: type, data: Any, where: str) -> Any:
     """A stage section; its `lr_scheduler` is a component of its own (common keys + the schedule's options)."""
+    if data is not None and not isinstance(data, Mapping):
+        raise UserError(f"{where}: got {data!r}; expected a mapping of {where} keys")
     data = dict(data or {})
     scheduler = data.pop("lr_scheduler", None)
     stage = from_dict(cls, data, where, ("lr_scheduler",))

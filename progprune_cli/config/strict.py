@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -21,6 +22,8 @@ class NoOptions:
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str, also: tuple[str, ...] = ()) -> T:
     """`cls(**data)` with every key checked; `where` is the dotted config path used in error messages,
     `also` the group's common keys, listed with the allowed ones when a key is unknown."""
+    if data is not None and not isinstance(data, Mapping):
+        raise UserError(f"{where or cls.__name__}: got {data!r}; expected a mapping of keys")
     data = dict(data or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)
@@ -75,6 +78,8 @@ def _check(value: Any, hint: Any, key: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{key}: got {value!r}; expected a number")
+        if not math.isfinite(value):
+            raise UserError(f"{key}: got {value}; expected a finite number")
         return float(value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):

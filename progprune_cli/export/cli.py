@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -66,9 +67,12 @@ def run_export(args: argparse.Namespace) -> list[str]:
 
     data = build_data(run.cfg.dataset, run.cfg.seed)  # as parts.py builds it: the same seeded test split
     model = load_model(run.path, which, info=data.info)
-    exported, checked = onnx_export.export_onnx(model, inputs(data.test, args.check_samples), out)
-    side = sidecar_path(out)
-    write_atomic(side, json.dumps(describe(run, which, data, out, exported, checked), indent=1) + "\n")
+    try:
+        exported, checked = onnx_export.export_onnx(model, inputs(data.test, args.check_samples), out)
+        side = sidecar_path(out)
+        write_atomic(side, json.dumps(describe(run, which, data, out, exported, checked), indent=1) + "\n")
+    except OSError as error:  # e.g. a folder that is not a real one (/proc), a full disk
+        raise UserError(f"--out: cannot write {error.filename or out} ({error.strerror or error})") from None
     return [f"wrote {out} ({which} {run.cfg.model.name}, ONNX opset {exported.opset}, {exported.exporter} exporter)",
             f"checked with onnxruntime on {checked.samples} test inputs: max |diff| {checked.max_abs_diff:.2g} "
             f"(<= {checked.tolerance:g})",
@@ -76,10 +80,17 @@ def run_export(args: argparse.Namespace) -> list[str]:
 
 
 def _out_path(given: str | None, run: RunFolder, which: str) -> Path:
+    """Where the ONNX file goes; a place it cannot go is refused now, before minutes of exporting."""
     if given is None:
         return run.path / "export" / f"{which}.onnx"
     path = Path(given)
-    return path / f"{which}.onnx" if path.is_dir() else path
+    path = path / f"{which}.onnx" if path.is_dir() else path
+    existing = path.parent.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--out: cannot write {path} ({existing} is not a folder this user can write to)")
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-import progprune_cli.app  # noqa: F401  registers the progprune_uid resolver the run folder names use
+import progprune_cli.folders  # noqa: F401  (the resolver run-folder names use)
 from progprune_cli.config import load_run_config
 from progprune_cli.edge import exit_codes, job_console
 from progprune_cli.stages.signals import Interrupted
