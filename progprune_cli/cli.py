@@ -26,8 +26,10 @@ commands:
                         prune each layer (or channel group) alone to sensitivity.levels, measure val accuracy, and
                         derive per-layer sparsities for sensitivity.target: +strategy.layers_from=RUN/layers.yaml
                           progprune sensitivity +strategy=weight sensitivity.target=0.8
-  resume RUN_DIR        continue an interrupted run (or every unfinished job of a sweep folder) from its last
-                        checkpoint, with the folder's own config
+  resume RUN_DIR        continue an interrupted run (or every unfinished or unstarted job of a sweep folder) from
+                        its last checkpoint, with the folder's own config; only overrides of progprune's own
+                        config are taken from a folder (no hydra.*, no flags); --trust-targets also takes ones
+                        that set a _target_ (code to import), printing each
   compare RUN [RUN...]  one row per run folder (or sweep folder, or glob); --help for options
   report RUN_DIR        print a run's tables from its files
   export RUN_DIR        write a run's model as ONNX, checked with onnxruntime; --help for options

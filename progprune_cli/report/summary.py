@@ -9,7 +9,9 @@ from typing import Any, Iterator
 
 from progprune_cli.atomic import replace_atomically, write_atomic
 from progprune_cli.report.compare import Table, format_cell, headline, to_csv, to_markdown
-from progprune_cli.report.runs import RunRecord, read_run, sweep_runs
+from progprune_cli.errors import UserError
+from progprune_cli.report.runs import RunRecord, _natural_key, read_run, sweep_runs
+from progprune_cli.results.records import MULTIRUN, sweep_jobs, sweep_task
 from progprune_cli.results.schema import MODEL_LABELS
 
 FIGURES = ("test_acc", "test_acc_vs_orig", "test_acc_vs_long", "sparsity", "nonzero", "physical",
@@ -17,6 +19,7 @@ FIGURES = ("test_acc", "test_acc_vs_orig", "test_acc_vs_long", "sparsity", "nonz
 GROUPED = ("test_acc", "test_acc_vs_orig", "test_acc_vs_long", "sparsity", "runtime_median_s")
 FRONTS = ("pareto_sparsity", "pareto_latency")
 _SEED = "seed"
+NOT_STARTED = "not started"  # a job of the sweep's own job list with no run folder yet
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, str]:
@@ -104,14 +107,16 @@ def seed_table(records: list[RunRecord], jobs: Table) -> Table | None:
     return Table([*keys, "jobs", *grouped], rows)
 
 
-def render_summary(name: str, jobs: Table, seeds: Table | None) -> str:
+def render_summary(name: str, jobs: Table, seeds: Table | None, note: str | None = None) -> str:
+    """summary.md; `note` says in one line when the job list is only the folders that exist."""
     counts: dict[str, int] = {}
     for row in jobs.rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     status = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no run folders yet"
     parts = [f"# Sweep {name}\n", f"{len(jobs.rows)} jobs: {status}. Accuracy is the test accuracy of the final "
              f"model ({MODEL_LABELS['finetuned']}); `test_acc_vs_orig` compares it with the dense original, "
-             "`test_acc_vs_long` with dense_long (as many epochs).\n", "## Jobs\n", to_markdown(jobs)]
+             "`test_acc_vs_long` with dense_long (as many epochs).\n", *([f"{note}\n"] if note else []),
+             "## Jobs\n", to_markdown(jobs)]
     if seeds is not None:
         parts += ["## Seeds grouped: mean ± std (n)\n", to_markdown(seeds)]
     parts += ["## Pareto fronts\n", "`pareto_sparsity`: no other job has both higher accuracy and higher sparsity. "
@@ -164,15 +169,33 @@ def _locked(sweep_dir: Path) -> Iterator[None]:
         yield
 
 
+def sweep_records(sweep_dir: Path) -> tuple[list[RunRecord], str | None]:
+    """One record per job: the run folders that exist, and a `not started` one for each job of the sweep's own
+    job list (multirun.yaml) that has no run folder; with a note when that list cannot be read."""
+    records = [read_run(path) for path in sweep_runs(sweep_dir)]
+    try:
+        task = sweep_task(sweep_dir)
+        planned = sweep_jobs(task, sweep_dir / MULTIRUN) if task is not None else None
+    except UserError as error:
+        return records, f"The job list is the run folders that exist: {error}."
+    if planned is None:
+        return records, (f"The job list is the run folders that exist: no {MULTIRUN} (an older sweep), so a job "
+                         "that never started is not listed.")
+    found = {record.path.name for record in records}
+    records += [RunRecord(path=sweep_dir / str(i), status=NOT_STARTED, overrides=overrides)
+                for i, overrides in enumerate(planned) if str(i) not in found]
+    return sorted(records, key=lambda record: _natural_key(record.path)), None
+
+
 def write_sweep_summary(sweep_dir: Path) -> Path:
     """Write summary.md, summary.csv and pareto.png into `sweep_dir`; returns the path of summary.md."""
     sweep_dir = Path(sweep_dir)
     with _locked(sweep_dir):
-        records = [read_run(path) for path in sweep_runs(sweep_dir)]
+        records, note = sweep_records(sweep_dir)
         jobs = job_table(records)
         seeds = seed_table(records, jobs)
         write_atomic(sweep_dir / "summary.csv", to_csv(jobs))
         draw_pareto(jobs.rows, sweep_dir / "pareto.png")
         summary = sweep_dir / "summary.md"
-        write_atomic(summary, render_summary(sweep_dir.name, jobs, seeds))
+        write_atomic(summary, render_summary(sweep_dir.name, jobs, seeds, note))
     return summary

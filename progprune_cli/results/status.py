@@ -75,13 +75,16 @@ def check_folder(run_dir: Path, config: dict[str, Any]) -> None:
     if (run_dir / "results.json").exists():
         raise UserError(f"hydra.run.dir: {run_dir} already holds a finished run; choose a new folder")
     status = read_status(run_dir)
+    saved = _read_config(run_dir) if status is None else {}
     entries = {p.name for p in run_dir.iterdir()}
-    if status is None:
+    if status is None and not saved:
         if entries - _HYDRA_ONLY:
             raise UserError(f"hydra.run.dir: {run_dir} is not empty and is not a progprune run folder (no "
                             "status.json); nothing in it was touched; choose a new or empty folder")
         return
-    if status.get("config_hash") != config_hash(config):
+    # A lost or corrupt status.json: the run's own config.json still says which config the folder holds.
+    recorded = status.get("config_hash") if status is not None else config_hash(saved)
+    if recorded != config_hash(config):
         keys = differing_keys(_read_config(run_dir), config)
         named = f" ({', '.join(keys[:8])}{', ...' if len(keys) > 8 else ''})" if keys else ""
         raise UserError(f"hydra.run.dir: {run_dir} holds a run with another config{named}; resume it with the same "
@@ -140,9 +143,9 @@ class Status:
     def __init__(self, run_dir: Path, config: dict[str, Any]) -> None:
         self.path, self.hash, self.started = run_dir / "status.json", config_hash(config), _now()
         self.stage: str | None = None
-        previous = read_status(run_dir)
-        if previous is not None:
-            self.started = previous.get("started", self.started)
+        started = (read_status(run_dir) or {}).get("started")
+        if isinstance(started, str):  # a previous attempt's; anything else in a damaged file is dropped
+            self.started = started
 
     def set(self, status: str, stage: str | None = None, error: str | None = None, **extra: Any) -> None:
         """`stage` defaults to the last one set, so a failure or interrupt says where it happened."""

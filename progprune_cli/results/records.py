@@ -1,0 +1,107 @@
+"""What a run or sweep folder recorded of its command line, read as data: .hydra/overrides.yaml, a sweep's
+multirun.yaml and the job list Hydra's basic sweeper made from it."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from progprune_cli.errors import UserError
+
+MAX_BYTES = 1 << 20  # an overrides list is a few hundred bytes; multirun.yaml a few KB
+OVERRIDES = (".hydra", "overrides.yaml")
+MULTIRUN = "multirun.yaml"
+# The one job-folder pattern whose numbering is known here: conf/config.yaml's, job i in SWEEP_DIR/i.
+JOB_SUBDIR = "${hydra.job.num}"
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def read_record(folder: Path, *parts: str) -> Any:
+    """`folder/parts...` as plain YAML data; FileNotFoundError when absent. A symbolic link anywhere below
+    `folder` is refused, never followed, and so is a file over MAX_BYTES or anything but a plain file."""
+    path = folder.joinpath(*parts)
+    for inner in [folder.joinpath(*parts[:i]) for i in range(1, len(parts))]:
+        if inner.is_symlink():
+            raise UserError(f"{inner}: a symbolic link; refused (a link in a run folder is never followed)")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise UserError(f"{path}: a symbolic link; refused (a link in a run folder is never followed)") from None
+        raise UserError(f"{path}: unreadable ({error.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise UserError(f"{path}: not a plain file; refused")
+        data = handle.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise UserError(f"{path}: larger than {MAX_BYTES // (1 << 20)} MiB; refused")
+    try:
+        return yaml.safe_load(data.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError):
+        raise UserError(f"{path}: not readable YAML; refused") from None
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def saved_overrides(run_dir: Path) -> list[str]:
+    """The task overrides a run was started with (.hydra/overrides.yaml, as Hydra wrote it)."""
+    try:
+        overrides = read_record(run_dir, *OVERRIDES)
+    except FileNotFoundError:
+        raise UserError(f"{run_dir}: no readable .hydra/overrides.yaml; it cannot be resumed") from None
+    if not _strings(overrides):
+        raise UserError(f"{run_dir.joinpath(*OVERRIDES)}: not a list of overrides; it cannot be resumed")
+    return overrides
+
+
+def _get(doc: Any, *keys: str) -> Any:
+    for key in keys:
+        doc = doc.get(key) if isinstance(doc, dict) else None
+    return doc
+
+
+def sweep_task(sweep_dir: Path) -> list[str] | None:
+    """The task overrides (sweep values included) a sweep was started with, from multirun.yaml's
+    hydra.overrides.task (nothing else of the file is used); None when the folder has no multirun.yaml."""
+    try:
+        doc = read_record(sweep_dir, MULTIRUN)
+    except FileNotFoundError:
+        return None
+    path = sweep_dir / MULTIRUN
+    task = _get(doc, "hydra", "overrides", "task")
+    if not _strings(task):
+        raise UserError(f"{path}: hydra.overrides.task is not a list of overrides; refused")
+    subdir = _get(doc, "hydra", "sweep", "subdir")
+    if subdir != JOB_SUBDIR:
+        raise UserError(f"{path}: hydra.sweep.subdir is {subdir!r}; only {JOB_SUBDIR!r} (job i in SWEEP_DIR/i) "
+                        "tells which folder is which job; refused")
+    sweeper = _get(doc, "hydra", "sweeper")
+    if _get(sweeper, "_target_") not in (None, BASIC_SWEEPER) or _get(sweeper, "params"):
+        raise UserError(f"{path}: hydra.sweeper is not Hydra's basic sweeper without params, whose job list is "
+                        "known; refused")
+    return task
+
+
+def sweep_jobs(task: list[str], source: Path) -> list[list[str]]:
+    """Each job's overrides, in the order (and so the numbering) Hydra's basic sweeper gives them; `source` names
+    the file `task` came from in an error."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(task)
+        batches = BasicSweeper.split_arguments(parsed, None)
+    except HydraException as error:
+        first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise UserError(f"{source}: hydra.overrides.task cannot be expanded into jobs ({first})") from None
+    return [job for batch in batches for job in batch]
