@@ -139,13 +139,13 @@ def read_bytes(path: str | Path, limit: int, within: str | Path | None = None) -
         if not stat.S_ISREG(info.st_mode):  # swapped for something else since the stat
             raise Unreadable(path, f"not a regular file ({_kind(info.st_mode)})")
         if info.st_size > limit:
-            raise Unreadable(path, f"{info.st_size} bytes, over the {_size(limit)} limit")
+            raise Unreadable(path, f"{info.st_size} bytes, over the limit of {_size(limit)}")
         parts, total, want = [], 0, info.st_size + 1  # one read, then one that finds the end
         while chunk := os.read(fd, want):
             parts.append(chunk)
             total += len(chunk)
             if total > limit:  # grew since the fstat
-                raise Unreadable(path, f"over the {_size(limit)} limit")
+                raise Unreadable(path, f"over the limit of {_size(limit)}")
             want = min(limit + 1 - total, MiB)
         return b"".join(parts)
     except OSError as error:
