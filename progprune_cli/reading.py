@@ -8,7 +8,7 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any, Collection, Sequence
 
 import yaml
 from yaml.composer import Composer
@@ -86,7 +86,7 @@ def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
-def _open_at(name: str, directory: int | None, shown: Path, folder: bool = False) -> int:
+def _open_at(name: str, directory: int | None, shown: str, folder: bool = False) -> int:
     """Opens one component without following a link; a special file is refused before it is opened."""
     try:
         mode = os.stat(name, dir_fd=directory, follow_symlinks=False).st_mode
@@ -103,12 +103,17 @@ def _open_at(name: str, directory: int | None, shown: Path, folder: bool = False
         raise Unreadable(shown, f"cannot be opened ({error.strerror})") from None
 
 
-def _open(path: Path, within: Path | None) -> int:
-    """Every component of `path` below `within` (only its last one when `within` is None) is opened with
-    O_NOFOLLOW; FileNotFoundError when a component is missing."""
-    if within is None:
-        return _open_at(str(path), None, path)
-    parts = path.relative_to(within).parts
+def _open(name: str, within: str | None) -> int:
+    """Every component of `name` below `within` (only its last one when `within` is None) is opened with
+    O_NOFOLLOW; FileNotFoundError when a component is missing. Paths stay strings here: this runs for every file
+    of every folder `compare` reads."""
+    if within is None or os.path.dirname(name) == within:  # a file of the folder itself: only its name can be a link
+        return _open_at(name, None, name)
+    head = within.rstrip(os.sep) + os.sep
+    if name.startswith(head):  # string work: pathlib's relative_to costs more than the reads themselves
+        parts: Sequence[str] = [part for part in name[len(head):].split(os.sep) if part]
+    else:
+        parts = Path(name).relative_to(within).parts
     try:
         directory = os.open(within, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the folder asked for: trusted
     except FileNotFoundError:
@@ -117,10 +122,10 @@ def _open(path: Path, within: Path | None) -> int:
         raise Unreadable(within, f"cannot be opened ({error.strerror})") from None
     try:
         for i, part in enumerate(parts[:-1]):
-            below = _open_at(part, directory, within.joinpath(*parts[: i + 1]), folder=True)
+            below = _open_at(part, directory, head + os.sep.join(parts[: i + 1]), folder=True)
             os.close(directory)
             directory = below
-        return _open_at(parts[-1], directory, path)
+        return _open_at(parts[-1], directory, name)
     finally:
         os.close(directory)
 
@@ -132,29 +137,29 @@ def _size(n: int) -> str:
 def read_bytes(path: str | Path, limit: int, within: str | Path | None = None) -> bytes:
     """At most `limit` bytes of a regular file, never through a symlink (none below `within` either); Unreadable
     otherwise, FileNotFoundError when it is missing."""
-    path = Path(path)
-    fd = _open(path, None if within is None else Path(within))
+    name = os.fspath(path)
+    fd = _open(name, None if within is None else os.fspath(within))
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):  # swapped for something else since the stat
-            raise Unreadable(path, f"not a regular file ({_kind(info.st_mode)})")
+            raise Unreadable(name, f"not a regular file ({_kind(info.st_mode)})")
         if info.st_size > limit:
-            raise Unreadable(path, f"{info.st_size} bytes, over the limit of {_size(limit)}")
+            raise Unreadable(name, f"{info.st_size} bytes, over the limit of {_size(limit)}")
         parts, total, want = [], 0, info.st_size + 1  # one read, then one that finds the end
         while chunk := os.read(fd, want):
             parts.append(chunk)
             total += len(chunk)
             if total > limit:  # grew since the fstat
-                raise Unreadable(path, f"over the limit of {_size(limit)}")
+                raise Unreadable(name, f"over the limit of {_size(limit)}")
             want = min(limit + 1 - total, MiB)
         return b"".join(parts)
     except OSError as error:
-        raise Unreadable(path, f"cannot be read ({error.strerror})") from None
+        raise Unreadable(name, f"cannot be read ({error.strerror})") from None
     finally:
         os.close(fd)
 
 
-def _decode(path: Path, limit: int, within: str | Path | None) -> str:
+def _decode(path: str | Path, limit: int, within: str | Path | None) -> str:
     data = read_bytes(path, limit, within)
     try:
         return data.decode("utf-8")
@@ -164,26 +169,27 @@ def _decode(path: Path, limit: int, within: str | Path | None) -> str:
 
 def read_text(path: str | Path, limit: int, within: str | Path | None = None) -> str:
     """UTF-8 text, read as read_bytes does, with control characters other than tab and newline replaced."""
-    return clean_text(_decode(Path(path), limit, within), lines=True)
+    return clean_text(_decode(path, limit, within), lines=True)
 
 
-def _check_depth(value: Any, max_depth: int, path: Path) -> None:
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-        for child in children:
-            if isinstance(child, (dict, list)):
-                if depth >= max_depth:
-                    raise Unreadable(path, f"nested deeper than {max_depth} levels")
-                stack.append((child, depth + 1))
+def _deeper(node: dict[Any, Any] | list[Any], levels: int) -> bool:
+    """Whether a dict or list nests more than `levels` below `node`; recursion stops there."""
+    for child in node.values() if type(node) is dict else node:
+        if type(child) is dict or type(child) is list:
+            if levels == 0 or _deeper(child, levels - 1):
+                return True
+    return False
+
+
+def _check_depth(value: Any, max_depth: int, path: str | Path) -> None:
+    if (type(value) is dict or type(value) is list) and _deeper(value, max_depth - 1):
+        raise Unreadable(path, f"nested deeper than {max_depth} levels")
 
 
 def read_json(path: str | Path, limit: int = JSON_LIMIT, max_depth: int = MAX_DEPTH,
               within: str | Path | None = None, lines: Collection[str] = ()) -> Any:
     """A JSON document read as read_bytes does, nested at most `max_depth` deep, its strings clean()ed (`lines`:
     top-level keys holding multi-line text). A syntax error is Unreadable with `line` set."""
-    path = Path(path)
     text = _decode(path, limit, within)
     try:
         doc = json.loads(text)
@@ -195,7 +201,10 @@ def read_json(path: str | Path, limit: int = JSON_LIMIT, max_depth: int = MAX_DE
     except ValueError as error:  # e.g. an integer of more than sys.get_int_max_str_digits() digits
         raise Unreadable(path, f"not valid JSON ({error})") from None
     _check_depth(doc, max_depth, path)
-    return clean(doc, lines)
+    # A JSON string holds a control character only as an escape (json.loads refuses a raw one) or, raw, as DEL or
+    # outside ASCII: ASCII text with no backslash and no DEL needs no clean(). progprune writes results.json that way
+    # (json.dumps escapes non-ASCII), so walking every string is saved where `compare` reads hundreds of them.
+    return doc if text.isascii() and "\\" not in text and "\x7f" not in text else clean(doc, lines)
 
 
 class _Composer(Composer):
@@ -220,6 +229,9 @@ class _Composer(Composer):
             self.depth -= nested
 
 
+# libyaml from 0.2.5 on refuses nesting deeper than 1000 (flow and block) before its recursive C composer could
+# overflow the stack; PyYAML's wheels bundle it.
+_LIBYAML_NESTS = yaml.__with_libyaml__ and yaml._yaml.get_version() >= (0, 2, 5)  # type: ignore[attr-defined]
 if yaml.__with_libyaml__:
     from yaml.cyaml import CParser
 
@@ -239,10 +251,11 @@ else:  # pragma: no cover - PyYAML built without libyaml
 def read_yaml(path: str | Path, limit: int = YAML_LIMIT, within: str | Path | None = None) -> Any:
     """A YAML document read as read_bytes does, with safe types only, no anchor or alias, nested at most MAX_DEPTH
     deep, its strings clean()ed; any error is Unreadable."""
-    path = Path(path)
     text = _decode(path, limit, within)
+    # Without '&' and '*' a document holds no anchor and no alias: libyaml's own safe loader, all in C, may read it.
+    loader = yaml.CSafeLoader if _LIBYAML_NESTS and "&" not in text and "*" not in text else _Loader
     try:
-        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeConstructor loader
+        doc = yaml.load(text, Loader=loader)  # noqa: S506 - both build safe types only
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f" at line {mark.line + 1}" if mark is not None else ""
