@@ -207,6 +207,10 @@ def read_json(path: str | Path, limit: int = JSON_LIMIT, max_depth: int = MAX_DE
     return doc if text.isascii() and "\\" not in text and "\x7f" not in text else clean(doc, lines)
 
 
+class _Refused(yaml.YAMLError):
+    """What the composer below refuses; its message is the reason as it is."""
+
+
 class _Composer(Composer):
     """Refuses anchors and aliases (a "billion laughs" document expands exponentially through them; progprune never
     writes one) and nesting deeper than MAX_DEPTH, before anything is built."""
@@ -217,13 +221,13 @@ class _Composer(Composer):
         event = self.peek_event()
         if isinstance(event, AliasEvent) or getattr(event, "anchor", None) is not None:
             sign = "*" if isinstance(event, AliasEvent) else "&"
-            raise yaml.YAMLError(f"YAML {'alias' if sign == '*' else 'anchor'} {sign}{event.anchor} at line "
+            raise _Refused(f"YAML {'alias' if sign == '*' else 'anchor'} {sign}{event.anchor} at line "
                                  f"{event.start_mark.line + 1}: {_REFUSED}")
         nested = isinstance(event, CollectionStartEvent)
         self.depth += nested
         try:
             if self.depth > MAX_DEPTH:
-                raise yaml.YAMLError(f"nested deeper than {MAX_DEPTH} levels")
+                raise _Refused(f"nested deeper than {MAX_DEPTH} levels")
             return super().compose_node(parent, index)
         finally:
             self.depth -= nested
@@ -261,8 +265,10 @@ def read_yaml(path: str | Path, limit: int = YAML_LIMIT, within: str | Path | No
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise Unreadable(path, f"not valid YAML ({error.problem or error.context}{where})",
                          line=mark.line + 1 if mark is not None else None) from None
-    except yaml.YAMLError as error:
+    except _Refused as error:
         raise Unreadable(path, str(error)) from None
+    except yaml.YAMLError as error:  # e.g. a raw control character (the reader's): its first line says which
+        raise Unreadable(path, f"not valid YAML ({str(error).splitlines()[0]})") from None
     except RecursionError:
         raise Unreadable(path, f"nested deeper than {MAX_DEPTH} levels") from None
     except (ValueError, TypeError, OverflowError) as error:  # a constructor's: a huge int, a bad timestamp ...

@@ -290,3 +290,61 @@ def test_read_json_and_read_yaml_return_clean_strings(tmp_path: Path) -> None:
     assert reading.read_yaml(tmp_path / "o.yaml") == [f"seed={SHOWN}"]
     (tmp_path / "t.txt").write_bytes(b"# a\x1b[1m\r\n# b\tc\n")
     assert reading.read_text(tmp_path / "t.txt", 100) == "# a\ufffd[1m\n# b\tc\n"
+
+
+def test_fast_paths_read_what_the_checked_paths_read(tmp_path: Path) -> None:
+    """'&' or '*' in a YAML text sends it through the composer that refuses anchors (values are still read); JSON
+    that is not plain ASCII without escapes is cleaned."""
+    values = {"overrides": ["data=*.png", "note=a & b"], "layers": {"conv1": 0.5}}
+    (tmp_path / "o.yaml").write_text(yaml.safe_dump(values))
+    assert reading.read_yaml(tmp_path / "o.yaml") == values
+    for ensure_ascii in (True, False):
+        (tmp_path / "r.json").write_text(json.dumps({"ü\u202e": "x\x7f\u2066y"}, ensure_ascii=ensure_ascii))
+        assert reading.read_json(tmp_path / "r.json") == {"ü\ufffd": "x\ufffd\ufffdy"}
+
+
+def test_metrics_csv_that_is_hostile_or_corrupt_gives_no_plot(tmp_path: Path) -> None:
+    from progprune_cli.report.plots import draw_plots, read_metrics
+
+    run = make_run(tmp_path / "run")
+    good = read_metrics(run / "metrics.csv")
+    assert len(good) == 5
+    damages = {"fifo": lambda p: (p.unlink(), os.mkfifo(p)),
+               "symlink": lambda p: (p.unlink(), p.symlink_to("/dev/zero")),
+               "other header": lambda p: p.write_text("a,b\n1,2\n"),
+               "a field over csv's limit": lambda p: p.write_text(p.read_text() + '"' + "x" * 200_000 + '"\n'),
+               "not a number": lambda p: p.write_text(p.read_text().replace("0.85", "high"))}
+    for why, damage in damages.items():
+        path = make_run(tmp_path / why) / "metrics.csv"
+        damage(path)
+        assert read_metrics(path) == [], why
+    assert draw_plots(tmp_path / "fifo") == ["plots/layer_sparsity.png"]  # results.json still draws its plot
+
+
+def test_sensitivity_files_are_read_safely(tmp_path: Path) -> None:
+    from progprune_cli.sensitivity.show import print_sensitivity
+    from progprune_cli.sensitivity.table import write_table
+
+    run = tmp_path / "sens"
+    run.mkdir()
+    row = {"unit": "conv1\x1b[2J", "level": 0.5, "val_accuracy": 0.9, "val_loss": 0.3, "params_removed": 10,
+           "macs_removed": 100}
+    write_table(run / "sensitivity.csv", [row])
+    (run / "layers.yaml").write_text(BOMB)
+    with pytest.raises(UserError) as caught:
+        print_sensitivity(run)
+    assert str(caught.value) == f"{run}/layers.yaml: YAML anchor &a at line 1: anchors and aliases are refused"
+    (run / "layers.yaml").write_text("# derived\x1b[31m\nconv1: 0.5\n")  # YAML itself allows no raw control
+    with pytest.raises(UserError) as caught:
+        print_sensitivity(run)
+    assert str(caught.value) == (f"{run}/layers.yaml: not valid YAML (unacceptable character #x001b: control "
+                                 "characters are not allowed)")
+    (run / "layers.yaml").write_text("# derived from sens\nconv1: 0.5\n")
+    done = progprune("report", str(run), cwd=tmp_path, timeout=TIMEOUT)
+    assert_clean(done)
+    assert done.returncode == 0 and "conv1\ufffd[2J" in done.stdout and "derived from sens" in done.stdout
+    (run / "sensitivity.csv").rename(tmp_path / "outside.csv")
+    (run / "sensitivity.csv").symlink_to(tmp_path / "outside.csv")
+    done = progprune("report", str(run), cwd=tmp_path, timeout=TIMEOUT)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"progprune report: error: {run}/sensitivity.csv: {SYMLINK}\n"
