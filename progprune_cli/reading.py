@@ -30,8 +30,8 @@ CSV_LIMIT = 64 * MiB
 MAX_DEPTH = 64
 
 _FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # O_NONBLOCK: opening a FIFO never waits
-_KINDS = ((stat.S_ISREG, "a file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+_KINDS = ((stat.S_ISREG, "a file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 _REFUSED = "anchors and aliases are refused"
 
 
@@ -220,9 +220,8 @@ class _Composer(Composer):
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
         if isinstance(event, AliasEvent) or getattr(event, "anchor", None) is not None:
-            sign = "*" if isinstance(event, AliasEvent) else "&"
-            raise _Refused(f"YAML {'alias' if sign == '*' else 'anchor'} {sign}{event.anchor} at line "
-                                 f"{event.start_mark.line + 1}: {_REFUSED}")
+            what = "alias *" if isinstance(event, AliasEvent) else "anchor &"
+            raise _Refused(f"YAML {what}{event.anchor} at line {event.start_mark.line + 1}: {_REFUSED}")
         nested = isinstance(event, CollectionStartEvent)
         self.depth += nested
         try:
