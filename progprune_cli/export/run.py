@@ -1,14 +1,13 @@
-"""A finished run folder seen from outside: its config (yaml.safe_load only), status and which models it saved."""
+"""A finished run folder seen from outside: its config and status (through progprune_cli.reading: safe YAML, no
+symlink) and which models it saved."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from progprune_cli import reading
 from progprune_cli.config import RunConfig, load_run_config
 from progprune_cli.errors import UserError
 
@@ -30,12 +29,12 @@ class RunFolder:
         config_path = path / ".hydra" / "config.yaml"
         if not path.is_dir():
             raise UserError(f"RUN_DIR: {run_dir} {'is not a folder' if path.exists() else 'does not exist'}")
-        if not config_path.is_file():
-            raise UserError(f"RUN_DIR: {run_dir} is not a run folder (no .hydra/config.yaml)")
         try:
-            config = yaml.safe_load(config_path.read_text())
-        except (yaml.YAMLError, OSError, UnicodeDecodeError) as error:
-            raise UserError(f"{config_path}: cannot read it as YAML ({' '.join(str(error).split())})") from None
+            config = reading.read_yaml(config_path, within=path)  # .hydra must not be a symlink either
+        except FileNotFoundError:
+            raise UserError(f"RUN_DIR: {run_dir} is not a run folder (no .hydra/config.yaml)") from None
+        except reading.Unreadable as error:
+            raise UserError(str(error)) from None
         if not isinstance(config, dict):
             raise UserError(f"{config_path}: expected a mapping of config keys, found {type(config).__name__}")
         try:
@@ -50,18 +49,21 @@ class RunFolder:
         return self.path.resolve().name
 
     def status(self) -> dict[str, Any]:
-        path = self.path / "status.json"
+        """status.json's fields, {} when it is missing or not an object; one the readers refuse (not JSON, a symlink,
+        a FIFO, too big or deep) is a one-line UserError naming it."""
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            data = reading.read_json(self.path / "status.json", reading.STATUS_LIMIT)
+        except FileNotFoundError:
             return {}
+        except reading.Unreadable as error:
+            raise UserError(str(error)) from None
         return data if isinstance(data, dict) else {}
 
     def require_complete(self) -> None:
         """A run that has not finished may lack the model asked for, or hold one a resumed stage will replace."""
         status = self.status()
         state = status.get("status", "unknown (no readable status.json)")
-        if state == "complete" and (self.path / "results.json").is_file():
+        if state == "complete" and reading.is_file(self.path / "results.json"):
             return
         where = f" in stage {status['stage']}" if status.get("stage") else ""
         why = f": {status['error']}" if status.get("error") else ""

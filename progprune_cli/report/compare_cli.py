@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from progprune_cli.errors import UserError
+from progprune_cli.reading import clean_text
 from progprune_cli.report.compare import Table, compare_table, diff_table, headline, to_csv, to_markdown
 from progprune_cli.report.runs import RunRecord, find_runs, is_run_dir, is_sweep_dir, read_run, run_labels
 
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         table = _table(args)
     except UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {clean_text(str(exc))}", file=sys.stderr)  # it may name a path a glob found
         return 2
     if args.md or args.csv or args.json:
         sys.stdout.write((to_markdown if args.md else to_csv if args.csv else to_json)(table))

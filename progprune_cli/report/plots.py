@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-import json
+import io
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ matplotlib.use("Agg")  # headless: runs draw plots on servers and in CI, where n
 import matplotlib.pyplot as plt  # noqa: E402  (must follow the backend choice)
 from matplotlib.figure import Figure  # noqa: E402
 
+from progprune_cli import reading  # noqa: E402
 from progprune_cli.atomic import replace_atomically  # noqa: E402
 from progprune_cli.results.schema import TRAINING_STAGES, Results  # noqa: E402
 
@@ -23,17 +24,17 @@ SHADES = dict(zip(STAGES, ("#dbe9f6", "#fbe3d6", "#e2f0d9")))
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """metrics.csv rows with numbers parsed; an empty cell (a value that does not apply) becomes None."""
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    """metrics.csv rows with numbers parsed; an empty cell (a value that does not apply) becomes None. Read through
+    progprune_cli.reading (capped size, no symlink or FIFO); a missing or corrupt file gives no rows (no plot)."""
     numeric = ("epoch", "iteration", "val_acc", "target_sparsity", "achieved_sparsity")
     try:
+        rows = list(csv.DictReader(io.StringIO(reading.read_text(path, reading.CSV_LIMIT), newline="")))
         for row in rows:
+            if not isinstance(row.get("stage"), str) or not isinstance(row.get("event"), str):
+                return []  # another header, or a short row: not this file's columns
             for key in numeric:
                 row[key] = float(row[key]) if row.get(key) not in (None, "") else None
-    except ValueError:
+    except (FileNotFoundError, reading.Unreadable, csv.Error, TypeError, ValueError):
         return []  # a corrupt file: skip the plot rather than draw a wrong one
     return [r for r in rows if r["iteration"] is not None]
 
@@ -112,8 +113,8 @@ def draw_layer_sparsity(results: Results, path: Path) -> bool:
 def read_results(path: Path) -> Results:
     """results.json as a record; an empty one when it is missing, unreadable or of another schema (no plot)."""
     try:
-        return Results.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError):  # SchemaError and JSONDecodeError are ValueErrors
+        return Results.from_json(reading.read_json(path))
+    except (OSError, ValueError):  # SchemaError and reading.Unreadable are ValueErrors
         return Results()
 
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from progprune_cli import reading
 from progprune_cli.errors import UserError
 from progprune_cli.report.console import print_summary
 from progprune_cli.report.markdown import render_markdown
-from progprune_cli.report.runs import process_gone
+from progprune_cli.report.runs import check_status, process_gone
 from progprune_cli.results.schema import SCHEMA_VERSION, Results, SchemaError, UnknownVersion
 
 PROG = "progprune report"
@@ -28,16 +29,26 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path, limit: int = reading.JSON_LIMIT, lines: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A JSON object through progprune_cli.reading (no symlink, capped size and depth, control characters
+    replaced); anything else is a one-line UserError naming the file."""
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: cannot read ({err})") from None
+        data = reading.read_json(path, limit, lines=lines)
+    except FileNotFoundError:
+        raise UserError(f"{path}: cannot read (no such file)") from None
+    except reading.Unreadable as err:
+        raise UserError(str(err)) from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object, found {type(data).__name__}")
     return data
+
+
+def read_status(path: Path) -> dict[str, Any]:
+    status = read_json(path, reading.STATUS_LIMIT, lines=("error",))
+    why = check_status(status)
+    if why:
+        raise UserError(f"{path}: {why}")
+    return status
 
 
 def status_line(shown: str, status: dict[str, Any]) -> str:
@@ -57,21 +68,22 @@ def status_line(shown: str, status: dict[str, Any]) -> str:
 
 def plot_paths(run_dir: Path) -> list[str]:
     """PNGs already drawn under plots/, relative to the run folder so the links survive a copy."""
-    found = sorted(p.relative_to(run_dir).as_posix() for p in (run_dir / "plots").glob("*.png"))
+    found = sorted(reading.clean_text(p.relative_to(run_dir).as_posix()) for p in (run_dir / "plots").glob("*.png"))
     return sorted(found, key=lambda p: p != "plots/progress.png")  # the run's story first, as draw_plots orders
 
 
 def show(shown: str, md: bool, verbose: bool) -> int:
-    run_dir = Path(shown)
-    if (run_dir / "sensitivity.csv").is_file():  # a `progprune sensitivity` folder: its table and budget
+    run_dir, shown = Path(shown), reading.clean_text(shown)  # a glob may have expanded to any folder name
+    # lexists, not is_file: a symlink or a FIFO in the folder is read, and refused in one line, not taken as missing.
+    if os.path.lexists(run_dir / "sensitivity.csv"):  # a `progprune sensitivity` folder: its table and budget
         from progprune_cli.sensitivity.show import print_sensitivity
 
         return print_sensitivity(run_dir)
     results_path, status_path = run_dir / "results.json", run_dir / "status.json"
-    if not run_dir.is_dir() or not (results_path.is_file() or status_path.is_file()):
+    if not run_dir.is_dir() or not (os.path.lexists(results_path) or os.path.lexists(status_path)):
         raise UserError(f"RUN_DIR: {shown} is not a run folder (no status.json or results.json)")
-    if not results_path.is_file():
-        print(status_line(shown, read_json(status_path)))
+    if not os.path.lexists(results_path):
+        print(status_line(shown, read_status(status_path)))
         return 1
     try:
         results = Results.from_json(read_json(results_path))
@@ -98,5 +110,5 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return show(args.run_dir, args.md, args.verbose)
     except UserError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        print(f"{PROG}: error: {reading.clean_text(str(err))}", file=sys.stderr)
         return 2

@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 import glob
-import json
 import os
 import socket
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from progprune_cli import reading
 from progprune_cli.errors import UserError
+from progprune_cli.reading import Unreadable
 from progprune_cli.results.schema import STATUSES, Results, SchemaError
 
-# The C loader is ~10x faster; it matters when a sweep holds hundreds of runs.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Files only a run folder holds; any one of them is enough, so a half-written run is still found.
 _RUN_MARKERS = ("status.json", "results.json", ".hydra", "metrics.csv")
 # Besides status.json's STATUSES a reader shows four: "killed" (says running, but its process is gone from this
 # host), "incomplete" (says complete, no results.json), "corrupt" (results.json unreadable or not this schema) and
-# "unknown" (neither file readable).
+# "unknown" (neither file readable). A file the readers refuse (progprune_cli.reading) shows as "unreadable: ..." in
+# the error column.
+PID_MAX = 2**31 - 1  # pid_t is a 32-bit int; os.kill raises OverflowError above it
+_STATUS_TEXTS = ("stage", "error", "updated", "host")
 
 
 @dataclass
@@ -40,7 +41,8 @@ class RunRecord:
 
 
 def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and any((path / marker).exists() for marker in _RUN_MARKERS)
+    # lexists: a folder whose marker is a symlink is still a run folder, shown as unreadable rather than skipped.
+    return path.is_dir() and any(os.path.lexists(path / marker) for marker in _RUN_MARKERS)
 
 
 def _natural_key(path: Path) -> list[Any]:
@@ -97,9 +99,9 @@ def run_labels(paths: list[Path]) -> list[str]:
     """Each path relative to the folder all runs share, so a sweep's rows read 0, 1, 2 ..."""
     absolute = [os.path.abspath(p) for p in paths]
     if len(absolute) == 1:
-        return [Path(absolute[0]).name]
+        return [reading.clean_text(Path(absolute[0]).name)]
     common = os.path.commonpath(absolute)
-    return [os.path.relpath(p, common) for p in absolute]
+    return [reading.clean_text(os.path.relpath(p, common)) for p in absolute]  # folder names are data too
 
 
 def flatten(tree: Any, prefix: str = "", keep_lists: bool = True) -> dict[str, Any]:
@@ -112,54 +114,88 @@ def flatten(tree: Any, prefix: str = "", keep_lists: bool = True) -> dict[str, A
     return flat
 
 
-def _read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
+def unreadable(error: Unreadable, run: Path) -> str:
+    """The error column's text for a file the readers refuse: `unreadable: <file in the run folder>: <why>`."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        name = error.path.relative_to(run).as_posix()
+    except ValueError:
+        name = error.path.name
+    return f"unreadable: {reading.clean_text(name)}: {error.why}"
+
+
+def _read_json(run: Path, name: str, problems: list[str], limit: int = reading.JSON_LIMIT,
+               lines: Collection[str] = ()) -> dict[str, Any] | None:
+    try:
+        doc = reading.read_json(run / name, limit, within=run, lines=lines)
     except FileNotFoundError:
         return None
-    except json.JSONDecodeError as exc:
-        problems.append(f"{path.name}: corrupt JSON (line {exc.lineno})")
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(f"{path.name}: unreadable ({exc.__class__.__name__})")
+    except Unreadable as exc:
+        problems.append(f"{name}: corrupt JSON (line {exc.line})" if exc.line else unreadable(exc, run))
         return None
     if not isinstance(doc, dict):
-        problems.append(f"{path.name}: not a JSON object")
+        problems.append(f"{name}: not a JSON object")
         return None
     return doc
 
 
-def _read_yaml(path: Path, problems: list[str]) -> Any:
+def _read_yaml(run: Path, name: str, problems: list[str]) -> Any:
     try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
+        return reading.read_yaml(run / name, within=run)
     except FileNotFoundError:
-        problems.append(f"{path.parent.name}/{path.name} missing")
-    except (yaml.YAMLError, OSError, UnicodeDecodeError):
-        problems.append(f"{path.parent.name}/{path.name}: unreadable YAML")
+        problems.append(f"{name} missing")
+    except Unreadable as exc:
+        problems.append(unreadable(exc, run))
     return None
 
 
-def _read_results(path: Path, problems: list[str]) -> Results | None:
-    doc = _read_json(path, problems)
+def _read_results(run: Path, problems: list[str]) -> Results | None:
+    doc = _read_json(run, "results.json", problems)
     if doc is None:
         return None
     try:
         return Results.from_json(doc)
     except SchemaError as exc:
-        problems.append(f"{path.name}: {exc}")
+        problems.append(f"results.json: {exc}")
         return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def check_status(status_doc: dict[str, Any]) -> str | None:
+    """Why status.json's fields cannot be trusted, in one line, or None: its pid must be a process id and its
+    stage, error, updated and host text (as the runner writes them)."""
+    pid = status_doc.get("pid")
+    if pid is not None and (type(pid) is not int or not 1 <= pid <= PID_MAX):
+        return f"pid {_short(pid)} is not a process id (1 to {PID_MAX})"
+    for key in _STATUS_TEXTS:
+        if status_doc.get(key) is not None and not isinstance(status_doc[key], str):
+            return f"{key} {_short(status_doc[key])} is not text"
+    return None
+
+
+def read_status(run: Path, problems: list[str]) -> dict[str, Any] | None:
+    """status.json's fields (its `error` may hold several lines), or None with the reason added to `problems`."""
+    doc = _read_json(run, "status.json", problems, reading.STATUS_LIMIT, lines=("error",))
+    why = check_status(doc) if doc is not None else None
+    if why:
+        problems.append(f"unreadable: status.json: {why}")
+        return None
+    return doc
 
 
 def process_gone(status_doc: dict[str, Any]) -> bool:
     """True when status.json names a process on this host that no longer exists (another host: unknown)."""
     pid, host = status_doc.get("pid"), status_doc.get("host")
-    if not isinstance(pid, int) or host != socket.gethostname():
+    if type(pid) is not int or not 1 <= pid <= PID_MAX or not isinstance(host, str) or host != socket.gethostname():
         return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    except PermissionError:  # alive, owned by someone else
+    except (OSError, OverflowError):  # PermissionError: alive, owned by someone else
         return False
     return False
 
@@ -169,7 +205,7 @@ def _status(status_doc: dict[str, Any] | None, results: Results | None,
     status = (status_doc or {}).get("status")
     if status not in STATUSES:
         if status_doc is not None:
-            problems.append(f"status.json: unknown status {status!r}")
+            problems.append(f"status.json: unknown status {_short(status)}")
         status = results.status if results is not None else None
         status = status if status in STATUSES else "unknown"
     if status == "running" and process_gone(status_doc or {}):
@@ -185,15 +221,15 @@ def _status(status_doc: dict[str, Any] | None, results: Results | None,
     return status
 
 
-def _read_hydra(hydra: Path, results: Results | None,
+def _read_hydra(run: Path, results: Results | None,
                 problems: list[str]) -> tuple[dict[str, Any], list[str]]:
     # results.json holds the resolved config; .hydra/config.yaml may still hold ${...} interpolations.
     config: Any = results.config if results is not None and results.config else None
     overrides = None
-    if hydra.is_dir():
+    if os.path.lexists(run / ".hydra"):  # a symlinked .hydra is read (and refused) rather than called missing
         if not isinstance(config, dict):
-            config = _read_yaml(hydra / "config.yaml", problems)
-        overrides = _read_yaml(hydra / "overrides.yaml", problems)
+            config = _read_yaml(run, ".hydra/config.yaml", problems)
+        overrides = _read_yaml(run, ".hydra/overrides.yaml", problems)
     elif results is None:
         problems.append(".hydra missing")
     if not isinstance(overrides, list):
@@ -204,12 +240,12 @@ def _read_hydra(hydra: Path, results: Results | None,
 def read_run(path: Path) -> RunRecord:
     """Read status.json, results.json and .hydra/ of one run; every problem becomes text in `error`."""
     problems: list[str] = []
-    status_doc = _read_json(path / "status.json", problems)
-    if status_doc is None and not (path / "status.json").exists():
+    status_doc = read_status(path, problems)
+    if status_doc is None and not os.path.lexists(path / "status.json"):
         problems.append("status.json missing")
-    results = _read_results(path / "results.json", problems)
-    status = _status(status_doc, results, (path / "results.json").exists(), problems)
-    config, overrides = _read_hydra(path / ".hydra", results, problems)
+    results = _read_results(path, problems)
+    status = _status(status_doc, results, os.path.lexists(path / "results.json"), problems)
+    config, overrides = _read_hydra(path, results, problems)
     figures: dict[str, Any] = {}
     if results is not None:
         doc = results.to_json()
@@ -220,4 +256,4 @@ def read_run(path: Path) -> RunRecord:
     if run_error:
         problems.insert(0, run_error.splitlines()[0])  # a traceback's first line; run.log has the rest
     return RunRecord(path=path, status=status, overrides=overrides, config=config,
-                     results=figures, error="; ".join(problems) or None, document=results)
+                     results=figures, error="; ".join(dict.fromkeys(problems)) or None, document=results)

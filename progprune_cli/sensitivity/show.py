@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from progprune_cli import reading
 from progprune_cli.errors import UserError
 from progprune_cli.sensitivity.table import read_table
 
 
 def is_sensitivity_folder(run_dir: Path) -> bool:
-    return (run_dir / "sensitivity.csv").is_file()
+    return os.path.lexists(run_dir / "sensitivity.csv")  # a symlink too: read, and refused in one line
 
 
 def print_sensitivity(run_dir: Path, console: Console | None = None) -> int:
@@ -27,7 +28,7 @@ def print_sensitivity(run_dir: Path, console: Console | None = None) -> int:
         console = Console()
         # Piped output: wide tables rather than cells wrapped at rich's 80-column default.
         console = console if console.is_terminal else Console(width=150)
-    console.print(Text(f"progprune sensitivity {run_dir.name}", style="bold"))
+    console.print(Text(f"progprune sensitivity {reading.clean_text(run_dir.name)}", style="bold"))
     for line in header:
         console.print(Text(line))
     console.print(Text("val accuracy with one unit pruned alone (no retraining), most sensitive first; budget: "
@@ -54,14 +55,15 @@ def _table(rows: list[dict[str, Any]], budget: dict[str, float]) -> Table:
 
 
 def _layers(path: Path) -> tuple[list[str], dict[str, float]]:
-    """layers.yaml's comment lines and its mapping; nothing when it is not written yet."""
-    if not path.is_file():
-        return [f"{path.name}: not written yet (the analysis has not finished)"], {}
+    """layers.yaml's comment lines and its mapping (progprune_cli.reading: safe YAML, no symlink); nothing when it
+    is not written yet."""
     try:
-        text = path.read_text()
-        budget = yaml.safe_load(text) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise UserError(f"{path}: cannot read it ({str(error).splitlines()[0]})") from None
+        text = reading.read_text(path, reading.YAML_LIMIT)
+        budget = reading.read_yaml(path) or {}
+    except FileNotFoundError:
+        return [f"{path.name}: not written yet (the analysis has not finished)"], {}
+    except reading.Unreadable as error:
+        raise UserError(str(error)) from None
     if not isinstance(budget, dict):
         raise UserError(f"{path}: expected a mapping of unit: sparsity, found {type(budget).__name__}")
     header = [line[1:].strip() for line in text.splitlines() if line.startswith("#")]
