@@ -3,15 +3,11 @@ multirun.yaml and the job list Hydra's basic sweeper made from it."""
 
 from __future__ import annotations
 
-import errno
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from progprune_cli.errors import UserError
+from progprune_cli.reading import Unreadable, read_yaml
 
 MAX_BYTES = 1 << 20  # an overrides list is a few hundred bytes; multirun.yaml a few KB
 OVERRIDES = (".hydra", "overrides.yaml")
@@ -22,30 +18,12 @@ BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
 def read_record(folder: Path, *parts: str) -> Any:
-    """`folder/parts...` as plain YAML data; FileNotFoundError when absent. A symbolic link anywhere below
-    `folder` is refused, never followed, and so is a file over MAX_BYTES or anything but a plain file."""
-    path = folder.joinpath(*parts)
-    for inner in [folder.joinpath(*parts[:i]) for i in range(1, len(parts))]:
-        if inner.is_symlink():
-            raise UserError(f"{inner}: a symbolic link; refused (a link in a run folder is never followed)")
+    """`folder/parts...` as plain YAML data (the one safe reader: no link below `folder` followed, a plain file of
+    at most MAX_BYTES, no anchor or alias); FileNotFoundError when absent, else a one-line UserError."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise UserError(f"{path}: a symbolic link; refused (a link in a run folder is never followed)") from None
-        raise UserError(f"{path}: unreadable ({error.strerror})") from None
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise UserError(f"{path}: not a plain file; refused")
-        data = handle.read(MAX_BYTES + 1)
-    if len(data) > MAX_BYTES:
-        raise UserError(f"{path}: larger than {MAX_BYTES // (1 << 20)} MiB; refused")
-    try:
-        return yaml.safe_load(data.decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError):
-        raise UserError(f"{path}: not readable YAML; refused") from None
+        return read_yaml(folder.joinpath(*parts), limit=MAX_BYTES, within=folder)
+    except Unreadable as error:
+        raise UserError(f"{error}; refused") from None
 
 
 def _strings(value: Any) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 from progprune_cli.atomic import open_nofollow, refuse_links, write_atomic
 from progprune_cli.errors import UserError
 from progprune_cli.filelock import Busy, FileLock
+from progprune_cli.reading import STATUS_LIMIT, read_json
 from progprune_cli.stages.signals import Interrupted
 
 # Sections that may change between an interrupted attempt and its resume without changing any result.
@@ -58,9 +59,10 @@ def differing_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:
+    """status.json as a dict, or None when it is missing or unreadable (never through a link, size-capped)."""
     try:
-        doc = json.loads((run_dir / "status.json").read_text())
-    except (OSError, ValueError):
+        doc = read_json(run_dir / "status.json", limit=STATUS_LIMIT)
+    except (OSError, ValueError):  # Unreadable is a ValueError
         return None
     return doc if isinstance(doc, dict) else None
 
@@ -97,7 +99,7 @@ def check_folder(run_dir: Path, config: dict[str, Any]) -> None:
 
 def _read_config(run_dir: Path) -> dict[str, Any]:
     try:
-        doc = json.loads((run_dir / CONFIG_FILE).read_text())
+        doc = read_json(run_dir / CONFIG_FILE)
     except (OSError, ValueError):
         return {}
     return doc if isinstance(doc, dict) else {}
