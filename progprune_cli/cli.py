@@ -119,10 +119,9 @@ def _follower_rank() -> bool:
 
 
 def _train(args: list[str]) -> int:
-    from progprune_cli.preflight import checked, normalize
+    from progprune_cli.preflight import checked
     from progprune_cli.results.status import check_folder
 
-    args = normalize(args)
     jobs = _preflight(args, checked)
     if jobs is None:
         return 2
@@ -137,7 +136,7 @@ def _train(args: list[str]) -> int:
 
 
 def _sensitivity(args: list[str]) -> int:
-    from progprune_cli.preflight import checked, normalize
+    from progprune_cli.preflight import checked
     from progprune_cli.sensitivity.checks import check_folder, require_strategy
 
     def check(overrides: list[str], multirun: bool) -> list[Any]:
@@ -145,7 +144,6 @@ def _sensitivity(args: list[str]) -> int:
         require_strategy([cfg for cfg, _ in jobs])
         return jobs
 
-    args = normalize(args)
     jobs = _preflight(args, check)
     if jobs is None:
         return 2

@@ -1,5 +1,13 @@
-"""The one exception type for bad user input: its message is the one line a user sees."""
+"""The one exception type for bad user input (its message is the one line a user sees), and the one way to make
+any error's text one line."""
 
 
 class UserError(Exception):
     """Bad input (config value, path, name); the CLI prints `progprune: error: <message>` and exits 2."""
+
+
+def first_line(error: BaseException | str) -> str:
+    """The first non-blank line of an error's text (or its type's name): what a one-line message quotes of it."""
+    text = error if isinstance(error, str) else str(error)
+    fallback = "no message" if isinstance(error, str) else type(error).__name__
+    return next((line.strip() for line in text.splitlines() if line.strip()), fallback)

@@ -14,11 +14,10 @@ from torch import nn
 from progprune_cli.data import DataSplits, build_data, steps_per_epoch
 from progprune_cli.optim.losses import LossFn, build_loss
 from progprune_cli.models import build_model
-from progprune_cli.optim.optimizers import check_optimizer
 from progprune_cli.pruning.schedules import Event, build_events
 from progprune_cli.pruning.strategies import Strategy, build_strategy
 from progprune_cli.config import RunConfig
-from progprune_cli.config.load import check_precision
+from progprune_cli.config.checks import check_precision
 from progprune_cli.distributed import World
 from progprune_cli.errors import UserError
 
@@ -86,7 +85,6 @@ def build_parts(cfg: RunConfig, world: World | None = None) -> Parts:
     device is the rank's own (`world.device`)."""
     device = world.device if world is not None and world.device is not None else resolve_device(cfg.device)
     check_precision(cfg.train.precision, device.type)
-    check_optimizer(cfg.optimizer)
     loss_fn = build_loss(cfg.train.loss, cfg.train.label_smoothing)
     strategy = None if cfg.strategy is None else build_strategy(cfg.strategy)
     data = build_data(cfg.dataset, cfg.seed)

@@ -5,16 +5,58 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+import yaml
+
+import progprune_cli.catalog  # noqa: F401  (the components' schemas)
+from progprune_cli.config.load import load_component
 
 PROGPRUNE = str(Path(sys.executable).parent / "progprune")
+CONF = Path(str(resources.files("progprune_cli.conf")))
 
 # The real conf/ shrunk: synthetic data, one epoch per stage, few timing repeats.
 TINY = ["dataset=synthetic", "train.epochs=1", "prune.epochs=2", "finetune.epochs=1",
         "evaluate.repeats=2", "evaluate.warmup=1"]
+
+
+def component(group: str, name: str, **values: Any) -> Any:
+    """A component's typed config as conf/<group>/<name>.yaml gives it, with `values` on top, checked as a run's
+    would be: what a test builds rather than writing a YAML's values again (an unknown name is the run's error)."""
+    path = CONF / group / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text()) if path.exists() else {"name": name}
+    data.pop("defaults", None)
+    return load_component(group, {**data, **values})
+
+
+def composed(*overrides: str) -> dict[str, Any]:
+    """The plain dict `progprune train OVERRIDES` hands to load_run_config: the real conf/ composed."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    with initialize_config_module(config_module="progprune_cli.conf", version_base="1.3"):
+        data = OmegaConf.to_container(compose(config_name="config", overrides=list(overrides)), resolve=True)
+    assert isinstance(data, dict)
+    data.pop("hydra", None)
+    return data
+
+
+def model_of(name: str, values: dict[str, Any], info: Any) -> Any:
+    """The model `name` built for data of shape `info`, with `values` on top of its YAML's."""
+    from progprune_cli.models import build_model
+
+    return build_model(component("model", name, **values), info)
+
+
+def dataset_splits(name: str, values: dict[str, Any], seed: int) -> Any:
+    """The splits the dataset `name` builds with `values` on top of its YAML's."""
+    from progprune_cli.data import build_data
+
+    return build_data(component("dataset", name, **values), seed)
 
 
 def progprune(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY, progprune
+from conftest import TINY, dataset_splits, progprune
 from progprune_cli.data import DATASETS
 from progprune_cli.errors import UserError
 from progprune_cli.export import load_model
@@ -62,11 +62,11 @@ def test_a_bad_dense_cache_entry_is_a_miss_trained_again_and_replaced(how: str, 
 
 def test_a_decode_cache_with_labels_past_the_classes_is_decoded_again(tmp_path: Path) -> None:
     write_mnist(tmp_path)
-    first = DATASETS.get("mnist")({"root": str(tmp_path)}, 0)
+    first = dataset_splits("mnist", {"root": str(tmp_path)}, 0)
     for path in (tmp_path / ".progprune").glob("*.pt"):
         data = torch.load(path, weights_only=True)
         torch.save({**data, "labels": data["labels"] + 100}, path)
-    again = DATASETS.get("mnist")({"root": str(tmp_path)}, 0)
+    again = dataset_splits("mnist", {"root": str(tmp_path)}, 0)
     assert torch.equal(again.train.labels, first.train.labels) and int(again.test.labels.max()) < 10
 
 

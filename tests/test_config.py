@@ -20,10 +20,13 @@ from progprune_cli.optim.optimizers import OPTIMIZERS, build_optimizer
 from progprune_cli.pruning.schedules import SCHEDULES
 from progprune_cli.pruning.strategies import STRATEGIES
 from progprune_cli.config import (
-    DatasetConfig, EvaluateConfig, ModelConfig, OptimizerConfig, RunConfig, ScheduleConfig, StageConfig,
-    StrategyConfig, load_run_config,
+    CheckpointConfig, EvaluateConfig, LRSchedulerConfig, RunConfig, ScheduleConfig, SensitivityConfig, StageConfig,
+    StrategyConfig, TrainConfig, load_run_config,
 )
-from progprune_cli.config.schema import TrainConfig
+from progprune_cli.data.digits import DigitsConfig
+from progprune_cli.models.two_conv_cnn import TwoConvCNNConfig
+from progprune_cli.optim.optimizers import AdamConfig, SGDConfig
+from progprune_cli.pruning.schedules.iterative import IterativeConfig
 from progprune_cli.errors import UserError
 from progprune_cli.preflight import check
 
@@ -64,17 +67,25 @@ def check_error(*overrides: str, multirun: bool = False) -> str:
 # --- composing the real conf/ ------------------------------------------------------------------------------------
 
 def test_defaults_are_a_dense_baseline() -> None:
+    """Every component is its registered schema's object, with the values its YAML (and config.yaml) give."""
+    constant = LRSchedulerConfig(name="constant", warmup_epochs=0, warmup_factor=0.1)
     assert load_run_config(composed()) == RunConfig(
         seed=0, device="auto",
-        dataset=DatasetConfig("digits", {"val_fraction": 0.15, "test_fraction": 0.15}),
-        model=ModelConfig("two_conv_cnn", {"channels": 32}),
-        optimizer=OptimizerConfig("adam", lr=0.001, options={"betas": [0.9, 0.999], "weight_decay": 0.0}),
+        dataset=DigitsConfig(name="digits", val_fraction=0.15, test_fraction=0.15),
+        model=TwoConvCNNConfig(name="two_conv_cnn", channels=32),
+        optimizer=AdamConfig(name="adam", lr=0.001, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.0, amsgrad=False),
         strategy=None,
-        schedule=ScheduleConfig("cubic"),
-        train=TrainConfig(epochs=10, batch_size=32, loss="cross_entropy", reuse=True),
-        prune=StageConfig(epochs=5, batch_size=32),
-        finetune=StageConfig(epochs=3, batch_size=32),
-        evaluate=EvaluateConfig(),
+        schedule=ScheduleConfig(name="cubic"),
+        train=TrainConfig(epochs=10, batch_size=32, lr=None, lr_scheduler=constant, loss="cross_entropy",
+                          label_smoothing=0.0, reuse=True, threads=None, precision="fp32", channels_last=False,
+                          compile=False),
+        prune=StageConfig(epochs=5, batch_size=32, lr=None, lr_scheduler=constant),
+        finetune=StageConfig(epochs=3, batch_size=32, lr=None, lr_scheduler=constant),
+        evaluate=EvaluateConfig(batch_size=256, latency_batch=1, warmup=3, repeats=10, min_repeats=5,
+                                target_spread=0.1, threads=1, dense_baseline=True, sparse_kernels=False,
+                                sparse_min_sparsity=0.9, timing_samples=256, backends=["torch"]),
+        checkpoint=CheckpointConfig(every_steps=None),
+        sensitivity=SensitivityConfig(levels=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], target=0.5),
     )
 
 
@@ -94,9 +105,10 @@ def test_tiny_overrides_reach_the_typed_config() -> None:
     cfg = load_run_config(composed("+strategy=weight", "strategy.scope=global", "strategy.exclude=[fc]",
                                    "+strategy.layers.conv1=0.3", "schedule=iterative", "train.epochs=1",
                                    "optimizer=sgd"))
-    assert cfg.strategy == StrategyConfig(name="weight", scope="global", exclude=("fc",), layers={"conv1": 0.3})
-    assert cfg.schedule == ScheduleConfig("iterative", options={"rate": 0.2, "rounds": None})
-    assert cfg.optimizer == OptimizerConfig("sgd", lr=0.05, options={"momentum": 0.9, "weight_decay": 0.0})
+    assert cfg.strategy == StrategyConfig(name="weight", scope="global", exclude=["fc"], layers={"conv1": 0.3})
+    assert cfg.schedule == IterativeConfig(name="iterative", rate=0.2, rounds=None)
+    assert cfg.optimizer == SGDConfig(name="sgd", lr=0.05, momentum=0.9, dampening=0.0, nesterov=False,
+                                      weight_decay=0.0)
     assert cfg.train.epochs == 1
 
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 import torchvision.datasets as tvd
 
-from progprune_cli.config import DatasetConfig
+from conftest import component, dataset_splits
 from progprune_cli.data import DATASETS, prepare_data
 from progprune_cli.data import fetch
 from progprune_cli.errors import UserError
@@ -67,7 +67,7 @@ def test_mnist_downloads_from_the_mirror_then_works_offline(tmp_path: Path, mirr
     monkeypatch.setattr(tvd.MNIST, "resources", [(n, md5(mirror.folder / n)) for n, _ in tvd.MNIST.resources])
     root = tmp_path / "data" / "mnist"
     options = {"root": str(root), "mean": [0.0], "std": [1.0]}
-    splits = DATASETS.get("mnist")(options, 0)
+    splits = dataset_splits("mnist", options, 0)
     raw = root / "MNIST" / "raw"
     assert sorted(p.name for p in raw.iterdir()) == sorted(
         [n for n, _ in tvd.MNIST.resources] + [n.removesuffix(".gz") for n, _ in tvd.MNIST.resources])
@@ -80,7 +80,7 @@ def test_mnist_downloads_from_the_mirror_then_works_offline(tmp_path: Path, mirr
     mirror.stop()
     for cache in (root / ".progprune").iterdir():
         cache.unlink()  # force a decode: the downloaded files themselves are reused, no network needed
-    again = DATASETS.get("mnist")(options, 0)
+    again = dataset_splits("mnist", options, 0)
     assert torch.equal(again.test.images, splits.test.images) and len(mirror.requests) == count
 
 
@@ -94,11 +94,11 @@ def test_cifar10_downloads_and_extracts_the_archive(tmp_path: Path, mirror: Mirr
     monkeypatch.setattr(tvd.CIFAR10, "url", mirror.url + "cifar-10-python.tar.gz")
     monkeypatch.setattr(tvd.CIFAR10, "tgz_md5", md5(archive))
     root = tmp_path / "cifar"
-    prepare_data(DatasetConfig("cifar10", {"root": str(root)}))  # download + decode, no splits
+    prepare_data(component("dataset", "cifar10", **{"root": str(root)}))  # download + decode, no splits
     assert (root / "cifar-10-batches-py" / "test_batch").is_file()
     assert len(list((root / ".progprune").glob("cifar10-*.pt"))) == 2
     mirror.stop()
-    splits = DATASETS.get("cifar10")({"root": str(root), "download": False}, 0)
+    splits = dataset_splits("cifar10", {"root": str(root), "download": False}, 0)
     assert torch.equal(splits.test.images.reshape(4, 3072), torch.from_numpy(batches["test_batch"]["data"]))
 
 
@@ -107,11 +107,11 @@ def test_svhn_downloads_both_mat_files(tmp_path: Path, mirror: Mirror, monkeypat
     monkeypatch.setattr(tvd.SVHN, "split_list", {split: [mirror.url + name, name, digest] for split, (_, name, digest)
                                                  in tvd.SVHN.split_list.items()})
     root = tmp_path / "svhn"
-    splits = DATASETS.get("svhn")({"root": str(root), "val_fraction": 0.2}, 0)
+    splits = dataset_splits("svhn", {"root": str(root), "val_fraction": 0.2}, 0)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (8, 2, 4)
     assert sorted(p.name for p in root.glob("*.mat")) == ["test_32x32.mat", "train_32x32.mat"]
     requests = len(mirror.requests)
-    DATASETS.get("svhn")({"root": str(root)}, 0)  # files present: nothing is fetched again
+    dataset_splits("svhn", {"root": str(root)}, 0)  # files present: nothing is fetched again
     assert len(mirror.requests) == requests
 
 
@@ -123,7 +123,7 @@ def test_offline_fails_fast_in_one_line_naming_folder_and_files(tmp_path: Path,
     raw = root / "MNIST" / "raw"
     began = time.monotonic()
     with pytest.raises(UserError) as caught:
-        DATASETS.get("mnist")({"root": str(root)}, 0)
+        dataset_splits("mnist", {"root": str(root)}, 0)
     message = str(caught.value)
     assert time.monotonic() - began < 5
     assert "\n" not in message
@@ -145,7 +145,7 @@ def test_a_silent_server_times_out_in_seconds(tmp_path: Path, monkeypatch: pytes
         root = tmp_path / "cifar"
         began = time.monotonic()
         with pytest.raises(UserError) as caught:
-            prepare_data(DatasetConfig("cifar10", {"root": str(root)}))
+            prepare_data(component("dataset", "cifar10", **{"root": str(root)}))
         assert time.monotonic() - began < 5
     folder = root / "cifar-10-batches-py"
     assert str(caught.value).startswith(f"dataset.download: could not download CIFAR-10 into {folder} (")

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import progprune
+from conftest import component, progprune
 from torch import nn
 
-from progprune_cli.config import ModelConfig, StrategyConfig
+
 from progprune_cli.data import DataInfo, build_data, inputs
 from progprune_cli.errors import UserError
 from progprune_cli.export import load_model, save_compacted
@@ -51,7 +51,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def dense(name: str, info: DataInfo = INFO) -> nn.Module:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name=name), info)
+    model = build_model(component("model", name), info)
     # Non-trivial batch-norm statistics, so a lost buffer would show in the outputs.
     model.train()
     with torch.no_grad():
@@ -61,7 +61,7 @@ def dense(name: str, info: DataInfo = INFO) -> nn.Module:
 
 def compacted(name: str, info: DataInfo = INFO) -> tuple[nn.Module, Masks]:
     """Every other channel of every unit removed by the structured strategy (the first layer too)."""
-    strategy = build_strategy(StrategyConfig(name="structured", options={"keep_first": False}))
+    strategy = build_strategy(component("strategy", "structured", keep_first=False))
     model = dense(name, info)
     masks = {u: torch.arange(m.numel()) % 2 == 0 for u, m in strategy.initial_masks(model, info).items()}
     assert masks, f"{name}: structured finds no unit to compact"
@@ -121,7 +121,7 @@ def plant(path: Path, marker: Path) -> None:
 def test_compacted_model_round_trips_through_a_tensor_only_file(name: str, tmp_path: Path) -> None:
     small, masks = compacted(name)
     path = tmp_path / "compacted.pt"
-    save_compacted(path, small, masks, ModelConfig(name=name), INFO)
+    save_compacted(path, small, masks, component("model", name), INFO)
     data = torch.load(path, weights_only=True)  # loads without allowing any code
     assert set(data) == {"format", "version", "stage", "model", "info", "unit_masks", "widths", "state_dict"}
     assert data["model"] == {"name": name, "options": {}}
@@ -137,7 +137,7 @@ def test_compacted_model_round_trips_through_a_tensor_only_file(name: str, tmp_p
 def test_load_model_returns_each_saved_model_of_a_run(tmp_path: Path) -> None:
     run = fake_run(tmp_path / "run", run_config("resnet_tiny"))
     small, masks = compacted("resnet_tiny")
-    save_compacted(run / "checkpoints" / "compacted.pt", small, masks, ModelConfig(name="resnet_tiny"), INFO)
+    save_compacted(run / "checkpoints" / "compacted.pt", small, masks, component("model", "resnet_tiny"), INFO)
     original = dense("resnet_tiny", SYNTHETIC)
     torch.save({"model": original.state_dict(), "masks": None, "stage": "train"}, run / "checkpoints" / "original.pt")
     x = sample_input()
@@ -200,7 +200,7 @@ def test_truncated_checkpoint_is_one_line(tmp_path: Path) -> None:
     run = fake_run(tmp_path / "run", run_config())
     path = run / "checkpoints" / "compacted.pt"
     small, masks = compacted("two_conv_cnn")
-    save_compacted(path, small, masks, ModelConfig(name="two_conv_cnn"), INFO)
+    save_compacted(path, small, masks, component("model", "two_conv_cnn"), INFO)
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(UserError) as caught:
         load_model(run, which="compacted")

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from progprune_cli.config import StrategyConfig, load_run_config
+from conftest import component, composed
+from progprune_cli.config import load_run_config
 from progprune_cli.errors import UserError
 from progprune_cli.pruning.select import Selection, lamp, select
 from progprune_cli.pruning.strategies import PruneContext, build_strategy
@@ -69,7 +70,7 @@ class TwoLayers(nn.Module):
 def pruned(scope: str, sparsity: float) -> tuple[dict[str, list[float]], int, list[str]]:
     """The weights each unit keeps after one weight-magnitude step, how many went, and the guard's notes."""
     model = TwoLayers()
-    strategy = build_strategy(StrategyConfig(name="weight", sparsity=sparsity, scope=scope))  # type: ignore[arg-type]
+    strategy = build_strategy(component("strategy", "weight", sparsity=sparsity, scope=scope))
     masks, report = strategy.step(model, strategy.initial_masks(model), sparsity, 1.0, ctx())
     params = dict(model.named_parameters())
     return {k: params[k][m].tolist() for k, m in masks.items()}, report.removed, report.notes
@@ -103,23 +104,20 @@ def test_lamp_ranks_globally_and_honours_per_layer_overrides() -> None:
 ])
 def test_lamp_on_channels_is_refused(name: str, options: dict[str, Any], expected: str) -> None:
     with pytest.raises(UserError) as caught:
-        build_strategy(StrategyConfig(name=name, scope="lamp", options=options))
+        build_strategy(component("strategy", name, scope="lamp", **options))
     assert str(caught.value) == expected
 
 
 def test_lamp_with_a_threshold_is_refused() -> None:
     with pytest.raises(UserError) as caught:
-        build_strategy(StrategyConfig(name="weight", threshold=0.2, scope="lamp"))
+        build_strategy(component("strategy", "weight", threshold=0.2, scope="lamp"))
     assert str(caught.value) == ("strategy.scope: lamp scores are relative to each layer, so threshold 0.2 means "
                                  "nothing for them; set strategy.threshold=null and a strategy.sparsity")
 
 
 def test_lamp_is_an_allowed_scope_and_others_are_not() -> None:
-    base = {"seed": 0, "device": "cpu", "dataset": {"name": "digits"}, "model": {"name": "mlp"},
-            "optimizer": {"name": "adam", "lr": 0.001}, "schedule": {"name": "cubic"}, "train": {"epochs": 1},
-            "prune": {"epochs": 1}, "finetune": {"epochs": 1}, "evaluate": {}}
-    cfg = load_run_config({**base, "strategy": {"name": "weight", "scope": "lamp"}})
+    cfg = load_run_config(composed("+strategy=weight", "strategy.scope=lamp"))
     assert cfg.strategy is not None and cfg.strategy.scope == "lamp"
     with pytest.raises(UserError) as caught:
-        load_run_config({**base, "strategy": {"name": "weight", "scope": "lam"}})
+        load_run_config(composed("+strategy=weight", "strategy.scope=lam"))
     assert str(caught.value) == "strategy.scope: got 'lam'; allowed values are layer, global, lamp"

@@ -12,10 +12,11 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from conftest import component
 from progprune_cli.optim.losses import cross_entropy
 from progprune_cli.pruning.strategies import PruneContext, StepReport, build_strategy
 from progprune_cli.pruning.strategies.weight import WeightMagnitude
-from progprune_cli.config import OptimizerConfig, StrategyConfig
+from progprune_cli.config import OptimizerConfig
 from progprune_cli.errors import UserError
 from progprune_cli.pruning.masks import apply_masks
 from progprune_cli.stages.io import StageIO
@@ -83,8 +84,8 @@ def loop(tmp_path: Path, optimizer: OptimizerConfig, model: nn.Module) -> Loop:
 
 
 OPTIMIZERS = {
-    "sgd_momentum": OptimizerConfig(name="sgd", lr=0.1, options={"momentum": 0.9}),
-    "adam": OptimizerConfig(name="adam", lr=0.05),
+    "sgd_momentum": component("optimizer", "sgd", lr=0.1, momentum=0.9),
+    "adam": component("optimizer", "adam", lr=0.05),
 }
 
 
@@ -123,7 +124,7 @@ def test_loop_keeps_masks_at_every_step(tmp_path: Path, opt: OptimizerConfig) ->
 
 
 def test_loop_with_clipping_and_weight_decay_keeps_masks(tmp_path: Path) -> None:
-    opt = OptimizerConfig(name="sgd", lr=0.5, clip_grad_norm=0.01, options={"momentum": 0.9, "weight_decay": 0.1})
+    opt = component("optimizer", "sgd", lr=0.5, clip_grad_norm=0.01, momentum=0.9, weight_decay=0.1)
     model = linear()
     lp = loop(tmp_path, opt, model)
     lp.set_masks({"weight": MASK})
@@ -153,14 +154,14 @@ def ctx() -> PruneContext:
 
 def prune(target: float, **cfg: object) -> tuple[dict[str, list[int]], StepReport]:
     """One step on a fresh toy: pruned flat positions per unit, and the report."""
-    strategy = build_strategy(StrategyConfig(name="weight", **cfg))  # type: ignore[arg-type]
+    strategy = build_strategy(component("strategy", "weight", **cfg))
     model = toy()
     masks, report = strategy.step(model, strategy.initial_masks(model), target, 1.0, ctx())
     return {k: (~m).flatten().nonzero().flatten().tolist() for k, m in masks.items()}, report
 
 
 def test_build_strategy_gives_weight_magnitude() -> None:
-    strategy = build_strategy(StrategyConfig(name="weight"))
+    strategy = build_strategy(component("strategy", "weight"))
     assert type(strategy) is WeightMagnitude
     assert strategy.units(toy()) == ["conv.weight", "fc.weight"]
 
@@ -176,7 +177,7 @@ def test_sparsity_half_prunes_the_lowest_magnitude_half_of_each_weight() -> None
 
 
 def test_step_returns_masks_and_leaves_the_weights_alone() -> None:
-    strategy = build_strategy(StrategyConfig(name="weight"))
+    strategy = build_strategy(component("strategy", "weight"))
     model = toy()
     masks, _ = strategy.step(model, strategy.initial_masks(model), 0.5, 1.0, ctx())
     assert model.conv.weight.flatten().tolist() == [-4, -3, -2, -1, 0, 1, 2, 3]
@@ -231,7 +232,7 @@ def test_layer_override_by_module_name() -> None:
 
 
 def test_progressive_steps_report_only_the_new_removals() -> None:
-    strategy = build_strategy(StrategyConfig(name="weight"))
+    strategy = build_strategy(component("strategy", "weight"))
     model = toy()
     masks, first = strategy.step(model, strategy.initial_masks(model), 0.25, 0.5, ctx())
     masks, second = strategy.step(model, masks, 0.5, 1.0, ctx())
@@ -242,16 +243,16 @@ def test_progressive_steps_report_only_the_new_removals() -> None:
 
 def test_check_rejects_unknown_layers_and_nothing_to_prune() -> None:
     with pytest.raises(UserError) as error:
-        build_strategy(StrategyConfig(name="weight", layers={"conv2": 0.5})).check(toy())
+        build_strategy(component("strategy", "weight", layers={"conv2": 0.5})).check(toy())
     assert str(error.value) == ("strategy.layers.conv2: no such prunable layer; "
                                 "choose from conv, conv.weight, fc, fc.weight")
     with pytest.raises(UserError) as error:
-        build_strategy(StrategyConfig(name="weight", exclude=("*",))).check(toy())
+        build_strategy(component("strategy", "weight", exclude=["*"])).check(toy())
     assert str(error.value) == "strategy=weight: model has no prunable layers after strategy.exclude"
 
 
 def test_weight_takes_no_options_of_its_own() -> None:
     with pytest.raises(UserError) as error:
-        build_strategy(StrategyConfig(name="weight", options={"thresh": 0.3}))
+        build_strategy(component("strategy", "weight", thresh=0.3))
     assert str(error.value) == ("strategy.thresh: unknown key; allowed keys are exclude, include_bias, layers, "
                                 "layers_from, name, pattern, scope, sparsity, threshold")

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from progprune_cli.config import StrategyConfig
+from conftest import component, model_of
+
 from progprune_cli.data import DataInfo
 from progprune_cli.errors import UserError
 from progprune_cli.models import MODELS
@@ -28,7 +28,6 @@ MNIST = DataInfo(channels=1, height=28, width=28, num_classes=10)
 CIFAR = DataInfo(channels=3, height=32, width=32, num_classes=10)
 IMAGENET = DataInfo(channels=3, height=224, width=224, num_classes=1000)
 
-CONF = Path(str(resources.files("progprune_cli.conf")))
 
 CIFAR_RESNETS = ["resnet20", "resnet32", "resnet56", "resnet110"]
 ZOO = ["lenet300", "lenet5", *CIFAR_RESNETS, "vgg11", "vgg16", "resnet18", "mobilenet_v2"]
@@ -68,7 +67,7 @@ def params(model: nn.Module) -> int:
     ("mobilenet_v2", {"small_input": False}, CIFAR, 2_236_682),
 ])
 def test_exact_parameter_counts_on_the_papers_inputs(name: str, options: dict, info: DataInfo, count: int) -> None:
-    model = MODELS.get(name)(options, info).eval()
+    model = model_of(name, options, info).eval()
     assert params(model) == count
     with torch.no_grad():
         assert model(torch.zeros(1, info.channels, info.height, info.width)).shape == (1, info.num_classes)
@@ -80,7 +79,7 @@ def test_exact_parameter_counts_on_the_papers_inputs(name: str, options: dict, i
 ])
 def test_input_channels_and_classes_come_from_the_data(name: str, first: str, width: int) -> None:
     info = DataInfo(channels=1, height=32, width=32, num_classes=7)
-    model = MODELS.get(name)({}, info).eval()
+    model = model_of(name, {}, info).eval()
     layer = dict(model.named_modules())[first]
     assert getattr(layer, "in_channels", getattr(layer, "in_features", None)) == width
     with torch.no_grad():
@@ -89,7 +88,7 @@ def test_input_channels_and_classes_come_from_the_data(name: str, first: str, wi
 
 def test_resnet18_small_input_stem_follows_the_width_unless_set() -> None:
     def stem(options: dict, side: int, channels: int = 3) -> tuple:
-        model = MODELS.get("resnet18")(options, DataInfo(channels, side, side, 10))
+        model = model_of("resnet18", options, DataInfo(channels, side, side, 10))
         return model.conv1.in_channels, model.conv1.kernel_size, model.conv1.stride, type(model.maxpool).__name__
 
     assert stem({}, 64) == stem({"small_input": None}, 32) == (3, (3, 3), (1, 1), "Identity")
@@ -100,7 +99,7 @@ def test_resnet18_small_input_stem_follows_the_width_unless_set() -> None:
 
 def test_mobilenet_v2_small_input_makes_the_first_conv_stride_1() -> None:
     def first(options: dict, side: int, channels: int = 3) -> tuple:
-        conv = MODELS.get("mobilenet_v2")(options, DataInfo(channels, side, side, 10)).features[0][0]
+        conv = model_of("mobilenet_v2", options, DataInfo(channels, side, side, 10)).features[0][0]
         return conv.in_channels, conv.kernel_size, conv.stride
 
     assert first({}, 64) == first({"small_input": None}, 32) == (3, (3, 3), (1, 1))
@@ -109,7 +108,7 @@ def test_mobilenet_v2_small_input_makes_the_first_conv_stride_1() -> None:
 
 
 def test_option_a_shortcut_is_zero_padded_identity_on_every_second_pixel() -> None:
-    block = MODELS.get("resnet20")({"shortcut": "A"}, CIFAR).layer2[0]
+    block = model_of("resnet20", {"shortcut": "A"}, CIFAR).layer2[0]
     x = torch.randn(2, 16, 8, 8)
     out = block.shortcut(x)
     assert out.shape == (2, 32, 4, 4)
@@ -122,7 +121,7 @@ def test_channel_strategies_prune_option_a_only_inside_the_blocks() -> None:
     # keep_first keeps: what is left are the blocks' own channels, and those compact exactly.
     torch.manual_seed(0)
     info = tiny("resnet20")
-    model = MODELS.get("resnet20")({"shortcut": "A"}, info)
+    model = model_of("resnet20", {"shortcut": "A"}, info)
     randomize_batchnorm(model)
     s = build("structured", {})
     s.check(model, info)
@@ -138,7 +137,7 @@ def test_channel_strategies_prune_option_a_only_inside_the_blocks() -> None:
 def test_channel_strategies_refuse_option_a_residual_channels_before_training() -> None:
     s = build("structured", {"keep_first": False})
     with pytest.raises(UserError) as error:
-        s.check(MODELS.get("resnet20")({"shortcut": "A"}, CIFAR), CIFAR)
+        s.check(model_of("resnet20", {"shortcut": "A"}, CIFAR), CIFAR)
     assert str(error.value) == (
         "strategy=structured: cannot compact layer conv1: RuntimeError: model.shortcut=A: the zero-padding shortcut "
         "expects 16 channels, got 15; removing residual channels needs model.shortcut=B")
@@ -146,9 +145,7 @@ def test_channel_strategies_refuse_option_a_residual_channels_before_training() 
 
 @pytest.mark.parametrize("name", ZOO)
 def test_every_zoo_yaml_builds_with_its_defaults(name: str) -> None:
-    data = OmegaConf.to_container(OmegaConf.load(CONF / "model" / f"{name}.yaml"))
-    assert isinstance(data, dict) and data.pop("name") == name
-    model = MODELS.get(name)(data, MNIST if name.startswith("lenet") else CIFAR)
+    model = model_of(name, {}, MNIST if name.startswith("lenet") else CIFAR)  # its YAML's values
     assert params(model) == {"lenet300": 266_610, "lenet5": 431_080, "resnet20": 272_474, "resnet32": 466_906,
                              "resnet56": 855_770, "resnet110": 1_730_714, "vgg11": 9_492_042, "vgg16": 14_987_722,
                              "resnet18": 11_173_962, "mobilenet_v2": 2_236_682}[name]
@@ -197,7 +194,7 @@ def randomize_batchnorm(model: nn.Module) -> None:
 
 
 def build(name: str, options: dict[str, Any], threshold: float | None = None) -> Strategy:
-    return build_strategy(StrategyConfig(name=name, threshold=threshold, options=dict(options)))
+    return build_strategy(component("strategy", name, threshold=threshold, **options))
 
 
 def sized(names: list[str]) -> list[Any]:
@@ -207,7 +204,7 @@ def sized(names: list[str]) -> list[Any]:
 @functools.lru_cache(maxsize=None)
 def _built(name: str) -> nn.Module:
     torch.manual_seed(0)
-    model = MODELS.get(name)({}, tiny(name))
+    model = model_of(name, {}, tiny(name))
     randomize_batchnorm(model)
     return model
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import model_of
 from progprune_cli.data import DataInfo
-from progprune_cli.models import MODELS
 from progprune_cli.errors import UserError
 
 DIGITS = DataInfo(channels=1, height=8, width=8, num_classes=10)
@@ -20,7 +20,7 @@ CIFAR = DataInfo(channels=3, height=32, width=32, num_classes=10)
     ("mlp", DIGITS, 64 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10),
 ])
 def test_exact_parameter_counts_from_the_data_shape(name: str, info: DataInfo, params: int) -> None:
-    model = MODELS.get(name)({}, info)
+    model = model_of(name, {}, info)
     assert sum(p.numel() for p in model.parameters()) == params
     out = model(torch.zeros(2, info.channels, info.height, info.width))
     assert out.shape == (2, info.num_classes)
@@ -32,8 +32,7 @@ def test_exact_parameter_counts_from_the_data_shape(name: str, info: DataInfo, p
     ("resnet_tiny", {"width": 0}, "model.width: got 0; every size must be >= 1"),
     ("mlp", {"hidden": [64, 0]}, "model.hidden: got [64, 0]; every size must be >= 1"),
     ("mlp", {"widths": [64]}, "model.widths: unknown key; allowed keys are hidden, name"),
-    ("resnet18", {"small_input": 3}, "model.small_input: got 3; expected true or false"),
-    ("mobilenet_v2", {"small_input": "yes"}, "model.small_input: got 'yes'; expected true or false"),
+    ("mobilenet_v2", {"small_input": "maybe"}, "model.small_input: got 'maybe'; expected true or false or null"),
     ("resnet18", {"width": 32}, "model.width: unknown key; allowed keys are name, small_input"),
     ("resnet20", {"shortcut": "C"}, "model.shortcut: got 'C'; allowed values are A, B"),
     ("resnet110", {"blocks": 4}, "model.blocks: unknown key; allowed keys are name, shortcut"),
@@ -43,7 +42,7 @@ def test_exact_parameter_counts_from_the_data_shape(name: str, info: DataInfo, p
 ])
 def test_bad_model_options_are_one_line_errors(name: str, options: dict, message: str) -> None:
     with pytest.raises(UserError) as error:
-        MODELS.get(name)(options, DIGITS)
+        model_of(name, options, DIGITS)
     assert str(error.value) == message
 
 
@@ -57,11 +56,11 @@ def test_bad_model_options_are_one_line_errors(name: str, options: dict, message
 ])
 def test_input_too_small_names_the_model(name: str, info: DataInfo, message: str) -> None:
     with pytest.raises(UserError) as error:
-        MODELS.get(name)({}, info)
+        model_of(name, {}, info)
     assert str(error.value) == message
 
 
 def test_a_false_switch_is_not_a_size() -> None:
     # bool is an int: model_options must not read `small_input: false` as a size below 1.
-    model = MODELS.get("resnet18")({"small_input": False}, CIFAR)
+    model = model_of("resnet18", {"small_input": False}, CIFAR)
     assert model.conv1.kernel_size == (7, 7)

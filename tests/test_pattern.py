@@ -11,9 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import progprune
-from progprune_cli.config import EvaluateConfig, ScheduleConfig, StrategyConfig
-from progprune_cli.config.load import strategy_pattern
+from conftest import component, progprune
+from progprune_cli.config.checks import check_pattern
 from progprune_cli.errors import UserError
 from progprune_cli.measure import sparse_kernels
 from progprune_cli.pruning.pattern import converted, nm_mask
@@ -33,7 +32,7 @@ def with_weights(module: nn.Module, values: torch.Tensor) -> nn.Module:
 
 
 def step(model: nn.Module, progress: float = 1.0, pattern: str = "2:4", sparsity: float = 0.5):
-    strategy = build_strategy(StrategyConfig(name="weight", sparsity=sparsity, pattern=pattern))
+    strategy = build_strategy(component("strategy", "weight", sparsity=sparsity, pattern=pattern))
     masks = strategy.initial_masks(model)
     return strategy.step(model, masks, sparsity * progress, progress, CTX)
 
@@ -96,9 +95,9 @@ def ramp_model() -> nn.Sequential:
 
 def test_the_schedule_converts_the_largest_layers_first() -> None:
     model = ramp_model()
-    strategy = build_strategy(StrategyConfig(name="weight", pattern="2:4"))
+    strategy = build_strategy(component("strategy", "weight", pattern="2:4"))
     # A linear schedule over 5 epochs: targets 0, 0.125, ..., 0.5, so progress 0, 1/4, 1/2, 3/4, 1.
-    events = build_events(ScheduleConfig(name="linear"), units=5, initial=0.0, final=0.5)
+    events = build_events(component("schedule", "linear"), units=5, initial=0.0, final=0.5)
     assert [e.target for e in events] == [0.0, 0.125, 0.25, 0.375, 0.5]
     masks, seen, achieved = strategy.initial_masks(model), [], []
     for event in events:
@@ -138,14 +137,14 @@ def test_the_schedule_converts_the_largest_layers_first() -> None:
 ])
 def test_a_pattern_the_other_keys_contradict_is_one_line(cfg: dict, message: str) -> None:
     with pytest.raises(UserError) as error:
-        strategy_pattern(StrategyConfig(name="weight", **cfg))
+        check_pattern(component("strategy", "weight", **cfg))
     assert str(error.value) == message
-    assert strategy_pattern(StrategyConfig(name="weight", pattern="1:4", sparsity=0.75)) == (1, 4)
+    assert check_pattern(component("strategy", "weight", pattern="1:4", sparsity=0.75)) == (1, 4)
 
 
 def test_channel_strategies_refuse_a_pattern(workdir: Path) -> None:
     with pytest.raises(UserError) as error:
-        build_strategy(StrategyConfig(name="structured", pattern="2:4"))
+        build_strategy(component("strategy", "structured", pattern="2:4"))
     assert str(error.value) == ("strategy.pattern: 2:4 groups single weights; strategy=structured prunes whole "
                                 "channels here; set strategy.pattern=null")
     result = progprune("train", "+strategy=weight", "strategy.pattern=3:4", cwd=workdir)
@@ -193,8 +192,8 @@ def test_the_two_four_row_plumbing_with_a_stand_in_kernel(monkeypatch: pytest.Mo
             layer.weight.mul_(nm_mask(layer.weight.abs(), torch.ones_like(layer.weight, dtype=torch.bool), 2, 4))
     logged: list[str] = []
     parts = SimpleNamespace(device=torch.device("cpu"), cfg=SimpleNamespace(
-        strategy=StrategyConfig(name="weight", pattern="2:4"),
-        evaluate=EvaluateConfig(batch_size=16, warmup=0, repeats=1, threads=1)))
+        strategy=component("strategy", "weight", pattern="2:4"),
+        evaluate=SimpleNamespace(batch_size=16, warmup=0, repeats=1, threads=1, min_repeats=1, target_spread=None)))
     sparse, note = evaluate._sparse_kernels(parts, SimpleNamespace(log=logged.append), model, torch.randn(20, 1, 8, 8))
     # 16 x 3 is below the 16 x 16 block cuSPARSELt takes in float16: that layer stays dense.
     assert [name for name, m in sparse.named_modules() if isinstance(m, sparse_kernels.SemiStructuredLinear)] == [

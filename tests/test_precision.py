@@ -18,9 +18,9 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from conftest import progprune
+from conftest import component, composed, progprune
 from run_fixture import make_run
-from progprune_cli.config import OptimizerConfig, load_run_config
+from progprune_cli.config import load_run_config
 from progprune_cli.errors import UserError
 from progprune_cli.measure.latency import latency_report, peak_memory
 from progprune_cli.optim.losses import cross_entropy
@@ -32,7 +32,7 @@ from progprune_cli.stages.loop import Loop
 CPU = torch.device("cpu")
 FP16_ON_CPU = ("train.precision: fp16 needs a CUDA device (autocast on the CPU supports bf16); use "
                "train.precision=bf16 or fp32, or device=cuda")
-SGD = OptimizerConfig(name="sgd", lr=0.05, options={"momentum": 0.9})
+SGD = component("optimizer", "sgd", lr=0.05, momentum=0.9)
 
 
 def images(n: int = 24) -> TensorDataset:
@@ -82,14 +82,11 @@ def test_fp16_is_refused_on_the_cpu_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(UserError) as error:
         make_loop(tmp_path, conv_net(), precision="fp16")
     assert str(error.value) == FP16_ON_CPU
-    config = {"device": "cpu", "dataset": {"name": "synthetic"}, "model": {"name": "mlp"},
-              "optimizer": {"name": "sgd", "lr": 0.1}, "schedule": {"name": "constant"},
-              "train": {"epochs": 1, "precision": "fp16"}, "prune": {"epochs": 1}, "finetune": {"epochs": 1}}
     with pytest.raises(UserError) as error:
-        load_run_config(config)
+        load_run_config(composed("device=cpu", "train.precision=fp16"))
     assert str(error.value) == FP16_ON_CPU
     with pytest.raises(UserError) as error:
-        load_run_config({**config, "train": {"epochs": 1, "precision": "fp8"}})
+        load_run_config(composed("device=cpu", "train.precision=fp8"))
     assert str(error.value) == "train.precision: got 'fp8'; allowed values are fp32, bf16, fp16"
 
 

@@ -8,24 +8,24 @@ from typing import Any
 import pytest
 
 from progprune_cli.pruning.schedules import SCHEDULES, Event, Horizon, build_events
-from progprune_cli.config import ScheduleConfig
+from conftest import component
 from progprune_cli.errors import UserError
 
 COMMON = "end, frequency, initial_sparsity, max_drop, name, rewind, start, unit"
 
 
 def events(name: str, units: int = 5, initial: float = 0.0, final: float = 0.8, what: str = "sparsity",
-           **cfg: Any) -> tuple[list[int], list[float]]:
+           options: dict[str, Any] | None = None, **cfg: Any) -> tuple[list[int], list[float]]:
     """(times, targets) of `build_events`, split so targets can be compared with pytest.approx."""
-    result = build_events(ScheduleConfig(name, **cfg), units, initial, final, what)
+    result = build_events(component("schedule", name, **cfg, **(options or {})), units, initial, final, what)
     assert all(isinstance(e, Event) for e in result)
     return [e.t for e in result], [e.target for e in result]
 
 
 def fails(name: str, units: int = 5, initial: float = 0.0, final: float = 0.8, what: str = "sparsity",
-          **cfg: Any) -> str:
+          options: dict[str, Any] | None = None, **cfg: Any) -> str:
     with pytest.raises(UserError) as error:
-        build_events(ScheduleConfig(name, **cfg), units, initial, final, what)
+        build_events(component("schedule", name, **cfg, **(options or {})), units, initial, final, what)
     return str(error.value)
 
 

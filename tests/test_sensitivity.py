@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from conftest import progprune
-from progprune_cli.config import StrategyConfig, load_run_config
+from conftest import component, progprune
+from progprune_cli.config import load_run_config
 from progprune_cli.data import DataInfo
 from progprune_cli.errors import UserError
 from progprune_cli.optim.losses import build_loss
@@ -58,7 +58,7 @@ def signal_data() -> TensorDataset:
 
 def test_the_layer_carrying_the_signal_is_most_sensitive_and_pruned_least() -> None:
     model = SignalAndEcho()
-    strategy = build_strategy(StrategyConfig(name="weight"))
+    strategy = build_strategy(component("strategy", "weight"))
     loss = build_loss("cross_entropy", 0.0)
     measure = Evaluation(signal_data(), loss, torch.device("cpu"))
     ctx = PruneContext([], loss, torch.device("cpu"), seed=0)
@@ -135,7 +135,7 @@ def test_layers_from_fills_layers_and_explicit_entries_win(tmp_path: Path) -> No
     ("fc1.weight: 1.0\n", "fc1.weight: got 1.0; must be a sparsity in [0, 1)"),
     ("fc1.weight: yes\n", "fc1.weight: got True; must be a sparsity in [0, 1)"),
     ("- 0.5\n", "expected a mapping of unit: sparsity, found list"),
-    ("fc1: [0.5\n", "not valid YAML (while parsing a flow sequence)"),
+    ("fc1: [0.5\n", "not valid YAML (did not find expected ',' or ']' at line 2)"),
 ])
 def test_layers_from_bad_files(tmp_path: Path, text: str, error: str) -> None:
     path = tmp_path / "layers.yaml"

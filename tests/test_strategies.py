@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import TINY, progprune
+from conftest import TINY, component, model_of, progprune
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from progprune_cli.data import DataInfo
 from progprune_cli.models.base import MODELS
 from progprune_cli.pruning.strategies import PruneContext, Strategy, build_strategy
-from progprune_cli.config import StrategyConfig
+
 from progprune_cli.errors import UserError
 from progprune_cli.export import load_model
 from progprune_cli.pruning.masks import apply_masks
@@ -27,9 +27,8 @@ INFO = DataInfo(channels=1, height=8, width=8, num_classes=10)
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def strategy(name: str, **kwargs: Any) -> Strategy:
-    common = {k: kwargs.pop(k) for k in ("sparsity", "threshold", "scope", "exclude", "layers") if k in kwargs}
-    return build_strategy(StrategyConfig(name=name, **common, options=kwargs))
+def strategy(name: str, **values: Any) -> Strategy:
+    return build_strategy(component("strategy", name, **values))
 
 
 def ctx(x: torch.Tensor | None = None, batch: int = 4, seed: int = 0, step: int = 0,
@@ -106,7 +105,7 @@ def test_batchnorm_of_a_removed_channel_is_masked_so_it_outputs_zero() -> None:
 
 
 def test_the_classifier_is_never_a_unit_and_keep_first_exclude_remove_more() -> None:
-    model = MODELS.get("two_conv_cnn")({}, INFO)
+    model = model_of("two_conv_cnn", {}, INFO)
     assert strategy("structured", keep_first=False).units(model) == ["conv1", "conv2"]
     assert strategy("structured").units(model) == ["conv2"]
     assert strategy("structured", keep_first=False, exclude=("conv2",)).units(model) == ["conv1"]
@@ -114,7 +113,7 @@ def test_the_classifier_is_never_a_unit_and_keep_first_exclude_remove_more() -> 
 
 def test_residual_partners_form_one_unit_named_after_their_first_layer() -> None:
     s = strategy("structured", keep_first=False)
-    model = MODELS.get("resnet_tiny")({"width": 4}, INFO)
+    model = model_of("resnet_tiny", {"width": 4}, INFO)
     s.check(model, INFO)
     assert s.graph(model).groups["conv1"] == ("conv1", "layer1.conv2")
     assert s.graph(model).groups["layer2.conv2"] == ("layer2.conv2", "layer2.shortcut.0")
@@ -122,7 +121,7 @@ def test_residual_partners_form_one_unit_named_after_their_first_layer() -> None
 
 
 def test_per_layer_override_and_zero_width_guard() -> None:
-    model = MODELS.get("two_conv_cnn")({"channels": 8}, INFO)
+    model = model_of("two_conv_cnn", {"channels": 8}, INFO)
     s = strategy("structured", keep_first=False, layers={"conv1": 1.0, "conv2": 0.25})
     s.check(model, INFO)
     masks, report = s.step(model, s.initial_masks(model, INFO), 0.5, 1.0, ctx())
@@ -203,7 +202,7 @@ def test_taylor_channel_is_abs_of_the_summed_first_order_term() -> None:
 
 @pytest.mark.parametrize("granularity", ["weight", "channel"])
 def test_random_is_reproducible_per_seed_and_step(granularity: str) -> None:
-    model = MODELS.get("two_conv_cnn")({}, INFO)
+    model = model_of("two_conv_cnn", {}, INFO)
 
     def masks(seed: int, step: int = 0) -> dict[str, torch.Tensor]:
         s = strategy("random", granularity=granularity, keep_first=False)
@@ -240,7 +239,7 @@ def randomize_batchnorm(model: nn.Module) -> None:
 @pytest.mark.parametrize("name", ["simple_cnn", "two_conv_cnn", "mlp", "resnet_tiny"])
 def test_compacted_model_computes_what_the_masked_model_does(name: str) -> None:
     torch.manual_seed(0)
-    model = MODELS.get(name)({}, INFO)
+    model = model_of(name, {}, INFO)
     randomize_batchnorm(model)
     s = strategy("structured", keep_first=False)
     unit_masks = pruned(s, model, 0.5)
@@ -254,7 +253,7 @@ def test_compacted_model_computes_what_the_masked_model_does(name: str) -> None:
 
 
 def test_compacting_removes_half_the_channels_of_every_unit() -> None:
-    model = MODELS.get("resnet_tiny")({"width": 8}, INFO)
+    model = model_of("resnet_tiny", {"width": 8}, INFO)
     s = strategy("structured", keep_first=False)
     small = s.compact(model, pruned(s, model, 0.5), INFO)
     assert (small.conv1.out_channels, small.layer1.conv1.out_channels, small.layer1.conv2.out_channels) == (4, 4, 4)
@@ -290,17 +289,17 @@ def test_compact_raises_naming_the_layer_when_outputs_would_change() -> None:
 def test_check_errors_are_one_line_and_say_what_to_change() -> None:
     with pytest.raises(UserError, match="^strategy=structured: no layer left to prune: the classifier \\(fc\\) .*"
                                         "set strategy.keep_first=false"):
-        strategy("structured").check(MODELS.get("simple_cnn")({}, INFO), INFO)
+        strategy("structured").check(model_of("simple_cnn", {}, INFO), INFO)
     with pytest.raises(UserError, match="^strategy.layers.layer1.conv2: its channels are tied to conv1"):
         strategy("structured", keep_first=False, layers={"layer1.conv2": 0.3}).check(
-            MODELS.get("resnet_tiny")({}, INFO), INFO)
+            model_of("resnet_tiny", {}, INFO), INFO)
     with pytest.raises(UserError, match="^strategy.layers.fc: no such prunable layer; choose from conv2$"):
-        strategy("structured", layers={"fc": 0.3}).check(MODELS.get("two_conv_cnn")({}, INFO), INFO)
+        strategy("structured", layers={"fc": 0.3}).check(model_of("two_conv_cnn", {}, INFO), INFO)
 
 
 def test_without_data_info_the_input_shape_is_found_from_the_model() -> None:
     s = strategy("structured")
-    s.check(MODELS.get("two_conv_cnn")({}, INFO))
+    s.check(model_of("two_conv_cnn", {}, INFO))
     assert s.shape == (1, 8, 8)
 
 

@@ -1,29 +1,35 @@
-"""Typed run configuration: the composed Hydra config becomes these frozen dataclasses once, at the CLI."""
+"""Typed run configuration: Hydra structured configs (schema.py), typed and checked once (load.py, checks.py)."""
 
 from progprune_cli.config.load import load_run_config
 from progprune_cli.config.schema import (
     CheckpointConfig,
-    LRSchedulerConfig,
     DatasetConfig,
     EvaluateConfig,
+    ExpectedFigure,
+    LRSchedulerConfig,
     ModelConfig,
     OptimizerConfig,
     RunConfig,
     ScheduleConfig,
+    SensitivityConfig,
     StageConfig,
     StrategyConfig,
+    TrainConfig,
 )
 
 __all__ = [
     "CheckpointConfig",
-    "LRSchedulerConfig",
     "DatasetConfig",
     "EvaluateConfig",
+    "ExpectedFigure",
+    "LRSchedulerConfig",
     "ModelConfig",
     "OptimizerConfig",
     "RunConfig",
     "ScheduleConfig",
+    "SensitivityConfig",
     "StageConfig",
     "StrategyConfig",
+    "TrainConfig",
     "load_run_config",
 ]

@@ -1,53 +1,71 @@
-"""The typed run configuration; field names mirror the YAML keys under conf/."""
+"""The typed run configuration: Hydra structured configs, the schema conf/config.yaml and every component YAML
+compose on, and the objects the run reads. Torch-free.
+
+Where a default lives (each in one place): a value the YAML beside it documents is set in that YAML (conf/config.yaml
+for the top-level sections, conf/<group>/<name>.yaml for a component's own keys) and is MISSING here; the keys every
+component of a group shares (a strategy's sparsity, scope, ...) have their defaults here, on the group's base class.
+`choice(...)` marks a string with a fixed set of values (OmegaConf has no Literal type): the typed pass checks it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any, Literal, Optional, Union
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING
 
 
-@dataclass(frozen=True)
+def choice(*values: Any, default: Any = MISSING) -> Any:
+    """A field whose value must be one of `values` (checked by the typed pass, config/load.py)."""
+    return field(default=default, metadata={"choices": values})
+
+
+def items(*values: Any) -> Any:
+    """A list field each of whose items must be one of `values`."""
+    return field(default=MISSING, metadata={"item_choices": values})
+
+
+# --- the bases of the component groups (conf/<group>/<name>.yaml composes on base_<name>, a subclass) -----------
+
+@dataclass
 class DatasetConfig:
-    """`dataset:`; `options` holds the dataset's own keys, checked by the dataset when it is built."""
+    """`dataset:`; a dataset's own keys are fields of its subclass (data/<name>.py)."""
 
-    name: str
-    options: dict[str, Any] = field(default_factory=dict)
+    name: str = MISSING
 
 
-@dataclass(frozen=True)
+@dataclass
 class ModelConfig:
-    """`model:`; `options` holds the model's own keys (e.g. hidden sizes), checked when it is built."""
+    """`model:`; a model's own keys (sizes, switches) are fields of its subclass (models/<name>.py)."""
 
-    name: str
-    options: dict[str, Any] = field(default_factory=dict)
+    name: str = MISSING
 
 
-@dataclass(frozen=True)
+@dataclass
 class OptimizerConfig:
-    """`optimizer:`; `options` holds the torch optimizer's own hyperparameters (momentum, betas, ...)."""
+    """`optimizer:`; the torch optimizer's own hyperparameters (momentum, betas, ...) are fields of its subclass."""
 
-    name: str
-    lr: float
-    clip_grad_norm: Optional[float] = None
-    l1: float = 0.0
-    l2: float = 0.0
-    options: dict[str, Any] = field(default_factory=dict)
+    name: str = MISSING
+    lr: float = MISSING
+    clip_grad_norm: Optional[float] = None  # clip the gradient norm to this (§4.2); null: no clipping
+    l1: float = 0.0  # L1 weight penalty (§4.2)
+    l2: float = 0.0  # L2 weight penalty (§4.2; weight_decay is the optimizer's own)
 
 
-@dataclass(frozen=True)
+@dataclass
 class StrategyConfig:
     """`strategy:` (added with `+strategy=NAME`); no strategy means a dense baseline run."""
 
-    name: str
-    sparsity: Optional[float] = 0.5
-    threshold: Optional[float] = None
-    scope: Literal["layer", "global", "lamp"] = "layer"
-    exclude: tuple[str, ...] = ()
-    layers: dict[str, float] = field(default_factory=dict)
+    name: str = MISSING
+    sparsity: Optional[float] = 0.5  # the fraction pruned (of each unit, or of all with scope global/lamp)
+    threshold: Optional[float] = None  # |score| < threshold is pruned; set, it wins over sparsity
+    scope: str = choice("layer", "global", "lamp", default="layer")
+    exclude: list[str] = field(default_factory=list)  # layer or parameter names (glob patterns) kept dense
+    layers: dict[str, float] = field(default_factory=dict)  # per-layer sparsity, e.g. {conv1: 0.3}
     layers_from: Optional[str] = None  # a YAML file of unit → sparsity (progprune sensitivity's layers.yaml)
-    include_bias: bool = False
-    pattern: Optional[str] = None  # "N:M", e.g. "2:4": N of every M consecutive input weights kept (pruning/pattern.py)
-    options: dict[str, Any] = field(default_factory=dict)
+    include_bias: bool = False  # biases of layers with weights are pruned too
+    pattern: Optional[str] = None  # "N:M", e.g. "2:4": N of every M consecutive input weights kept
 
     @property
     def mode(self) -> str:
@@ -55,129 +73,136 @@ class StrategyConfig:
         return "threshold" if self.threshold is not None else "sparsity"
 
     @property
+    def pattern_nm(self) -> tuple[int, int] | None:
+        """`pattern` as (N, M), or None when unset or not of the form N:M with 1 <= N < M (the typed pass refuses
+        that in one line, so past it None means unset)."""
+        match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", self.pattern or "")
+        n, m = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+        return (n, m) if 1 <= n < m else None
+
+    @property
     def final_target(self) -> float:
         """What the schedule ramps to: the threshold in threshold mode, else the sparsity."""
         return self.threshold if self.threshold is not None else self.sparsity  # type: ignore[return-value]
 
 
-@dataclass(frozen=True)
+@dataclass
 class ScheduleConfig:
     """`schedule:`; when pruning steps happen in the prune stage and what target each one has."""
 
-    name: str
-    start: int = 0
-    end: Optional[int] = None
-    frequency: int = 1
-    unit: Literal["epoch", "step"] = "epoch"
-    initial_sparsity: float = 0.0
-    rewind: Optional[Union[int, str]] = None
-    max_drop: Optional[float] = None
-    options: dict[str, Any] = field(default_factory=dict)
+    name: str = MISSING
+    start: int = 0  # the first step, in `unit`s of the prune stage
+    end: Optional[int] = None  # the last step (null: the last epoch or step of the prune stage)
+    frequency: int = 1  # a step every this many units
+    unit: str = choice("epoch", "step", default="epoch")
+    initial_sparsity: float = 0.0  # where the ramp starts
+    rewind: Any = None  # null | init | an epoch k of dense training (lottery tickets); checked by the typed pass
+    max_drop: Optional[float] = None  # e.g. 0.01: hold a step while val accuracy is > 1 point below dense (§7.1)
 
 
-@dataclass(frozen=True)
+@dataclass
 class LRSchedulerConfig:
-    """`<stage>.lr_scheduler:` (group conf/lr_scheduler); `options` holds the schedule's own keys."""
+    """`<stage>.lr_scheduler:` (group conf/lr_scheduler); a schedule's own keys are fields of its subclass."""
 
-    name: str = "constant"
-    warmup_epochs: int = 0  # linear warm-up from warmup_factor × lr, then the schedule
+    name: str = MISSING
+    warmup_epochs: int = 0  # linear warm-up from warmup_factor × lr over this many epochs, then the schedule
     warmup_factor: float = 0.1
-    options: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+# --- the top-level sections (their values live in conf/config.yaml) ----------------------------------------------
+
+@dataclass
 class StageConfig:
     """`train:`, `prune:` or `finetune:`: how long a stage trains, at which learning rate and schedule."""
 
-    epochs: int
-    batch_size: int = 32
-    lr: Optional[float] = None  # null: optimizer.lr
-    lr_scheduler: LRSchedulerConfig = field(default_factory=LRSchedulerConfig)
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    lr: Optional[float] = MISSING  # null: optimizer.lr
+    lr_scheduler: LRSchedulerConfig = MISSING
 
 
-@dataclass(frozen=True)
+@dataclass
 class TrainConfig(StageConfig):
     """`train:` also chooses the loss (§4.3), threads, whether a cached dense model may be reused, and the
     precision, memory format and compilation every stage trains with."""
 
-    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
-    label_smoothing: float = 0.0
-    reuse: bool = True
-    threads: Optional[int] = None  # null: the cores this process may use (affinity / cgroup quota)
-    # How every stage trains (RunContext.loop passes them to each Loop): autocast precision, memory format, compile.
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    channels_last: bool = False
-    compile: bool = False
+    loss: str = choice("cross_entropy", "mse")
+    label_smoothing: float = MISSING
+    reuse: bool = MISSING
+    threads: Optional[int] = MISSING  # null: the cores this process may use (affinity / cgroup quota)
+    precision: str = choice("fp32", "bf16", "fp16")
+    channels_last: bool = MISSING
+    compile: bool = MISSING
 
 
-@dataclass(frozen=True)
+@dataclass
 class CheckpointConfig:
     """`checkpoint:`: a resumable checkpoint after every epoch, and every `every_steps` optimizer steps if set."""
 
-    every_steps: Optional[int] = None
+    every_steps: Optional[int] = MISSING
 
 
-@dataclass(frozen=True)
+@dataclass
 class EvaluateConfig:
-    """`evaluate:`: how the three models are measured, identically for each."""
+    """`evaluate:`: how the models are measured, identically for each."""
 
-    batch_size: int = 256
-    latency_batch: int = 1
-    warmup: int = 3
-    repeats: int = 10  # the most timed passes per model
-    min_repeats: int = 5  # the fewest (capped by repeats)
-    target_spread: Optional[float] = 0.1  # stop once every model's (p90 − p10) / median is this small; null: all
-    threads: int = 1
-    dense_baseline: bool = True
-    sparse_kernels: bool = False
-    sparse_min_sparsity: float = 0.9
-    timing_samples: Optional[int] = 256  # latency is timed on this many test inputs (null: the whole split)
-    backends: tuple[Literal["torch", "onnxruntime"], ...] = ("torch",)  # onnxruntime: also exported and timed there
+    batch_size: int = MISSING
+    latency_batch: int = MISSING
+    warmup: int = MISSING
+    repeats: int = MISSING  # the most timed passes per model
+    min_repeats: int = MISSING  # the fewest (capped by repeats)
+    target_spread: Optional[float] = MISSING  # stop once every model's (p90 − p10) / median is this small
+    threads: int = MISSING
+    dense_baseline: bool = MISSING
+    sparse_kernels: bool = MISSING
+    sparse_min_sparsity: float = MISSING
+    timing_samples: Optional[int] = MISSING  # latency is timed on this many test inputs (null: the whole split)
+    backends: list[str] = items("torch", "onnxruntime")  # onnxruntime: also exported and timed there
 
 
-@dataclass(frozen=True)
+@dataclass
 class ExpectedFigure:
     """`expected:` entry: a published figure a run aims at, and what makes a run comparable to it."""
 
-    source: str
-    metric: Literal["test_accuracy", "val_accuracy", "test_error", "weights_kept", "macs_reduction"]
-    value: float
-    model: str = "finetuned"
+    source: str = MISSING
+    metric: str = choice("test_accuracy", "val_accuracy", "test_error", "weights_kept", "macs_reduction")
+    value: float = MISSING
+    model: str = choice("original", "pruned", "finetuned", "compacted", default="finetuned")
     tolerance: float = 0.0
     dataset: Optional[str] = None  # the dataset the figure was measured on
     train_epochs: Optional[int] = None  # the recipe's dense epochs; fewer is "not comparable"
     note: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass
 class SensitivityConfig:
     """`sensitivity:` (progprune sensitivity): the levels each unit is pruned to alone, and the overall sparsity
-    of the per-unit budget derived from them; `levels` are sorted by the loader."""
+    of the per-unit budget derived from them; the typed pass sorts `levels`."""
 
-    levels: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-    target: float = 0.5
+    levels: list[float] = MISSING
+    target: float = MISSING
 
 
-@dataclass(frozen=True)
+@dataclass
 class RunConfig:
-    """Everything one run needs; built once from the composed Hydra config."""
+    """Everything one run needs: conf/config.yaml's schema (base_config), and the typed config below the CLI."""
 
-    seed: int
-    device: Literal["auto", "cpu", "cuda"]
-    dataset: DatasetConfig
-    model: ModelConfig
-    optimizer: OptimizerConfig
-    strategy: Optional[StrategyConfig]
-    schedule: ScheduleConfig
-    train: TrainConfig
-    prune: StageConfig
-    finetune: StageConfig
-    evaluate: EvaluateConfig
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
-    expected: tuple[ExpectedFigure, ...] = ()
+    seed: int = MISSING
+    device: str = choice("auto", "cpu", "cuda")
+    dataset: DatasetConfig = MISSING
+    model: ModelConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    strategy: Optional[StrategyConfig] = None
+    schedule: ScheduleConfig = MISSING
+    train: TrainConfig = MISSING
+    prune: StageConfig = MISSING
+    finetune: StageConfig = MISSING
+    evaluate: EvaluateConfig = MISSING
+    checkpoint: CheckpointConfig = MISSING
+    sensitivity: SensitivityConfig = MISSING
+    expected: list[ExpectedFigure] = field(default_factory=list)
 
 
-def common_keys(cls: type) -> tuple[str, ...]:
-    """The keys a group's YAML may hold besides the component's own options (for error messages)."""
-    return tuple(f.name for f in fields(cls) if f.name != "options")
+# The component groups: a RunConfig field (or a stage's `lr_scheduler`) whose node is a subclass chosen by `name`.
+COMPONENTS = {"dataset": DatasetConfig, "model": ModelConfig, "optimizer": OptimizerConfig,
+              "strategy": StrategyConfig, "schedule": ScheduleConfig, "lr_scheduler": LRSchedulerConfig}

@@ -13,11 +13,9 @@ from progprune_cli.data.base import (
     steps_per_epoch,
 )
 from progprune_cli.data.splits import TensorSplit
+from progprune_cli.registry import import_all
 
-# Importing a module registers its dataset.
-from progprune_cli.data import (  # noqa: F401,E402
-    cifar10, cifar100, digits, fashion_mnist, imagefolder, kmnist, mnist, svhn, synthetic,
-)
+import_all(__name__, __path__)  # importing a module registers its dataset
 
 __all__ = ["DATASETS", "Batches", "DataInfo", "DataSplits", "TensorSplit", "build_data", "inputs", "prepare_data",
            "steps_per_epoch"]

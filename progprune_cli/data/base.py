@@ -45,36 +45,36 @@ class DataSplits:
 class DatasetEntry:
     """One registered dataset: `build` makes the splits, `prepare` only downloads, decodes, caches and checks."""
 
-    build: Callable[[dict[str, Any], int], DataSplits]
-    prepare: Callable[[dict[str, Any]], None]
+    build: Callable[[Any, int], DataSplits]
+    prepare: Callable[[Any], None]
 
-    def __call__(self, options: dict[str, Any], seed: int) -> DataSplits:
-        return self.build(options, seed)
-
-
-DATASETS: Registry[DatasetEntry] = Registry("dataset")
+    def __call__(self, cfg: DatasetConfig, seed: int) -> DataSplits:
+        return self.build(cfg, seed)
 
 
-def register(name: str, prepare: Callable[[dict[str, Any]], None]) -> Callable[[Callable[..., DataSplits]],
-                                                                               Callable[..., DataSplits]]:
-    """Decorator: register `build` under `name` together with its `prepare`."""
+DATASETS: Registry[DatasetEntry] = Registry("dataset", DatasetConfig)
 
-    def add(build: Callable[[dict[str, Any], int], DataSplits]) -> Callable[[dict[str, Any], int], DataSplits]:
-        DATASETS.register(name)(DatasetEntry(build, prepare))
+
+def register(name: str, prepare: Callable[[Any], None],
+             schema: type[DatasetConfig]) -> Callable[[Callable[..., DataSplits]], Callable[..., DataSplits]]:
+    """Decorator: register `build` under `name` with its `prepare` and its keys' schema."""
+
+    def add(build: Callable[[Any, int], DataSplits]) -> Callable[[Any, int], DataSplits]:
+        DATASETS.register(name, schema)(DatasetEntry(build, prepare))
         return build
 
     return add
 
 
 def build_data(cfg: DatasetConfig, seed: int) -> DataSplits:
-    """Look the dataset up by name and build its splits (its options are validated there)."""
-    return DATASETS.get(cfg.name)(dict(cfg.options), seed)
+    """Look the dataset up by name and build its splits (its values are range-checked there)."""
+    return DATASETS.get(cfg.name)(cfg, seed)
 
 
 def prepare_data(cfg: DatasetConfig) -> None:
-    """Everything build_data needs from disk or network, checked now: options, folders, files (downloaded when
+    """Everything build_data needs from disk or network, checked now: values, folders, files (downloaded when
     allowed), decoding into the cache. Cheap once cached; raises a one-line UserError on any problem."""
-    DATASETS.get(cfg.name).prepare(dict(cfg.options))
+    DATASETS.get(cfg.name).prepare(cfg)
 
 
 def split_indices(n: int, fractions: tuple[float, ...], seed: int) -> list[torch.Tensor]:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Optional, Protocol
 
 import torch
+from omegaconf import MISSING
 
 from progprune_cli.data import cache
 from progprune_cli.data.base import DataInfo, DataSplits, register, split_indices
 from progprune_cli.data.cache import Decoded
 from progprune_cli.data.fetch import download, root_path
 from progprune_cli.data.splits import Augment, TensorSplit, check_stats
-from progprune_cli.config.strict import from_dict
+from progprune_cli.config import DatasetConfig
 from progprune_cli.errors import UserError
 
 SPLITS = ("train", "test")
@@ -92,32 +94,49 @@ def load(files: Files, root: Path, download_on: bool) -> dict[str, Decoded]:
 def make_splits(decoded: dict[str, Decoded], opts: Any, seed: int, augment: Augment | None) -> DataSplits:
     """Keep the first `limit` training images (quick runs), carve val from them by `seed`, test as in the files."""
     train, test = decoded["train"], decoded["test"]
-    full = TensorSplit(train.images, train.labels, opts.mean, opts.std)
+    full = TensorSplit(train.images, train.labels, tuple(opts.mean), tuple(opts.std))
     if opts.limit is not None:
         full = full.subset(torch.arange(min(opts.limit, len(full))))
     train_idx, val_idx = carve_val(len(full), opts.val_fraction, seed)
     _, c, h, w = train.images.shape
     info = DataInfo(channels=c, height=h, width=w, num_classes=len(train.classes), classes=train.classes)
     return DataSplits(train=full.subset(train_idx, augment), val=full.subset(val_idx),
-                      test=TensorSplit(test.images, test.labels, opts.mean, opts.std), info=info)
+                      test=TensorSplit(test.images, test.labels, tuple(opts.mean), tuple(opts.std)), info=info)
 
 
-def register_builtin(files: Files, options: type, augment: Augment | None = None) -> None:
-    """Register `files.name` as a dataset with `options` (root, download, val_fraction, limit, mean, std and, when
-    `augment` is given, an `augment` flag that turns it on for the training split)."""
+@dataclass
+class TorchvisionConfig(DatasetConfig):
+    """A dataset torchvision reads (the values are in its YAML, conf/dataset/<name>.yaml)."""
 
-    def parse(raw: dict[str, Any]) -> Any:
-        opts = from_dict(options, raw, "dataset", ("name",))
-        check_split(opts.val_fraction, opts.limit)  # before reading: a typo should not cost a 60,000-image load
-        check_stats(opts.mean, opts.std, files.channels)
-        return opts
+    root: str = MISSING
+    download: bool = MISSING
+    val_fraction: float = MISSING
+    limit: Optional[int] = MISSING
+    mean: list[float] = MISSING
+    std: list[float] = MISSING
 
-    def prepare(raw: dict[str, Any]) -> None:
-        opts = parse(raw)
-        load(files, root_path(opts.root), opts.download)
 
-    @register(files.name, prepare)
-    def build(raw: dict[str, Any], seed: int) -> DataSplits:
-        opts = parse(raw)
-        decoded = load(files, root_path(opts.root), opts.download)
-        return make_splits(decoded, opts, seed, augment if getattr(opts, "augment", False) else None)
+@dataclass
+class AugmentedConfig(TorchvisionConfig):
+    """A torchvision dataset whose training images may be augmented (cropped, flipped)."""
+
+    augment: bool = MISSING
+
+
+def register_builtin(files: Files, augment: Augment | None = None) -> None:
+    """Register `files.name` as a dataset with TorchvisionConfig's keys (and AugmentedConfig's `augment`, which
+    turns `augment` on for the training split, when one is given)."""
+
+    def check(cfg: TorchvisionConfig) -> None:
+        check_split(cfg.val_fraction, cfg.limit)  # before reading: a typo should not cost a 60,000-image load
+        check_stats(cfg.mean, cfg.std, files.channels)
+
+    def prepare(cfg: TorchvisionConfig) -> None:
+        check(cfg)
+        load(files, root_path(cfg.root), cfg.download)
+
+    @register(files.name, prepare, TorchvisionConfig if augment is None else AugmentedConfig)
+    def build(cfg: TorchvisionConfig, seed: int) -> DataSplits:
+        check(cfg)
+        decoded = load(files, root_path(cfg.root), cfg.download)
+        return make_splits(decoded, cfg, seed, augment if getattr(cfg, "augment", False) else None)

@@ -3,37 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 import torch
+from omegaconf import MISSING
 
 from progprune_cli.data.base import DataSplits, register, tensor_splits
-from progprune_cli.config.strict import from_dict
+from progprune_cli.config import DatasetConfig
 from progprune_cli.errors import UserError
 
 
-@dataclass(frozen=True)
-class Options:
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
+@dataclass
+class DigitsConfig(DatasetConfig):
+    val_fraction: float = MISSING
+    test_fraction: float = MISSING
 
 
-def _parse(options: dict[str, Any]) -> Options:
-    opts = from_dict(Options, options, "dataset", ("name",))
-    check_fractions(opts.val_fraction, opts.test_fraction)
-    return opts
+def prepare(cfg: DigitsConfig) -> None:
+    """Nothing to fetch or decode (the images ship with scikit-learn): only the values are checked."""
+    check_fractions(cfg.val_fraction, cfg.test_fraction)
 
 
-def prepare(options: dict[str, Any]) -> None:
-    """Nothing to fetch or decode (the images ship with scikit-learn): only the options are checked."""
-    _parse(options)
-
-
-@register("digits", prepare)
-def build(options: dict[str, Any], seed: int) -> DataSplits:
+@register("digits", prepare, DigitsConfig)
+def build(opts: DigitsConfig, seed: int) -> DataSplits:
     from sklearn.datasets import load_digits  # only this dataset needs scikit-learn
 
-    opts = _parse(options)
     train_fraction = check_fractions(opts.val_fraction, opts.test_fraction)
     bunch = load_digits()
     # Pixels are 0..16 in the bundled data; scale to [0, 1] like the seed does for images (§6.1).

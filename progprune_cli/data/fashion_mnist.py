@@ -1,21 +1,6 @@
 """Fashion-MNIST (60,000 train / 10,000 test, 28×28 gray clothing) through torchvision.datasets.FashionMNIST."""
 
-from __future__ import annotations
-
-from dataclasses import dataclass
-
 from progprune_cli.data.builtin import register_builtin
 from progprune_cli.data.idx import IdxFiles
 
-
-@dataclass(frozen=True)
-class Options:
-    root: str = "data/fashion_mnist"
-    download: bool = True
-    val_fraction: float = 0.1
-    limit: int | None = None
-    mean: tuple[float, ...] = (0.2860,)
-    std: tuple[float, ...] = (0.3530,)
-
-
-register_builtin(IdxFiles("fashion_mnist", "FashionMNIST", "Fashion-MNIST"), Options)
+register_builtin(IdxFiles("fashion_mnist", "FashionMNIST", "Fashion-MNIST"))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from omegaconf import MISSING
 from torch.utils.data import DataLoader, Dataset
 
 from progprune_cli.data import cache
@@ -16,7 +17,7 @@ from progprune_cli.data.builtin import carve_val, check_split
 from progprune_cli.data.cache import Decoded
 from progprune_cli.data.fetch import existing_dir, one_line
 from progprune_cli.data.splits import Augment, Split, TensorSplit, batch_order, check_stats, normalize
-from progprune_cli.config.strict import from_dict
+from progprune_cli.config import DatasetConfig
 from progprune_cli.errors import UserError
 
 if TYPE_CHECKING:  # torchvision is imported where used: it takes seconds to load and most runs skip it
@@ -26,17 +27,20 @@ _HINT = "put images in train/<class>/ and test/<class>/ there"
 NAME = "imagefolder"
 
 
-@dataclass(frozen=True)
-class Options:
-    root: str = "data/imagefolder"
-    image_size: int = 32
-    grayscale: bool = False
-    val_fraction: float = 0.1
-    mean: tuple[float, ...] = (0.0,)
-    std: tuple[float, ...] = (1.0,)
-    in_memory_max_mb: int = 2048
-    num_workers: int = 2
-    augment: bool = False  # random crop with padding 4 + horizontal flip of training images (in-memory sets)
+@dataclass
+class ImageFolderConfig(DatasetConfig):
+    """The values are in conf/dataset/imagefolder.yaml."""
+
+    root: str = MISSING
+    image_size: int = MISSING
+    grayscale: bool = MISSING
+    val_fraction: float = MISSING
+    mean: list[float] = MISSING
+    std: list[float] = MISSING
+    in_memory_max_mb: int = MISSING
+    num_workers: int = MISSING
+    augment: bool = MISSING  # random crop with padding 4 + horizontal flip of training images (in-memory sets)
+
 
 
 class Images(Dataset):
@@ -126,8 +130,7 @@ class StreamingSplit(Split):
                               start + k)
 
 
-def _parse(raw: dict[str, Any]) -> Options:
-    opts = from_dict(Options, raw, "dataset", ("name",))
+def _parse(opts: ImageFolderConfig) -> ImageFolderConfig:
     if opts.image_size < 1:
         raise UserError(f"dataset.image_size: got {opts.image_size}; must be >= 1")
     for key in ("in_memory_max_mb", "num_workers"):
@@ -138,7 +141,7 @@ def _parse(raw: dict[str, Any]) -> Options:
     return opts
 
 
-def _scan(opts: Options) -> tuple[Path, dict[str, ImageFolder]]:
+def _scan(opts: ImageFolderConfig) -> tuple[Path, dict[str, ImageFolder]]:
     """The root and its split folders (val only when present), all with the same classes."""
     root = existing_dir(opts.root, _HINT)
     folders = {"train": _folder(root / "train"), "test": _folder(root / "test")}
@@ -149,38 +152,38 @@ def _scan(opts: Options) -> tuple[Path, dict[str, ImageFolder]]:
     return root, folders
 
 
-def _in_memory(folders: dict[str, ImageFolder], opts: Options) -> bool:
+def _in_memory(folders: dict[str, ImageFolder], opts: ImageFolderConfig) -> bool:
     pixels = (1 if opts.grayscale else 3) * opts.image_size ** 2
     return sum(len(f.samples) for f in folders.values()) * pixels <= opts.in_memory_max_mb * 2 ** 20
 
 
-def _images(folder: ImageFolder, opts: Options) -> Images:
+def _images(folder: ImageFolder, opts: ImageFolderConfig) -> Images:
     return Images(list(folder.samples), opts.image_size, opts.grayscale)
 
 
-def _decoded(root: Path, split: str, folder: ImageFolder, opts: Options) -> Decoded:
+def _decoded(root: Path, split: str, folder: ImageFolder, opts: ImageFolderConfig) -> Decoded:
     path = cache.cache_path(root, NAME, split, (Path(p) for p, _ in folder.samples), classes=folder.classes,
                             image_size=opts.image_size, grayscale=opts.grayscale)
     decoded = cache.cached(path, lambda: _images(folder, opts).decode(opts.num_workers), len(folder.classes))
     return Decoded(decoded.images, decoded.labels, tuple(folder.classes))
 
 
-def prepare(raw: dict[str, Any]) -> None:
-    opts = _parse(raw)
+def prepare(cfg: ImageFolderConfig) -> None:
+    opts = _parse(cfg)
     root, folders = _scan(opts)
     if _in_memory(folders, opts):
         for split, folder in folders.items():
             _decoded(root, split, folder, opts)
 
 
-@register(NAME, prepare)
-def build(raw: dict[str, Any], seed: int) -> DataSplits:
-    opts = _parse(raw)
+@register(NAME, prepare, ImageFolderConfig)
+def build(cfg: ImageFolderConfig, seed: int) -> DataSplits:
+    opts = _parse(cfg)
     root, folders = _scan(opts)
     classes = tuple(folders["train"].classes)
     info = DataInfo(channels=1 if opts.grayscale else 3, height=opts.image_size, width=opts.image_size,
                     num_classes=len(classes), classes=classes)
-    stats = {"mean": opts.mean, "std": opts.std}
+    stats = {"mean": tuple(opts.mean), "std": tuple(opts.std)}
     sets: dict[str, Split]
     if _in_memory(folders, opts):
         sets = {split: TensorSplit(d.images, d.labels, **stats)

@@ -18,17 +18,6 @@ CLASSES = tuple(str(d) for d in range(10))  # torchvision maps SVHN's label 10 t
 
 
 @dataclass(frozen=True)
-class Options:
-    root: str = "data/svhn"
-    download: bool = True
-    val_fraction: float = 0.1
-    limit: int | None = None
-    augment: bool = True
-    mean: tuple[float, ...] = (0.4377, 0.4438, 0.4728)
-    std: tuple[float, ...] = (0.1980, 0.2010, 0.1970)
-
-
-@dataclass(frozen=True)
 class SvhnFiles:
     """train_32x32.mat and test_32x32.mat side by side in `root`, as torchvision downloads them."""
 
@@ -94,4 +83,4 @@ def _scipy() -> None:
 
 
 # Crop only: a mirrored digit is a different symbol (or none), unlike a mirrored photo.
-register_builtin(SvhnFiles(), Options, Augment(padding=4, flip=False))
+register_builtin(SvhnFiles(), Augment(padding=4, flip=False))

@@ -25,6 +25,8 @@ class RunFolder:
 
     @classmethod
     def open(cls, run_dir: str | Path) -> RunFolder:
+        import progprune_cli.catalog  # noqa: F401  (the components' schemas, which type the folder's config)
+
         path = Path(run_dir)
         config_path = path / ".hydra" / "config.yaml"
         if not path.is_dir():

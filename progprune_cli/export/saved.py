@@ -12,6 +12,7 @@ from torch import nn
 
 from progprune_cli.atomic import write_atomic
 from progprune_cli.config import ModelConfig
+from progprune_cli.config.load import load_component
 from progprune_cli.data import DataInfo, build_data
 from progprune_cli.errors import UserError
 from progprune_cli.export.run import MODELS, RunFolder
@@ -40,7 +41,7 @@ def save_compacted(path: str | Path, module: nn.Module, unit_masks: Masks, model
         "format": FORMAT,
         "version": VERSION,
         "stage": "compact",
-        "model": {"name": model_cfg.name, "options": _plain(dict(model_cfg.options), "model options")},
+        "model": {"name": model_cfg.name, "options": _plain(component_keys(model_cfg), "model options")},
         "info": dataclasses.asdict(info),
         "unit_masks": {unit: mask.detach().to("cpu", torch.bool) for unit, mask in unit_masks.items()},
         "widths": widths(module),
@@ -96,7 +97,7 @@ def rebuild_compacted(data: dict[str, Any], path: Path) -> nn.Module:
         found = data.get("format"), data.get("version")
         raise UserError(f"{path}: not a {FORMAT} v{VERSION} checkpoint (format {found[0]!r}, version {found[1]!r})")
     info = DataInfo(**data["info"])
-    model = _fresh(ModelConfig(name=data["model"]["name"], options=dict(data["model"]["options"])), info)
+    model = _fresh(load_component("model", {"name": data["model"]["name"], **data["model"]["options"]}), info)
     pruned = {unit: (~mask).nonzero().flatten().tolist() for unit, mask in data["unit_masks"].items()}
     # The same torch-pruning call the strategy compacted with (ChannelStrategy.compact), on a fresh model.
     cg.remove_in_place(model, (info.channels, info.height, info.width), pruned)
@@ -107,6 +108,11 @@ def rebuild_compacted(data: dict[str, Any], path: Path) -> nn.Module:
                         f"{data['widths'].get(layer)} wide; the model's code changed since the run")
     _load_weights(model, data["state_dict"], path)
     return model
+
+
+def component_keys(cfg: Any) -> dict[str, Any]:
+    """A component config's values besides its name (what its registered schema adds)."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "name"}
 
 
 def widths(module: nn.Module) -> dict[str, int]:

@@ -13,6 +13,7 @@ from progprune_cli import __version__
 from progprune_cli.data import DataSplits
 from progprune_cli.export.onnx_export import BATCH, INPUT, OUTPUT, Checked, Exported
 from progprune_cli.export.run import RunFolder
+from progprune_cli.export.saved import component_keys
 from progprune_cli.results.status import config_hash
 
 # The label order of the official CIFAR-10 batches.meta (a pickle progprune does not read).
@@ -32,16 +33,15 @@ def sidecar_path(out: Path) -> Path:
 def describe(run: RunFolder, which: str, data: DataSplits, out: Path, exported: Exported,
              checked: Checked) -> dict[str, Any]:
     info, dataset = data.info, run.cfg.dataset
-    options = dataset.options
-    normalization = ({"mean": options["mean"], "std": options["std"]}
-                     if "mean" in options and "std" in options else None)
+    normalization = ({"mean": list(dataset.mean), "std": list(dataset.std)}
+                     if hasattr(dataset, "mean") and hasattr(dataset, "std") else None)
     return {
         "file": out.name,
         "format": "onnx",
         "opset": exported.opset,
         "exporter": exported.exporter,
         "model": which,
-        "architecture": {"name": run.cfg.model.name, "options": dict(run.cfg.model.options)},
+        "architecture": {"name": run.cfg.model.name, "options": component_keys(run.cfg.model)},
         "input": {"name": INPUT, "shape": [BATCH, info.channels, info.height, info.width], "dtype": "float32",
                   "pixel_range": [0.0, 1.0] if dataset.name in UNIT_RANGE else None,
                   "normalization": normalization},

@@ -17,21 +17,21 @@ strides 2), global average pool, linear. `shortcut` says what the two blocks tha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
-
 import torch
 from torch import nn
 
 from progprune_cli.data import DataInfo
-from progprune_cli.models.base import ModelBuilder, model_options
+from progprune_cli.config import ModelConfig
+from progprune_cli.config.schema import choice
+from progprune_cli.models.base import ModelBuilder
 from progprune_cli.models.resnet_tiny import BasicBlock
 
 WIDTHS = (16, 32, 64)
 
 
-@dataclass(frozen=True)
-class Options:
-    shortcut: Literal["A", "B"] = "B"
+@dataclass
+class CifarResNetConfig(ModelConfig):
+    shortcut: str = choice("A", "B")
 
 
 class ZeroPadShortcut(nn.Module):
@@ -76,8 +76,7 @@ class CifarResNet(nn.Module):
 def builder(blocks: int) -> ModelBuilder:
     """The registry entry of the CIFAR ResNet with `blocks` basic blocks per stage (depth 6·blocks + 2)."""
 
-    def build(options: dict[str, Any], info: DataInfo) -> nn.Module:
-        opts = model_options(Options, options)
-        return CifarResNet(info, blocks, opts.shortcut)
+    def build(cfg: CifarResNetConfig, info: DataInfo) -> nn.Module:
+        return CifarResNet(info, blocks, cfg.shortcut)
 
     return build

@@ -7,14 +7,12 @@ and a classifier Linear(512, 512) → BN → ReLU → Linear(512, classes). Thei
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-from progprune_cli.config.strict import NoOptions
+from progprune_cli.config import ModelConfig
 from progprune_cli.data import DataInfo
-from progprune_cli.models.base import ModelBuilder, model_options, too_small
+from progprune_cli.models.base import ModelBuilder, too_small
 
 Layers = tuple[int | str, ...]
 
@@ -50,8 +48,7 @@ class CifarVGG(nn.Module):
 def builder(depth: int) -> ModelBuilder:
     """The registry entry of the VGG of this depth (a key of CONFIGS)."""
 
-    def build(options: dict[str, Any], info: DataInfo) -> nn.Module:
-        model_options(NoOptions, options)
+    def build(cfg: ModelConfig, info: DataInfo) -> nn.Module:
         return CifarVGG(info, CONFIGS[depth], f"vgg{depth}")
 
     return build

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
 
-from progprune_cli.config.strict import NoOptions
+from progprune_cli.config import ModelConfig
 from progprune_cli.data import DataInfo
 from progprune_cli.models import mlp
-from progprune_cli.models.base import MODELS, model_options
+from progprune_cli.models.base import MODELS
 
 
-@MODELS.register("lenet300")
-def build(options: dict[str, Any], info: DataInfo) -> nn.Module:
-    model_options(NoOptions, options)  # the widths are what makes it LeNet-300-100: not an option
-    return mlp.build({"hidden": [300, 100]}, info)
+@MODELS.register("lenet300")  # no keys of its own: the widths are what makes it LeNet-300-100
+def build(cfg: ModelConfig, info: DataInfo) -> nn.Module:
+    return mlp.mlp([300, 100], info)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-from progprune_cli.config.strict import NoOptions
+from progprune_cli.config import ModelConfig
 from progprune_cli.data import DataInfo
-from progprune_cli.models.base import MODELS, model_options, too_small
+from progprune_cli.models.base import MODELS, too_small
 
 
 class LeNet5(nn.Module):
@@ -31,6 +29,5 @@ class LeNet5(nn.Module):
 
 
 @MODELS.register("lenet5")
-def build(options: dict[str, Any], info: DataInfo) -> nn.Module:
-    model_options(NoOptions, options)
+def build(cfg: ModelConfig, info: DataInfo) -> nn.Module:
     return LeNet5(info)

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
+from omegaconf import MISSING
 from torch import nn
 
 from progprune_cli.data import DataInfo
-from progprune_cli.models.base import MODELS, model_options
+from progprune_cli.config import ModelConfig
+from progprune_cli.models.base import MODELS
 
 
-@dataclass(frozen=True)
-class Options:
-    hidden: tuple[int, ...] = (128, 64)
+@dataclass
+class MLPConfig(ModelConfig):
+    hidden: list[int] = MISSING
 
 
-@MODELS.register("mlp")
-def build(options: dict[str, Any], info: DataInfo) -> nn.Module:
-    opts = model_options(Options, options)
+@MODELS.register("mlp", MLPConfig)
+def build(cfg: MLPConfig, info: DataInfo) -> nn.Module:
+    return mlp(cfg.hidden, info)
+
+
+def mlp(hidden: list[int], info: DataInfo) -> nn.Module:
+    """Flatten, then Linear → ReLU for each of the `hidden` sizes, then the classifier."""
     layers: list[nn.Module] = [nn.Flatten()]
     width = info.channels * info.height * info.width
-    for size in opts.hidden:
+    for size in hidden:
         layers += [nn.Linear(width, size), nn.ReLU()]
         width = size
     layers.append(nn.Linear(width, info.num_classes))

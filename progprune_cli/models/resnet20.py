@@ -1,6 +1,6 @@
 """ResNet-20 for CIFAR (He et al. 2016 §4.2): 3 basic blocks per stage; the architecture is in cifar_resnet."""
 
 from progprune_cli.models.base import MODELS
-from progprune_cli.models.cifar_resnet import builder
+from progprune_cli.models.cifar_resnet import CifarResNetConfig, builder
 
-build = MODELS.register("resnet20")(builder(3))
+build = MODELS.register("resnet20", CifarResNetConfig)(builder(3))

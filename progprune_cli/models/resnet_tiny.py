@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 import torch
+from omegaconf import MISSING
 from torch import nn
 
 from progprune_cli.data import DataInfo
-from progprune_cli.models.base import MODELS, model_options
+from progprune_cli.config import ModelConfig
+from progprune_cli.models.base import MODELS
 
 
-@dataclass(frozen=True)
-class Options:
-    width: int = 16
+@dataclass
+class ResNetTinyConfig(ModelConfig):
+    width: int = MISSING
 
 
 def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
@@ -53,7 +53,6 @@ class ResNetTiny(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
-@MODELS.register("resnet_tiny")
-def build(options: dict[str, Any], info: DataInfo) -> nn.Module:
-    opts = model_options(Options, options)
-    return ResNetTiny(info, opts.width)
+@MODELS.register("resnet_tiny", ResNetTinyConfig)
+def build(cfg: ResNetTinyConfig, info: DataInfo) -> nn.Module:
+    return ResNetTiny(info, cfg.width)

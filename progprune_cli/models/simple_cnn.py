@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 import torch
+from omegaconf import MISSING
 from torch import nn
 
 from progprune_cli.data import DataInfo
-from progprune_cli.models.base import MODELS, model_options
+from progprune_cli.config import ModelConfig
+from progprune_cli.models.base import MODELS
 from progprune_cli.errors import UserError
 
 
-@dataclass(frozen=True)
-class Options:
-    channels: int = 32
+@dataclass
+class SimpleCNNConfig(ModelConfig):
+    channels: int = MISSING
 
 
 class SimpleCNN(nn.Module):
-    def __init__(self, info: DataInfo, channels: int = 32) -> None:
+    def __init__(self, info: DataInfo, channels: int) -> None:
         super().__init__()
         # The seed writes Linear(32*26*26, 10), which does not match the pooled shape; derive it from the input.
         height, width = (info.height - 2) // 2, (info.width - 2) // 2
@@ -34,7 +34,6 @@ class SimpleCNN(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
-@MODELS.register("simple_cnn")
-def build(options: dict[str, Any], info: DataInfo) -> nn.Module:
-    opts = model_options(Options, options)
-    return SimpleCNN(info, opts.channels)
+@MODELS.register("simple_cnn", SimpleCNNConfig)
+def build(cfg: SimpleCNNConfig, info: DataInfo) -> nn.Module:
+    return SimpleCNN(info, cfg.channels)

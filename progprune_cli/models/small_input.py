@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Optional
 
+from omegaconf import MISSING
 from torch import nn
 
 from progprune_cli.data import DataInfo
-from progprune_cli.models.base import model_options, with_default
+from progprune_cli.config import ModelConfig
 
 SMALL = 64  # inputs at most this wide get the small stem unless the config says otherwise
 
 
-@dataclass(frozen=True)
-class SmallInputOptions:
-    small_input: bool = True  # never used: small_input_options fills in the data-dependent default
+@dataclass
+class SmallInputConfig(ModelConfig):
+    small_input: Optional[bool] = MISSING  # null: true when the input is at most SMALL px wide
 
 
-def small_input_options(options: dict[str, Any], info: DataInfo) -> SmallInputOptions:
-    """The checked options; `small_input` missing or null means: true when the input is at most 64 px wide."""
-    return model_options(SmallInputOptions, with_default(options, "small_input", info.width <= SMALL))
+def small_input(cfg: SmallInputConfig, info: DataInfo) -> bool:
+    """Whether to build the small stem: `small_input`, or when it is null whether the input is that small."""
+    return cfg.small_input if cfg.small_input is not None else info.width <= SMALL
 
 
 def stem_conv(old: nn.Conv2d, in_channels: int, kernel: int, stride: int) -> nn.Conv2d:

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 import torch
+from omegaconf import MISSING
 from torch import nn
 
 from progprune_cli.data import DataInfo
-from progprune_cli.models.base import MODELS, model_options
+from progprune_cli.config import ModelConfig
+from progprune_cli.models.base import MODELS
 from progprune_cli.errors import UserError
 
 
-@dataclass(frozen=True)
-class Options:
-    channels: int = 32
+@dataclass
+class TwoConvCNNConfig(ModelConfig):
+    channels: int = MISSING
 
 
 class TwoConvCNN(nn.Module):
-    def __init__(self, info: DataInfo, channels: int = 32) -> None:
+    def __init__(self, info: DataInfo, channels: int) -> None:
         super().__init__()
         height, width = info.height // 4, info.width // 4
         if height < 1 or width < 1:
@@ -36,7 +36,6 @@ class TwoConvCNN(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
-@MODELS.register("two_conv_cnn")
-def build(options: dict[str, Any], info: DataInfo) -> nn.Module:
-    opts = model_options(Options, options)
-    return TwoConvCNN(info, opts.channels)
+@MODELS.register("two_conv_cnn", TwoConvCNNConfig)
+def build(cfg: TwoConvCNNConfig, info: DataInfo) -> nn.Module:
+    return TwoConvCNN(info, cfg.channels)

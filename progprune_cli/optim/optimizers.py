@@ -1,56 +1,82 @@
-"""Optimizer registry (§4.1): `conf/optimizer/<name>.yaml` ↔ an entry here naming the torch class and its keys."""
+"""Optimizer registry (§4.1): `conf/optimizer/<name>.yaml` ↔ the torch class and the schema of its own keys."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from omegaconf import MISSING
 from torch import nn
 
 from progprune_cli.config import OptimizerConfig
 from progprune_cli.errors import UserError
 from progprune_cli.registry import Registry
 
-
-@dataclass(frozen=True)
-class OptimizerSpec:
-    """A torch optimizer class and the hyperparameter keys (besides lr) a YAML may set for it."""
-
-    cls: type[torch.optim.Optimizer]
-    keys: tuple[str, ...]
+OPTIMIZERS: Registry[type[torch.optim.Optimizer]] = Registry("optimizer", OptimizerConfig)
+_COMMON = {f.name for f in dataclasses.fields(OptimizerConfig)}  # progprune's keys; the rest are the torch class's
 
 
-OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
-OPTIMIZERS.register("sgd")(OptimizerSpec(torch.optim.SGD, ("momentum", "nesterov", "weight_decay", "dampening")))
+@dataclass
+class SGDConfig(OptimizerConfig):
+    momentum: float = MISSING
+    dampening: float = MISSING
+    nesterov: bool = MISSING
+    weight_decay: float = MISSING
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    betas: list[float] = MISSING
+    eps: float = MISSING
+    weight_decay: float = MISSING
+    amsgrad: bool = MISSING
+
+
+@dataclass
+class RMSpropConfig(OptimizerConfig):
+    alpha: float = MISSING
+    eps: float = MISSING
+    momentum: float = MISSING
+    weight_decay: float = MISSING
+    centered: bool = MISSING
+
+
+@dataclass
+class AdagradConfig(OptimizerConfig):
+    lr_decay: float = MISSING
+    eps: float = MISSING
+    weight_decay: float = MISSING
+
+
+OPTIMIZERS.register("sgd", SGDConfig)(torch.optim.SGD)
 # The same torch class with the CIFAR recipe's settings in its YAML, so `optimizer=sgd_nesterov` is one word.
-OPTIMIZERS.register("sgd_nesterov")(OPTIMIZERS.get("sgd"))
-OPTIMIZERS.register("adam")(OptimizerSpec(torch.optim.Adam, ("betas", "eps", "weight_decay", "amsgrad")))
-OPTIMIZERS.register("rmsprop")(OptimizerSpec(torch.optim.RMSprop, ("alpha", "eps", "momentum", "weight_decay",
-                                                                   "centered")))
-OPTIMIZERS.register("adagrad")(OptimizerSpec(torch.optim.Adagrad, ("lr_decay", "eps", "weight_decay")))
+OPTIMIZERS.register("sgd_nesterov", SGDConfig)(torch.optim.SGD)
+OPTIMIZERS.register("adam", AdamConfig)(torch.optim.Adam)
+OPTIMIZERS.register("rmsprop", RMSpropConfig)(torch.optim.RMSprop)
+OPTIMIZERS.register("adagrad", AdagradConfig)(torch.optim.Adagrad)
 
 
-def check_optimizer(cfg: OptimizerConfig) -> OptimizerSpec:
-    """Fail before training on a key the chosen optimizer does not take."""
-    spec = OPTIMIZERS.get(cfg.name)
-    for key in cfg.options:
-        if key not in spec.keys:
-            raise UserError(f"optimizer.{key}: not a setting of optimizer={cfg.name}; allowed keys are "
-                            f"clip_grad_norm, l1, l2, lr, {', '.join(spec.keys)}")
-    return spec
+def hyperparameters(cfg: OptimizerConfig) -> dict[str, Any]:
+    """The torch optimizer's own keyword arguments: every key of the optimizer's schema but progprune's own."""
+    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in _COMMON}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}  # betas: torch wants a tuple
 
 
-def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """A fresh optimizer over all the model's parameters."""
-    spec = check_optimizer(cfg)
-    options: dict[str, Any] = dict(cfg.options)
-    if "betas" in options:
-        options["betas"] = tuple(options["betas"])
+def build_optimizer(cfg: OptimizerConfig, model: nn.Module, lr: float | None = None) -> torch.optim.Optimizer:
+    """A fresh optimizer over all the model's parameters, at `lr` (a stage's own) or optimizer.lr."""
     try:
-        return spec.cls(model.parameters(), lr=cfg.lr, **options)
-    except (TypeError, ValueError) as error:
+        return OPTIMIZERS.get(cfg.name)(model.parameters(), lr=cfg.lr if lr is None else lr, **hyperparameters(cfg))
+    except (TypeError, ValueError) as error:  # e.g. torch's own range checks (a negative momentum)
         raise UserError(f"optimizer={cfg.name}: {error}") from None
+
+
+def check_optimizer(cfg: OptimizerConfig) -> None:
+    """Fail before training on a value torch refuses, by building the optimizer over one parameter."""
+    if isinstance(cfg, AdamConfig) and len(cfg.betas) != 2:
+        raise UserError(f"optimizer.betas: got {cfg.betas}; needs 2 values, e.g. [0.9, 0.999]")
+    build_optimizer(cfg, nn.Linear(1, 1))
 
 
 def regularization(model: nn.Module, cfg: OptimizerConfig) -> torch.Tensor | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from progprune_cli.config.load import check_precision
+from progprune_cli.config.checks import check_precision
 from progprune_cli.errors import UserError
 
 _AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

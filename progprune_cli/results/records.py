@@ -14,7 +14,7 @@ OVERRIDES = (".hydra", "overrides.yaml")
 MULTIRUN = "multirun.yaml"
 # The one job-folder pattern whose numbering is known here: conf/config.yaml's, job i in SWEEP_DIR/i.
 JOB_SUBDIR = "${hydra.job.num}"
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+BASIC_SWEEPER = "BasicSweeper"  # the class name a multirun.yaml's hydra.sweeper._target_ ends in
 
 
 def read_record(folder: Path, *parts: str) -> Any:
@@ -63,7 +63,8 @@ def sweep_task(sweep_dir: Path) -> list[str] | None:
         raise UserError(f"{path}: hydra.sweep.subdir is {subdir!r}; only {JOB_SUBDIR!r} (job i in SWEEP_DIR/i) "
                         "tells which folder is which job; refused")
     sweeper = _get(doc, "hydra", "sweeper")
-    if _get(sweeper, "_target_") not in (None, BASIC_SWEEPER) or _get(sweeper, "params"):
+    target = _get(sweeper, "_target_")
+    if (target is not None and str(target).rpartition(".")[2] != BASIC_SWEEPER) or _get(sweeper, "params"):
         raise UserError(f"{path}: hydra.sweeper is not Hydra's basic sweeper without params, whose job list is "
                         "known; refused")
     return task
@@ -72,14 +73,6 @@ def sweep_task(sweep_dir: Path) -> list[str] | None:
 def sweep_jobs(task: list[str], source: Path) -> list[list[str]]:
     """Each job's overrides, in the order (and so the numbering) Hydra's basic sweeper gives them; `source` names
     the file `task` came from in an error."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
+    from progprune_cli.config.overrides import jobs, parse
 
-    try:
-        parsed = OverridesParser.create().parse_overrides(task)
-        batches = BasicSweeper.split_arguments(parsed, None)
-    except HydraException as error:
-        first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
-        raise UserError(f"{source}: hydra.overrides.task cannot be expanded into jobs ({first})") from None
-    return [job for batch in batches for job in batch]
+    return jobs(parse(task, str(source)))

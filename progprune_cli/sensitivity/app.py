@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+import progprune_cli.catalog  # noqa: F401  (every component's schema, for Hydra's compose)
 import progprune_cli.folders  # noqa: F401  (the resolver run-folder names use)
 from progprune_cli.config import load_run_config
 from progprune_cli.edge import exit_codes, job_console

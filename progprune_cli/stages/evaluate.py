@@ -9,7 +9,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from progprune_cli.config.load import strategy_pattern
 from progprune_cli.measure import (
     count_params,
     file_size,
@@ -199,7 +198,7 @@ def _sparse_kernels(parts: Parts, io: StageIO, model: Any, sample: torch.Tensor)
     from progprune_cli.measure import max_abs_diff, sparsify_linears
 
     strategy = parts.cfg.strategy
-    if strategy is not None and strategy_pattern(strategy) == SEMI_STRUCTURED:
+    if strategy is not None and strategy.pattern_nm == SEMI_STRUCTURED:
         return _semi_structured(parts, io, model, sample)
     threshold = parts.cfg.evaluate.sparse_min_sparsity
     model = copy.deepcopy(model).cpu()  # a copy: the dense finetuned model stays where it is

@@ -20,7 +20,7 @@ from progprune_cli.distributed import (World, agree_on_masks, agree_on_weights, 
 from progprune_cli.errors import UserError
 from progprune_cli.optim import precision as amp
 from progprune_cli.optim.losses import LossFn
-from progprune_cli.optim.lr_schedulers import Horizon, build_lr_scheduler
+from progprune_cli.optim.lr_schedulers import LRHorizon, build_lr_scheduler
 from progprune_cli.optim.optimizers import build_optimizer, regularization
 from progprune_cli.pruning.masks import Masks, apply_masks
 from progprune_cli.stages.io import StageIO
@@ -80,7 +80,7 @@ class Loop:
     seed: int
     iteration: int = 0  # optimizer steps since the start of the run (metrics.csv's x axis)
     lr: float | None = None  # the stage's own lr (None: optimizer.lr)
-    lr_scheduler: LRSchedulerConfig = field(default_factory=LRSchedulerConfig)
+    lr_scheduler: LRSchedulerConfig = field(default_factory=lambda: LRSchedulerConfig(name="constant"))
     epochs: int = 1  # the stage's length: the LR schedule's horizon
     stop: StopRequest | None = None
     every_steps: int | None = None
@@ -130,12 +130,9 @@ class Loop:
         return self.epoch * self.per_epoch + self.step_in_epoch
 
     def _new_optimizer(self) -> None:
-        cfg = self.optimizer_cfg
-        if self.lr is not None:
-            cfg = OptimizerConfig(cfg.name, self.lr, cfg.clip_grad_norm, cfg.l1, cfg.l2, cfg.options)
-        self.optimizer = build_optimizer(cfg, self.model)
+        self.optimizer = build_optimizer(self.optimizer_cfg, self.model, self.lr)
         self.scheduler = build_lr_scheduler(self.lr_scheduler, self.optimizer,
-                                            Horizon(self.epochs * self.per_epoch, self.per_epoch),
+                                            LRHorizon(self.epochs * self.per_epoch, self.per_epoch),
                                             f"{self.stage}.lr_scheduler")
 
     def reset_optimizer(self) -> None:

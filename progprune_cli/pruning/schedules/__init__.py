@@ -1,14 +1,9 @@
-"""Schedule registry: `conf/schedule/<name>.yaml` ↔ `SCHEDULES.register("<name>")` in `<name>.py`."""
+"""Schedule registry: `conf/schedule/<name>.yaml` ↔ `SCHEDULES.register("<name>", schema)` in a module of this
+package (every module here is imported, so adding a schedule adds no line elsewhere)."""
 
 from progprune_cli.pruning.schedules.base import SCHEDULES, Event, Horizon, build_events
+from progprune_cli.registry import import_all
 
-from progprune_cli.pruning.schedules import (  # noqa: F401,E402  (registers)
-    constant,
-    cubic,
-    exponential,
-    iterative,
-    linear,
-    oneshot,
-)
+import_all(__name__, __path__)
 
 __all__ = ["SCHEDULES", "Event", "Horizon", "build_events"]

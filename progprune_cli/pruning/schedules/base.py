@@ -37,11 +37,11 @@ class Event:
 
 
 class ScheduleFn(Protocol):
-    def __call__(self, horizon: Horizon, initial: float, final: float, options: dict[str, Any],
+    def __call__(self, horizon: Horizon, initial: float, final: float, cfg: Any,
                  what: str = "sparsity") -> list[Event]: ...
 
 
-SCHEDULES: Registry[ScheduleFn] = Registry("schedule")
+SCHEDULES: Registry[ScheduleFn] = Registry("schedule", ScheduleConfig)
 
 
 def build_events(cfg: ScheduleConfig, units: int, initial: float, final: float,
@@ -58,4 +58,4 @@ def build_events(cfg: ScheduleConfig, units: int, initial: float, final: float,
     if end < cfg.start:
         raise UserError(f"schedule.end: got {end}; must be >= schedule.start ({cfg.start})")
     horizon = Horizon(cfg.start, end, cfg.frequency)
-    return SCHEDULES.get(cfg.name)(horizon, initial, final, dict(cfg.options), what)
+    return SCHEDULES.get(cfg.name)(horizon, initial, final, cfg, what)

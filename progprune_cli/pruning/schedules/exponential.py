@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+
+from omegaconf import MISSING
 
 from progprune_cli.pruning.schedules.base import SCHEDULES, Event, Horizon
-from progprune_cli.config.schema import ScheduleConfig, common_keys
-from progprune_cli.config.strict import from_dict
+from progprune_cli.config import ScheduleConfig
 from progprune_cli.errors import UserError
 
 
-@dataclass(frozen=True)
-class Options:
-    decay: float = 3.0
+@dataclass
+class ExponentialConfig(ScheduleConfig):
+    decay: float = MISSING
 
 
-@SCHEDULES.register("exponential")
-def exponential(horizon: Horizon, initial: float, final: float, options: dict[str, Any],
+@SCHEDULES.register("exponential", ExponentialConfig)
+def exponential(horizon: Horizon, initial: float, final: float, cfg: ExponentialConfig,
     what: str = "sparsity") -> list[Event]:
-    decay = from_dict(Options, options, "schedule", common_keys(ScheduleConfig)).decay
+    decay = cfg.decay
     if decay <= 0:
         raise UserError(f"schedule.decay: got {decay}; must be > 0")
     scale = 1.0 - math.exp(-decay)

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
+
+from omegaconf import MISSING
 
 from progprune_cli.pruning.schedules.base import SCHEDULES, Event, Horizon
-from progprune_cli.config.schema import ScheduleConfig, common_keys
-from progprune_cli.config.strict import from_dict
+from progprune_cli.config import ScheduleConfig
 from progprune_cli.errors import UserError
 
 
-@dataclass(frozen=True)
-class Options:
-    rate: float = 0.2
-    rounds: Optional[int] = None  # null: as many rounds as reach the final sparsity at `rate` per round
+@dataclass
+class IterativeConfig(ScheduleConfig):
+    rate: float = MISSING
+    rounds: Optional[int] = MISSING  # null: as many rounds as reach the final sparsity at `rate` per round
 
 
-@SCHEDULES.register("iterative")
-def iterative(horizon: Horizon, initial: float, final: float, options: dict[str, Any],
+@SCHEDULES.register("iterative", IterativeConfig)
+def iterative(horizon: Horizon, initial: float, final: float, opts: IterativeConfig,
     what: str = "sparsity") -> list[Event]:
-    opts = from_dict(Options, options, "schedule", common_keys(ScheduleConfig))
     if what != "sparsity":
         raise UserError("schedule=iterative: prunes a fraction of the remaining weights, so it needs "
                         "strategy.sparsity; unset strategy.threshold (strategy.threshold=null)")

@@ -1,8 +1,9 @@
-"""Strategy registry: `conf/strategy/<name>.yaml` ↔ `STRATEGIES.register("<name>")` in `<name>.py`."""
+"""Strategy registry: `conf/strategy/<name>.yaml` ↔ `STRATEGIES.register("<name>", schema)` in a module of this
+package (every module here is imported, so adding a strategy adds no line elsewhere)."""
 
 from progprune_cli.pruning.strategies.base import STRATEGIES, PruneContext, StepReport, Strategy, build_strategy
+from progprune_cli.registry import import_all
 
-from progprune_cli.pruning.strategies import (  # noqa: F401,E402  (registers)
-    activation, random, structured, taylor, weight)
+import_all(__name__, __path__)
 
 __all__ = ["STRATEGIES", "PruneContext", "StepReport", "Strategy", "build_strategy"]

@@ -3,38 +3,36 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
 import torch
+from omegaconf import MISSING
 from torch import nn
 
 from progprune_cli.pruning.strategies.base import STRATEGIES, PruneContext
 from progprune_cli.pruning.strategies.calibration import batches, check_batches
-from progprune_cli.pruning.strategies.channels import ChannelOptions, ChannelStrategy
+from progprune_cli.config.schema import choice
+from progprune_cli.pruning.strategies.channels import ChannelConfig, ChannelStrategy
 from progprune_cli.config import StrategyConfig
 
 
-@dataclass(frozen=True)
-class ActivationOptions(ChannelOptions):
-    criterion: Literal["mean_abs", "apoz"] = "mean_abs"
-    batches: int = 4
+@dataclass
+class ActivationConfig(ChannelConfig):
+    criterion: str = choice("mean_abs", "apoz")
+    batches: int = MISSING
 
 
-@STRATEGIES.register("activation")
+@STRATEGIES.register("activation", ActivationConfig)
 class Activation(ChannelStrategy):
     """mean_abs: mean |output| per channel over batch and positions. apoz (Hu et al. 2016): 1 − the fraction of
     zeros after a ReLU on the layer's output, so channels that are almost always off score lowest."""
 
-    Options = ActivationOptions
-
     def __init__(self, cfg: StrategyConfig) -> None:
         super().__init__(cfg)
-        check_batches(self.opts.batches, "activation")
+        check_batches(self.cfg.batches, "activation")
 
     def layer_scores(self, model: nn.Module, layers: list[str], ctx: PruneContext) -> dict[str, torch.Tensor]:
         totals: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
-        apoz = self.opts.criterion == "apoz"
+        apoz = self.cfg.criterion == "apoz"
 
         def record(name: str, output: torch.Tensor) -> None:
             dims = [d for d in range(output.dim()) if d != 1]  # every dim but the channel one
@@ -48,7 +46,7 @@ class Activation(ChannelStrategy):
         model.eval()  # calibration must not move batch-norm statistics
         try:
             with torch.no_grad():
-                for x, _ in batches(ctx, self.opts.batches):
+                for x, _ in batches(ctx, self.cfg.batches):
                     model(x)
         finally:
             model.train(training)

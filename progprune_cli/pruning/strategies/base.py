@@ -13,9 +13,6 @@ from torch import nn
 
 from progprune_cli.data import DataInfo
 from progprune_cli.config import StrategyConfig
-from progprune_cli.config.load import strategy_pattern
-from progprune_cli.config.schema import common_keys
-from progprune_cli.config.strict import NoOptions, from_dict
 from progprune_cli.errors import UserError
 from progprune_cli.pruning.masks import Masks
 from progprune_cli.pruning.pattern import select_pattern
@@ -49,11 +46,9 @@ class Strategy(ABC):
     """Scores entries of prunable units; `step` turns scores into masks the same way for every strategy."""
 
     granularity: ClassVar[str] = "weight"
-    Options: ClassVar[type] = NoOptions
 
     def __init__(self, cfg: StrategyConfig) -> None:
-        self.cfg = cfg
-        self.opts: Any = from_dict(self.Options, cfg.options, "strategy", common_keys(StrategyConfig))
+        self.cfg: Any = cfg  # its registered schema's object: the common keys and the strategy's own
         self._check_scope()
         self.pattern = self._check_pattern()
 
@@ -138,7 +133,7 @@ class Strategy(ABC):
 
     def _check_pattern(self) -> tuple[int, int] | None:
         """An N:M pattern groups single weights: channel strategies have none to group."""
-        pattern = strategy_pattern(self.cfg)
+        pattern = self.cfg.pattern_nm
         if pattern is not None and self.granularity != "weight":
             raise UserError(f"strategy.pattern: {pattern[0]}:{pattern[1]} groups single weights; strategy="
                             f"{self.cfg.name} prunes whole {self.granularity}s here; set strategy.pattern=null")
@@ -170,10 +165,10 @@ def _unit_target(unit: str, how: Selection, target: float) -> float | None:
     return None if how.threshold is not None else target
 
 
-# A strategy class, or a function choosing one from the config (e.g. by its `granularity` option).
-STRATEGIES: Registry[Callable[[StrategyConfig], Strategy]] = Registry("strategy")
+# A strategy class, or a function choosing one from the config (e.g. by its `granularity` key).
+STRATEGIES: Registry[Callable[[Any], Strategy]] = Registry("strategy", StrategyConfig)
 
 
 def build_strategy(cfg: StrategyConfig) -> Strategy:
-    """Instantiate the strategy named in the config (its own options are validated here)."""
+    """Instantiate the strategy named in the config (what its keys allow together is checked here)."""
     return STRATEGIES.get(cfg.name)(cfg)

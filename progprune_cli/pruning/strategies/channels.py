@@ -7,6 +7,7 @@ from abc import abstractmethod
 from dataclasses import dataclass
 
 import torch
+from omegaconf import MISSING
 from torch import nn
 
 from progprune_cli.data import DataInfo
@@ -19,9 +20,9 @@ from progprune_cli.pruning.masks import Masks, apply_masks
 TOLERANCE = 1e-5  # max |compacted(x) − masked(x)| allowed (float64, so only a structural error exceeds it)
 
 
-@dataclass(frozen=True)
-class ChannelOptions:
-    keep_first: bool = True  # the first conv/linear sees raw pixels and is cheap: keep it at full width
+@dataclass
+class ChannelConfig(StrategyConfig):
+    keep_first: bool = MISSING  # the first conv/linear sees raw pixels and is cheap: keep it at full width
 
 
 class ChannelStrategy(Strategy):
@@ -32,7 +33,6 @@ class ChannelStrategy(Strategy):
     """
 
     granularity = "channel"
-    Options = ChannelOptions
 
     def __init__(self, cfg: StrategyConfig) -> None:
         super().__init__(cfg)
@@ -52,7 +52,7 @@ class ChannelStrategy(Strategy):
 
     def units(self, model: nn.Module) -> list[str]:
         graph = self.graph(model)
-        first = set(graph.order[:1]) if self.opts.keep_first else set()
+        first = set(graph.order[:1]) if self.cfg.keep_first else set()
         return [root for root, members in graph.groups.items()
                 if root not in graph.outputs and not any(self._excluded(m) or m in first for m in members)]
 
@@ -95,7 +95,7 @@ class ChannelStrategy(Strategy):
         if not units:
             raise UserError(
                 f"strategy={name}: no layer left to prune: the classifier ({', '.join(sorted(graph.outputs))}) "
-                f"is never pruned, strategy.keep_first={self.opts.keep_first} and strategy.exclude="
+                f"is never pruned, strategy.keep_first={self.cfg.keep_first} and strategy.exclude="
                 f"{list(self.cfg.exclude)}; set strategy.keep_first=false or exclude fewer layers")
         self._check_layers(graph, units)
         # Trial: one channel less in every unit that can spare one must compact to the same outputs.

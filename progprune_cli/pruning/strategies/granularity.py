@@ -1,21 +1,17 @@
-"""One strategy name, two granularities: the `granularity` option picks the mask-only or the channel class."""
+"""One strategy name, two granularities: the `granularity` key picks the mask-only or the channel class."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from progprune_cli.pruning.strategies.base import Strategy
-from progprune_cli.config import StrategyConfig
-from progprune_cli.config.schema import common_keys
-from progprune_cli.config.strict import from_dict
 
 
-def by_granularity(weight: type[Strategy], channel: type[Strategy]) -> Callable[[StrategyConfig], Strategy]:
+def by_granularity(weight: type[Strategy], channel: type[Strategy]) -> Callable[[Any], Strategy]:
     """A registry entry building `weight` (single weights, mask-only) or `channel` (compactable) from the config."""
     classes = {"weight": weight, "channel": channel}
 
-    def build(cfg: StrategyConfig) -> Strategy:
-        opts = from_dict(weight.Options, cfg.options, "strategy", common_keys(StrategyConfig))
-        return classes[opts.granularity](cfg)
+    def build(cfg: Any) -> Strategy:
+        return classes[cfg.granularity](cfg)
 
     return build

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
 import torch
 from torch import nn
 
 from progprune_cli.pruning.strategies.base import STRATEGIES, PruneContext, Strategy
-from progprune_cli.pruning.strategies.channels import ChannelOptions, ChannelStrategy
+from progprune_cli.config.schema import choice
+from progprune_cli.pruning.strategies.channels import ChannelConfig, ChannelStrategy
 from progprune_cli.pruning.strategies.granularity import by_granularity
 from progprune_cli.pruning.masks import Masks
 
 
-@dataclass(frozen=True)
-class RandomOptions(ChannelOptions):
-    granularity: Literal["weight", "channel"] = "weight"
+@dataclass
+class RandomConfig(ChannelConfig):
+    granularity: str = choice("weight", "channel")
 
 
 def random_scores(shapes: dict[str, torch.Size], ctx: PruneContext) -> dict[str, torch.Tensor]:
@@ -27,18 +26,16 @@ def random_scores(shapes: dict[str, torch.Size], ctx: PruneContext) -> dict[str,
 
 
 class RandomWeights(Strategy):
-    Options = RandomOptions
 
     def scores(self, model: nn.Module, masks: Masks, ctx: PruneContext) -> dict[str, torch.Tensor]:
         return random_scores({name: mask.shape for name, mask in masks.items()}, ctx)
 
 
 class RandomChannels(ChannelStrategy):
-    Options = RandomOptions
 
     def layer_scores(self, model: nn.Module, layers: list[str], ctx: PruneContext) -> dict[str, torch.Tensor]:
         modules = dict(model.named_modules())
         return random_scores({name: modules[name].weight.shape[:1] for name in layers}, ctx)
 
 
-STRATEGIES.register("random")(by_granularity(RandomWeights, RandomChannels))
+STRATEGIES.register("random", RandomConfig)(by_granularity(RandomWeights, RandomChannels))

@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
 import torch
 from torch import nn
 
 from progprune_cli.pruning.strategies.base import STRATEGIES, PruneContext
-from progprune_cli.pruning.strategies.channels import ChannelOptions, ChannelStrategy
+from progprune_cli.config.schema import choice
+from progprune_cli.pruning.strategies.channels import ChannelConfig, ChannelStrategy
 
 
-@dataclass(frozen=True)
-class StructuredOptions(ChannelOptions):
-    norm: Literal[1, 2] = 1
+@dataclass
+class StructuredConfig(ChannelConfig):
+    norm: int = choice(1, 2)
 
 
-@STRATEGIES.register("structured")
+@STRATEGIES.register("structured", StructuredConfig)
 class Structured(ChannelStrategy):
-    Options = StructuredOptions
 
     def layer_scores(self, model: nn.Module, layers: list[str], ctx: PruneContext) -> dict[str, torch.Tensor]:
         modules = dict(model.named_modules())
-        return {name: modules[name].weight.detach().flatten(1).norm(p=self.opts.norm, dim=1) for name in layers}
+        return {name: modules[name].weight.detach().flatten(1).norm(p=self.cfg.norm, dim=1) for name in layers}

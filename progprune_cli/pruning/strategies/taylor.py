@@ -4,23 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
+from omegaconf import MISSING
 from torch import nn
 
 from progprune_cli.pruning.strategies.base import STRATEGIES, PruneContext, Strategy
 from progprune_cli.pruning.strategies.calibration import batches, check_batches
-from progprune_cli.pruning.strategies.channels import ChannelOptions, ChannelStrategy
+from progprune_cli.config.schema import choice
+from progprune_cli.pruning.strategies.channels import ChannelConfig, ChannelStrategy
 from progprune_cli.pruning.strategies.granularity import by_granularity
 from progprune_cli.config import StrategyConfig
 from progprune_cli.pruning.masks import Masks
 
 
-@dataclass(frozen=True)
-class TaylorOptions(ChannelOptions):
-    granularity: Literal["weight", "channel"] = "weight"
-    batches: int = 4
+@dataclass
+class TaylorConfig(ChannelConfig):
+    granularity: str = choice("weight", "channel")
+    batches: int = MISSING
 
 
 def first_order_terms(model: nn.Module, params: list[str], ctx: PruneContext,
@@ -45,15 +46,14 @@ def first_order_terms(model: nn.Module, params: list[str], ctx: PruneContext,
 class TaylorWeights(Strategy):
     """Each weight scores Σ_batches |w · ∂L/∂w|."""
 
-    Options = TaylorOptions
 
     def __init__(self, cfg: StrategyConfig) -> None:
         super().__init__(cfg)
-        check_batches(self.opts.batches, "taylor")
+        check_batches(self.cfg.batches, "taylor")
 
     def scores(self, model: nn.Module, masks: Masks, ctx: PruneContext) -> dict[str, torch.Tensor]:
         totals = {name: torch.zeros(mask.shape) for name, mask in masks.items()}
-        for terms in first_order_terms(model, list(masks), ctx, self.opts.batches):
+        for terms in first_order_terms(model, list(masks), ctx, self.cfg.batches):
             for name in masks:
                 totals[name] += terms[name].abs().cpu()
         return totals
@@ -63,22 +63,21 @@ class TaylorChannels(ChannelStrategy):
     """Each output channel scores Σ_batches |Σ_{its filter and bias} w · ∂L/∂w| (Molchanov et al. 2019): the
     first-order loss change of removing the whole channel, not a sum of per-weight magnitudes."""
 
-    Options = TaylorOptions
 
     def __init__(self, cfg: StrategyConfig) -> None:
         super().__init__(cfg)
-        check_batches(self.opts.batches, "taylor")
+        check_batches(self.cfg.batches, "taylor")
 
     def layer_scores(self, model: nn.Module, layers: list[str], ctx: PruneContext) -> dict[str, torch.Tensor]:
         modules = dict(model.named_modules())
         params = [f"{layer}.{kind}" for layer in layers for kind in ("weight", "bias")
                   if getattr(modules[layer], kind, None) is not None]
         totals = {layer: torch.zeros(modules[layer].weight.shape[0], dtype=torch.float64) for layer in layers}
-        for terms in first_order_terms(model, params, ctx, self.opts.batches):
+        for terms in first_order_terms(model, params, ctx, self.cfg.batches):
             for layer in layers:
                 change = terms[f"{layer}.weight"].flatten(1).sum(1) + terms.get(f"{layer}.bias", 0)
                 totals[layer] += change.abs().double().cpu()
         return totals
 
 
-STRATEGIES.register("taylor")(by_granularity(TaylorWeights, TaylorChannels))
+STRATEGIES.register("taylor", TaylorConfig)(by_granularity(TaylorWeights, TaylorChannels))
