@@ -86,8 +86,8 @@ def main() -> None:
     (work / "plain.py").write_text(PLAIN)
     print(f"machine: {cpu_name()}, load average before {load_average()}")
     print(f"data: learnable MNIST-shaped IDX files, {args.train} train (10% held out for val) / {args.test} test")
-    print(f"both: two_conv_cnn (the seed's CNN), Adam lr 0.001, batch 32, val accuracy every epoch, final "
-          f"train/val/test accuracy; progprune also times the model (evaluate.* defaults) and writes its run folder")
+    print("both: two_conv_cnn (the seed's CNN), Adam lr 0.001, batch 32, val accuracy every epoch, final "
+          "train/val/test accuracy; progprune also times the model (evaluate.* defaults) and writes its run folder")
     times: dict[tuple[str, int], list[float]] = {}
     outputs: dict[str, str] = {}
     for pair in range(args.pairs):
@@ -104,7 +104,7 @@ def main() -> None:
                 times.setdefault((name, epochs), []).append(elapsed)
                 outputs[name] = out
     short, long = args.epochs
-    print(f"\n| | progprune s | plain script s | ratio |\n|---|---:|---:|---:|")
+    print("\n| | progprune s | plain script s | ratio |\n|---|---:|---:|---:|")
     for epochs in args.epochs:
         p, q = statistics.median(times[("progprune", epochs)]), statistics.median(times[("plain", epochs)])
         print(f"| whole run, {epochs} epochs (median of {args.pairs}) | {p:.2f} | {q:.2f} | {p / q:.2f}× |")
@@ -112,7 +112,7 @@ def main() -> None:
            for name in ("progprune", "plain")}
     print(f"| per training epoch | {per['progprune']:.2f} | {per['plain']:.2f} | "
           f"{per['progprune'] / per['plain']:.2f}× |")
-    print(f"\nspreads (min–max s): " + "; ".join(
+    print("\nspreads (min–max s): " + "; ".join(
         f"{name} {e} ep {min(v):.2f}–{max(v):.2f}" for (name, e), v in sorted(times.items())))
     accuracy = next(line for line in outputs["progprune"].splitlines() if "original" in line and "%" in line)
     print(f"progprune's accuracy row: {accuracy.strip()}")

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from conftest import TINY, dataset_splits, progprune
-from progprune_cli.data import DATASETS
 from progprune_cli.errors import UserError
 from progprune_cli.export import load_model
 from progprune_cli.stages.io import load_checkpoint

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import typing
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -238,3 +240,43 @@ def test_check_a_sweep_needs_multirun() -> None:
 def test_check_cuda_without_cuda() -> None:
     assert check_error("device=cuda") == (
         "device: got cuda but CUDA is not available on this machine; use device=cpu or device=auto")
+
+
+# --- structured configs: one schema per YAML, every default in one place -----------------------------------------
+
+@pytest.mark.parametrize("group", sorted(REGISTRIES))
+def test_every_component_yaml_composes_on_its_schema_and_sets_only_its_own_keys(group: str) -> None:
+    """conf/<group>/<name>.yaml's defaults list names its schema (the registered dataclass); the keys it sets are
+    exactly the schema's keys that have no default there, so no value lives in two places."""
+    registry = REGISTRIES[group]
+    for path in sorted((CONF / group).glob("*.yaml")):
+        data = OmegaConf.to_container(OmegaConf.load(path))
+        assert isinstance(data, dict)
+        assert data.pop("defaults") == [f"base_{path.stem}", "_self_"], path.name
+        schema = registry.schema(path.stem)
+        no_default = {f.name for f in dataclasses.fields(schema) if f.default is dataclasses.MISSING
+                      and f.default_factory is dataclasses.MISSING and str(f.default) != "???"}
+        own = {f.name for f in dataclasses.fields(schema) if str(f.default) == "???"}
+        assert not no_default, f"{schema.__name__}: fields without even MISSING: {no_default}"
+        assert set(data) == own, f"{path.name} sets {sorted(data)}; its schema leaves {sorted(own)} to it"
+
+
+def test_config_yaml_sets_every_top_level_value_the_schema_leaves_to_it() -> None:
+    data = OmegaConf.to_container(OmegaConf.load(CONF / "config.yaml"))
+    assert isinstance(data, dict) and data["defaults"][0].startswith("base_config")
+    for section in ("train", "prune", "finetune", "checkpoint", "evaluate", "sensitivity"):
+        hint = typing.get_type_hints(RunConfig)[section]
+        own = {f.name for f in dataclasses.fields(hint) if str(f.default) == "???"} - {"lr_scheduler"}
+        assert set(data[section]) == own, section
+
+
+def test_a_strategy_is_added_with_plus() -> None:
+    assert check_error("strategy=weight") == "strategy=weight: a strategy is added, not changed: write +strategy=weight"
+
+
+def test_a_value_of_the_wrong_type_names_its_full_key_and_what_it_takes() -> None:
+    assert check_error("lr_scheduler@finetune.lr_scheduler=cosine", "finetune.lr_scheduler.min_lr=low") == (
+        "finetune.lr_scheduler.min_lr: got 'low'; expected a number")
+    assert check_error("optimizer=adam", "optimizer.betas=[0.9,x]") == (
+        "optimizer.betas[1]: got 'x'; expected a number")
+    assert check_error("+strategy=structured", "strategy.norm=3") == "strategy.norm: got 3; allowed values are 1, 2"

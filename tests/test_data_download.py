@@ -18,7 +18,7 @@ import torch
 import torchvision.datasets as tvd
 
 from conftest import component, dataset_splits
-from progprune_cli.data import DATASETS, prepare_data
+from progprune_cli.data import prepare_data
 from progprune_cli.data import fetch
 from progprune_cli.errors import UserError
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib
-import importlib.resources
 import pickle
 import struct
 from dataclasses import replace
@@ -17,7 +15,6 @@ import numpy as np
 import pytest
 import torch
 import torchvision.datasets as tvd
-import yaml
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 

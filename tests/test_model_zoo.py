@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import copy
 import functools
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +16,6 @@ from conftest import component, model_of
 
 from progprune_cli.data import DataInfo
 from progprune_cli.errors import UserError
-from progprune_cli.models import MODELS
 from progprune_cli.pruning.masks import Masks, apply_masks
 from progprune_cli.pruning.strategies import PruneContext, Strategy, build_strategy
 from progprune_cli.pruning.strategies import channel_graph as cg

@@ -101,7 +101,7 @@ def test_sigterm_during_evaluate_exits_143_with_status_interrupted(tmp_path: Pat
             break
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, err
-    assert err == (f"progprune: interrupted by SIGTERM at the evaluate phase; resume with progprune resume\n")
+    assert err == ("progprune: interrupted by SIGTERM at the evaluate phase; resume with progprune resume\n")
     status = json.loads((run_dir / "status.json").read_text())
     assert (status["status"], status["stage"]) == ("interrupted", "evaluate")
     assert not (run_dir / "results.json").exists()

@@ -13,7 +13,6 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from progprune_cli.data import DataInfo
-from progprune_cli.models.base import MODELS
 from progprune_cli.pruning.strategies import PruneContext, Strategy, build_strategy
 
 from progprune_cli.errors import UserError

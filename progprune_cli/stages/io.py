@@ -6,20 +6,22 @@ import csv
 import io
 import os
 import pickle
+import pickletools
 import stat
+import zipfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from progprune_cli.atomic import append_text, copy_atomically, open_nofollow, write_atomic
-from progprune_cli.errors import UserError
+from progprune_cli.errors import UserError, first_line
 from progprune_cli.results.schema import METRIC_COLUMNS, TRAINING_STAGES, strict_dumps
 
 
@@ -46,19 +48,42 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch's notes on a foreign file's pickle protocol: not for the user
                 return torch.load(handle, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as error:
-            if "Unsupported global" in str(error):  # a callable the file names: code that would run when read
+        except pickle.UnpicklingError:
+            handle.seek(0)
+            if names_a_callable(handle):
                 raise CodeRefused(f"{path}: refused to load: it holds pickled objects that would run code when "
                                   "read, not plain tensors; delete it (or the run folder) if you did not put it "
                                   "there") from None
             raise NotACheckpoint(path, "UnpicklingError: neither a torch archive nor a pickle of plain values") \
                 from None
         except Exception as error:  # a truncated zip, random bytes, ...: one line either way
-            raise NotACheckpoint(path, f"{type(error).__name__}: {_first_line(str(error))}") from None
+            raise NotACheckpoint(path, f"{type(error).__name__}: {first_line(error)}") from None
 
 
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "no message")
+# Opcodes that import a name or call one: a pickle of plain values (dicts, lists, numbers, strings) has none.
+_CALLS = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "REDUCE"}
+
+
+def names_a_callable(handle: IO[bytes]) -> bool:
+    """Whether a file weights_only refused is a well-formed pickle that names something to import (a GLOBAL): code
+    that would run when read, as opposed to random or truncated bytes. Read from the pickle's opcodes, not from
+    torch's error text, whose wording changes between releases."""
+    try:
+        if zipfile.is_zipfile(handle):
+            with zipfile.ZipFile(handle) as archive:
+                member = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+                streams = io.BytesIO(archive.read(member))
+        else:
+            handle.seek(0)
+            streams = io.BytesIO(handle.read())
+        # A legacy torch file is several pickles one after another (magic number, version, ..., the object), then
+        # raw storage bytes. Only a pickle read whole to its STOP counts: random bytes can start like an opcode.
+        while True:
+            names = [op.name for op, _, _ in pickletools.genops(streams)]
+            if _CALLS & set(names):
+                return True
+    except (ValueError, KeyError, StopIteration, zipfile.BadZipFile, EOFError, IndexError):
+        return False  # no further whole pickle: unreadable bytes, not code
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -168,8 +193,8 @@ class StageIO:
                 raise UserError(f"{self.checkpoint(output)}: its metric rows are unreadable ({error})") from None
         elif self.read_rows(stage) is None:
             raise UserError(f"{Path('logs', stage + '.csv')} in {self.run_dir} is unreadable and the stage's final "
-                            f"checkpoint {Path('checkpoints', output + '.pt')} (from an older progprune) holds no rows to "
-                            "rebuild it; delete that checkpoint to run the stage again")
+                            f"checkpoint {Path('checkpoints', output + '.pt')} (from an older progprune) holds no "
+                            "rows to rebuild it; delete that checkpoint to run the stage again")
 
 
 def checked_rows(rows: Any) -> list[dict[str, Any]]:
