@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from progprune_cli.report.tables import Table, all_tables, answers, dig, num, pct
+from progprune_cli.report.render import markdown_text, to_markdown
+from progprune_cli.report.tables import all_tables, answers, dig, num, pct
 from progprune_cli.results.schema import Results
 
 
@@ -28,27 +29,13 @@ def run_lines(results: Results) -> list[str]:
     return lines
 
 
-def cell(text: str) -> str:
-    # A bare `|` would end the cell early; newlines would end the row.
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def table_markdown(table: Table) -> list[str]:
-    lines = [f"## {table.title}", "", "| " + " | ".join(cell(h) for h in table.headers) + " |",
-             "|" + "|".join("---" for _ in table.headers) + "|"]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in table.rows]
-    if table.footnotes:
-        lines += [""] + [f"- {cell(note)}" for note in table.footnotes]
-    return lines + [""]
-
-
 def render_markdown(results: Results, plots: list[str]) -> str:
     """The whole results.md; `plots` are paths relative to the run folder, where results.md lives."""
     run_id = results.run.id or "?"
     lines = [f"# progprune run {run_id}", ""] + [f"{line}  " for line in run_lines(results)] + [""]
-    lines += ["## Answers", ""] + [f"- {cell(a)}" for a in answers(results)] + [""]
+    lines += ["## Answers", ""] + [f"- {markdown_text(a)}" for a in answers(results)] + [""]
     for table in all_tables(results):
-        lines += table_markdown(table)
+        lines += [to_markdown(table)]  # it ends in a newline: a blank line follows each table
     if plots:
         lines += ["## Plots", ""]
         lines += [f"![{PurePosixPath(p).stem}]({PurePosixPath(p).as_posix()})" for p in plots] + [""]
