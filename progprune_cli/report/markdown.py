@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from progprune_cli.report.render import markdown_text, to_markdown
-from progprune_cli.report.tables import all_tables, answers, dig, num, pct
+from progprune_cli.report.published import published_table
+from progprune_cli.report.render import Table, markdown_text, to_markdown
+from progprune_cli.report.tables import accuracy_table, answers, dig, layers_table, num, params_table, pct
+from progprune_cli.report.tables import speed_table, steps_table
 from progprune_cli.results.schema import Results
 
 
@@ -27,6 +29,12 @@ def run_lines(results: Results) -> list[str]:
     if run.dense_reused_from:
         lines.append(f"dense model reused from {run.dense_reused_from}")
     return lines
+
+
+def all_tables(results: Results) -> list[Table]:
+    """The seed's three tables, then per-layer, pruning steps and "vs published" where the run has them."""
+    extra = [t for t in (layers_table(results), steps_table(results), published_table(results)) if t is not None]
+    return [accuracy_table(results), speed_table(results), params_table(results), *extra]
 
 
 def render_markdown(results: Results, plots: list[str]) -> str:
