@@ -248,6 +248,14 @@ def test_an_unknown_model_shows_under_its_own_label_after_the_known_ones(run: Pa
     assert [r[0] for r in rows] == ["original", "pruned", "pruned+finetuned", "dense, same epochs", "int8"]
 
 
+def test_notes_are_shown_as_written_not_read_as_markup(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = raw(run)
+    doc["pruning"]["notes"] = ["fc: capped [/b] at [bold]1[/bold] kept weight"]
+    rewrite(run, doc)
+    assert main([str(run), "--verbose"]) == 0
+    assert "• fc: capped [/b] at [bold]1[/bold] kept weight" in capsys.readouterr().out
+
+
 def test_report_modules_import_one_way() -> None:
     """No circle among report/ and sensitivity/show.py, counting imports made inside a function too."""
     package = Path(progprune_cli.__file__).parent
@@ -255,7 +263,7 @@ def test_report_modules_import_one_way() -> None:
                for p in [*(package / "report").glob("*.py"), package / "sensitivity" / "show.py"]}
     graph: dict[str, set[str]] = {}
     for module, path in modules.items():
-        named = set()
+        named: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 named |= {alias.name for alias in node.names}

@@ -25,10 +25,10 @@ def reader_console(file: IO[str] | None = None, width: int = PIPED_WIDTH) -> Con
 
 def rich_table(table: Table) -> RichTable:
     """The first column names the row (a model, a layer, a unit) and never wraps or truncates: a narrow terminal
-    squeezes the figures, right-aligned, instead. Cells go in as Text so a layer name like `features[0]` is never
-    read as rich markup."""
+    squeezes the figures, right-aligned, instead. Text, never markup: a name like `features[0]` stays as it is."""
+    notes = "\n".join(f"• {note}" for note in table.footnotes)
     out = RichTable(title=table.title, title_justify="left", caption_justify="left",
-                    caption="\n".join(f"• {n}" for n in table.footnotes) or None)
+                    caption=Text(notes, style="table.caption") if notes else None)
     for i, header in enumerate(table.headers):
         out.add_column(Text(header), justify="left" if i == 0 else "right", no_wrap=i == 0)
     for row in table.rows:
