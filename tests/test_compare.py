@@ -278,12 +278,13 @@ def render(paths: list[Path], width: int, **options: object) -> str:
     from rich.console import Console
 
     from progprune_cli.report.compare import compare_table
-    from progprune_cli.report.terminal import print_fitted
     from progprune_cli.report.runs import read_run, run_labels
+    from progprune_cli.report.terminal import print_fitted
 
     out = io.StringIO()
     console = Console(file=out, width=width, force_terminal=True, color_system=None)
-    print_fitted(compare_table([read_run(p) for p in paths], run_labels(paths), **options), console)  # type: ignore[arg-type]
+    table = compare_table([read_run(p) for p in paths], run_labels(paths), **options)  # type: ignore[arg-type]
+    print_fitted(table, console)
     return out.getvalue()
 
 
@@ -395,8 +396,8 @@ def test_diff_too_wide_for_the_terminal_wraps_its_cells(tmp_path):
     from rich.console import Console
 
     from progprune_cli.report.compare import diff_table
-    from progprune_cli.report.terminal import print_fitted
     from progprune_cli.report.runs import read_run
+    from progprune_cli.report.terminal import print_fitted
 
     out = io.StringIO()
     print_fitted(diff_table(read_run(a), read_run(b), "a", "b"),
