@@ -278,12 +278,13 @@ def render(paths: list[Path], width: int, **options: object) -> str:
     from rich.console import Console
 
     from progprune_cli.report.compare import compare_table
-    from progprune_cli.report.compare_cli import print_rich
     from progprune_cli.report.runs import read_run, run_labels
+    from progprune_cli.report.terminal import print_fitted
 
     out = io.StringIO()
     console = Console(file=out, width=width, force_terminal=True, color_system=None)
-    print_rich(compare_table([read_run(p) for p in paths], run_labels(paths), **options), console)  # type: ignore[arg-type]
+    table = compare_table([read_run(p) for p in paths], run_labels(paths), **options)  # type: ignore[arg-type]
+    print_fitted(table, console)
     return out.getvalue()
 
 
@@ -395,11 +396,11 @@ def test_diff_too_wide_for_the_terminal_wraps_its_cells(tmp_path):
     from rich.console import Console
 
     from progprune_cli.report.compare import diff_table
-    from progprune_cli.report.compare_cli import print_rich
     from progprune_cli.report.runs import read_run
+    from progprune_cli.report.terminal import print_fitted
 
     out = io.StringIO()
-    print_rich(diff_table(read_run(a), read_run(b), "a", "b"),
+    print_fitted(diff_table(read_run(a), read_run(b), "a", "b"),
                Console(file=out, width=60, force_terminal=True, color_system=None))
     assert_readable(out.getvalue(), 60)
     config = [line for line in out.getvalue().splitlines() if line.startswith("│ config")]
@@ -423,3 +424,9 @@ def test_no_run_left_after_where_still_prints_the_header_in_a_narrow_terminal(tm
     text = render(three_datasets(tmp_path), 60, where=["sparsity>0.95"])
     assert_readable(text, 60)
     assert text.startswith("┏") and "│" not in text  # headers only (wrapped), no rows
+
+
+def test_no_run_left_after_where_marks_no_markdown_column_numeric(tmp_path, capsys):
+    code, out, err = run(capsys, *three_datasets(tmp_path), "--where", "sparsity>0.95", "--md")
+    assert (code, err) == (0, "")
+    assert out.splitlines() == ["| run | status | " + " | ".join(HEADLINE) + " |", "|" + "---|" * 11]

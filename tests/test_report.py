@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import shutil
 import subprocess
 import sys
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/conftest.py belongs to s
 
 from run_fixture import make_run, model_entry  # noqa: E402
 
+import progprune_cli  # noqa: E402
 from progprune_cli.report import tables  # noqa: E402
 from progprune_cli.report.console import print_summary  # noqa: E402
 from progprune_cli.report.markdown import render_markdown  # noqa: E402
@@ -243,3 +246,31 @@ def test_an_unknown_model_shows_under_its_own_label_after_the_known_ones(run: Pa
     doc["models"] = {"quantized": model_entry("int8", 0.93, 5429, 0.004), **doc["models"]}
     rows = tables.accuracy_table(Results.from_json(doc)).rows
     assert [r[0] for r in rows] == ["original", "pruned", "pruned+finetuned", "dense, same epochs", "int8"]
+
+
+def test_notes_are_shown_as_written_not_read_as_markup(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = raw(run)
+    doc["pruning"]["notes"] = ["fc: capped [/b] at [bold]1[/bold] kept weight"]
+    rewrite(run, doc)
+    assert main([str(run), "--verbose"]) == 0
+    assert "• fc: capped [/b] at [bold]1[/bold] kept weight" in capsys.readouterr().out
+
+
+def test_report_modules_import_one_way() -> None:
+    """No circle among report/ and sensitivity/show.py, counting imports made inside a function too."""
+    package = Path(progprune_cli.__file__).parent
+    modules = {".".join(p.relative_to(package.parent).with_suffix("").parts): p
+               for p in [*(package / "report").glob("*.py"), package / "sensitivity" / "show.py"]}
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        named: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                named |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                named |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+        graph[module] = named & set(modules)
+    try:
+        tuple(TopologicalSorter(graph).static_order())
+    except CycleError as error:
+        pytest.fail(f"import circle: {' -> '.join(error.args[1])}")

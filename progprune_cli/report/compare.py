@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import operator
 import re
@@ -12,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from progprune_cli.errors import UserError
+from progprune_cli.report.render import Table, is_number
 from progprune_cli.report.runs import RunRecord
 from progprune_cli.report.tables import ORT
 from progprune_cli.results.schema import DEPLOYED_MODELS
@@ -29,23 +28,6 @@ _WHERE = re.compile(r"^\s*([^\s<>=!]+)\s*(>=|<=|==|!=|>|<)\s*(\S.*?)\s*$")
 _WHERE_HELP = "expected KEY OP VALUE with OP one of > >= < <= == != (e.g. 'sparsity>0.8')"
 # Timestamps always differ between two runs; showing them in --diff would only hide the real differences.
 _DIFF_SKIP = {"run.id", "run.started", "run.finished"}
-
-
-@dataclass
-class Table:
-    """Rows of raw values; `key_column` names the column whose value says how to format a row (--diff)."""
-
-    columns: list[str]
-    rows: list[dict[str, Any]]
-    key_column: str | None = None
-
-    def text(self, row: dict[str, Any], column: str) -> str:
-        key = str(row.get(self.key_column)) if self.key_column else column
-        return format_cell(key, row.get(column), signed=True if column == "delta" else None)
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _sub(a: Any, b: Any) -> float | int | None:
@@ -177,7 +159,8 @@ def compare_table(records: list[RunRecord], labels: list[str], *, where: Sequenc
     columns += list(BASE_COLUMNS) if baseline is not None else []
     columns += ["error"] if any("error" in row for _, row in pairs) else []
     rows = [row for _, row in pairs]
-    return Table(columns, sort_rows(rows, sort, columns) if sort else rows)
+    rows = sort_rows(rows, sort, columns) if sort else rows
+    return Table.from_records(columns, rows)
 
 
 def diff_table(a: RunRecord, b: RunRecord, label_a: str, label_b: str) -> Table:
@@ -196,59 +179,5 @@ def diff_table(a: RunRecord, b: RunRecord, label_a: str, label_b: str) -> Table:
     for key in dict.fromkeys([*a.results, *b.results]):
         if key not in _DIFF_SKIP and a.results.get(key) != b.results.get(key):
             add("results", key, a.results.get(key), b.results.get(key))
-    return Table(["section", "key", label_a, label_b, "delta"], rows, key_column="key")
-
-
-def _format_float(key: str, value: float, signed: bool) -> str:
-    sign = "+" if signed else ""
-    name = key.rsplit(".", 1)[-1]
-    if "speedup" in name or "compression" in name:
-        return f"{value:{sign}.2f}"
-    if "acc" in name or "sparsity" in name or "loss" in key or "accuracy" in key or name in ("train", "val", "test"):
-        return f"{value:{sign}.4f}"
-    return f"{value:{sign}.4g}"
-
-
-def format_cell(key: str, value: Any, signed: bool | None = None) -> str:
-    """Text for rich and markdown; deltas (`*_vs_*`, --diff's delta) carry a sign unless signed=False."""
-    if signed is None:
-        signed = key.rsplit("_vs_", 1)[-1] in ("orig", "base", "long") and "speedup" not in key
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return f"{value:+d}" if signed else str(value)
-    if isinstance(value, float):
-        return _format_float(key, value, signed)
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
-
-
-def to_markdown(table: Table) -> str:
-    """GitHub markdown; numeric columns right-aligned."""
-    numeric = [table.key_column is None and all(is_number(r[c]) for r in table.rows if r.get(c) is not None)
-               for c in table.columns]
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
-    for row in table.rows:
-        cells = (table.text(row, c).replace("|", "\\|").replace("\n", " ") for c in table.columns)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _raw(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-
-
-def to_csv(table: Table) -> str:
-    """Full-precision values, empty where missing: for spreadsheets and pandas."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(table.columns)
-    writer.writerows([_raw(row.get(c)) for c in table.columns] for row in table.rows)
-    return buffer.getvalue()
+    columns = ["section", "key", label_a, label_b, "delta"]
+    return Table.from_records(columns, rows, key_column="key", signed_column="delta")

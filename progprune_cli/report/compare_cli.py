@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from progprune_cli.errors import UserError
 from progprune_cli.reading import clean_text
-from progprune_cli.report.compare import Table, compare_table, diff_table, headline, to_csv, to_markdown
+from progprune_cli.report.compare import compare_table, diff_table, headline
+from progprune_cli.report.render import FORMATS, Table
 from progprune_cli.report.runs import RunRecord, find_runs, is_run_dir, is_sweep_dir, read_run, run_labels
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 PROG = "progprune compare"
 _EPILOG = ("Figures are those of the final model (finetuned, else original): test_acc_vs_orig = its test accuracy "
@@ -23,7 +20,6 @@ _EPILOG = ("Figures are those of the final model (finetuned, else original): tes
            "sparse_kernels model when the run has one. Runs without results show their status and error. A terminal "
            "too narrow for one row per run gets one column per run instead (in parts when needed); piped output, "
            "--md, --csv and --json always keep one row per run.")
-_STATUS_STYLE = {"complete": "green", "running": "yellow", "failed": "red", "interrupted": "magenta"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,10 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", metavar="RUN",
                         help="add *_vs_base columns against this run (a run folder or a row's run label)")
     parser.add_argument("--all-params", action="store_true", help="show every config value, not only changed")
-    fmt = parser.add_mutually_exclusive_group()
-    fmt.add_argument("--md", action="store_true", help="GitHub markdown table")
-    fmt.add_argument("--csv", action="store_true", help="CSV with full-precision values")
-    fmt.add_argument("--json", action="store_true", help="a JSON list of row objects")
+    fmt = parser.add_mutually_exclusive_group()  # each flag names its renderer in render.FORMATS
+    fmt.add_argument("--md", dest="format", action="store_const", const="md", help="GitHub markdown table")
+    fmt.add_argument("--csv", dest="format", action="store_const", const="csv", help="CSV with full-precision values")
+    fmt.add_argument("--json", dest="format", action="store_const", const="json", help="a JSON list of row objects")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--diff", action="store_true", help="two runs side by side: config and result differences")
     mode.add_argument("--summary", action="store_true",
@@ -111,45 +107,6 @@ def _table(args: argparse.Namespace) -> Table:
                          all_params=args.all_params)
 
 
-def to_json(table: Table) -> str:
-    return json.dumps([{c: row.get(c) for c in table.columns} for row in table.rows], indent=1) + "\n"
-
-
-def print_rich(table: Table, console: Console | None = None) -> None:
-    """A terminal gets the table as it is when it fits, else transposed (one column per run, in as many parts as
-    it needs) so that no cell is cut to `…`; piped output gets it whole at full width, never folded."""
-    from rich.console import Console
-    from rich.table import Table as RichTable
-    from rich.text import Text
-
-    from progprune_cli.report.fit import fit, width_of
-
-    console = console or Console()
-    grids = fit(table, console.width if console.is_terminal else None)
-    if not console.is_terminal:
-        assert grids[0].widths is not None
-        # Fixed widths also spare rich measuring every cell again (a sweep may hold hundreds of runs).
-        console = Console(file=console.file, width=width_of(grids[0].widths))
-    if grids[0].transposed:
-        console.print(Text(f"one column per run: the {len(table.columns)} columns do not fit in {console.width}",
-                           style="dim"))
-    for grid in grids:
-        view = RichTable(header_style="bold", title=grid.title, title_justify="left")
-        for i, header in enumerate(grid.headers):
-            right = bool(grid.rows) and all(flags[i] for flags in grid.right)  # a numeric column: header too
-            # fold, not ellipsis: a cell too long for its column wraps onto more lines instead of becoming `…`.
-            view.add_column(Text(header), justify="right" if right else "left", overflow="fold",
-                            width=grid.widths[i] if grid.widths else None,
-                            min_width=grid.min_widths[i] if grid.min_widths else None)
-        for r, texts in enumerate(grid.rows):
-            # Text, not str: config values like [0.1,0.2] must not be read as rich markup.
-            view.add_row(*(Text(t, justify="right" if grid.right[r][c] else "left",
-                                style=_STATUS_STYLE.get(t, "") if r == grid.status_row or c == grid.status_column
-                                else "")
-                           for c, t in enumerate(texts)))
-        console.print(view)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point for `progprune compare ...`; returns the exit status (2 for bad input)."""
     try:
@@ -161,10 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"{PROG}: error: {clean_text(str(exc))}", file=sys.stderr)  # it may name a path a glob found
         return 2
-    if args.md or args.csv or args.json:
-        sys.stdout.write((to_markdown if args.md else to_csv if args.csv else to_json)(table))
+    if args.format:
+        sys.stdout.write(FORMATS.get(args.format)(table))
     else:
-        print_rich(table)
+        from progprune_cli.report.terminal import print_fitted  # rich only for the terminal: --json stays fast
+
+        print_fitted(table)
     return 0
 
 

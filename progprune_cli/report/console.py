@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.table import Table as RichTable
 from rich.text import Text
 
 from progprune_cli.report.markdown import run_lines
-from progprune_cli.report.tables import Table, accuracy_table, answers, layers_table, params_table
-from progprune_cli.report.tables import speed_table, steps_table
+from progprune_cli.report.tables import accuracy_table, answers, layers_table, params_table, speed_table, steps_table
+from progprune_cli.report.terminal import rich_table
 from progprune_cli.results.schema import Results
-
-
-def rich_table(table: Table) -> RichTable:
-    """Cells go in as Text so a layer name like `features[0]` is never read as rich markup."""
-    out = RichTable(title=table.title, title_justify="left", caption_justify="left",
-                    caption="\n".join(f"• {n}" for n in table.footnotes) or None)
-    for i, header in enumerate(table.headers):
-        # The model name never wraps or truncates: a narrow terminal squeezes the number columns instead.
-        out.add_column(Text(header), justify="left" if i == 0 else "right", no_wrap=i == 0)
-    for row in table.rows:
-        out.add_row(*(Text(c) for c in row))
-    return out
 
 
 def print_summary(results: Results, console: Console, verbose: bool = False) -> None:

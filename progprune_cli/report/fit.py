@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from rich.cells import cell_len
 
-from progprune_cli.report.compare import Table, is_number
+from progprune_cli.report.render import Table
 
 # An error message can be a long first line of a traceback; it wraps within this many cells rather than making
 # its column (or, transposed, its run's column) as wide as itself.
@@ -36,21 +36,17 @@ def width_of(widths: list[int]) -> int:
     return sum(widths) + 3 * len(widths) + 1
 
 
-def _numeric(table: Table, column: str) -> bool:
-    return table.key_column is None and all(is_number(row.get(column)) for row in table.rows
-                                            if row.get(column) is not None)
-
-
 def as_is(table: Table, cap_errors: bool) -> Grid:
     """One row per run, as the table is; `cap_errors` lets a long error wrap instead of widening the table."""
-    cells = [[table.text(row, c) for c in table.columns] for row in table.rows]
-    widths = [max([cell_len(c)] + [cell_len(r[i]) for r in cells]) for i, c in enumerate(table.columns)]
-    if cap_errors and "error" in table.columns:
-        at = table.columns.index("error")
+    columns = range(len(table.headers))
+    cells = [[table.text(row, i) for i in columns] for row in table.rows]
+    widths = [max([cell_len(c)] + [cell_len(r[i]) for r in cells]) for i, c in enumerate(table.headers)]
+    if cap_errors and "error" in table.headers:
+        at = table.headers.index("error")
         widths[at] = max(cell_len("error"), min(widths[at], ERROR_WIDTH))
-    right = [_numeric(table, c) for c in table.columns]
-    status = table.columns.index("status") if "status" in table.columns else None
-    return Grid(list(table.columns), cells, widths, [right for _ in cells], status_column=status)
+    right = [table.numeric(i) for i in columns]
+    status = table.headers.index("status") if "status" in table.headers else None
+    return Grid(list(table.headers), cells, widths, [right for _ in cells], status_column=status)
 
 
 def _split_label(label: str) -> str:
@@ -67,10 +63,12 @@ def transposed(table: Table, width: int) -> list[Grid]:
     """Runs as columns and keys as rows, in as many grids as the runs need side by side within `width`; every
     cell keeps its full text (only an error, or a column wider than the terminal on its own, wraps). Run labels
     go over lines at their `/`s when that is what it takes to show every run in one grid."""
-    keys = [c for c in table.columns if c != "run"]
-    runs = [str(row.get("run")) for row in table.rows]
+    at = [i for i, c in enumerate(table.headers) if c != "run"]  # the keys' columns
+    keys = [table.headers[i] for i in at]
+    run = table.headers.index("run")
+    runs = [str(row[run]) for row in table.rows]
     key_width = max(cell_len(k) for k in ["run", *keys])
-    texts = [[table.text(row, k) for k in keys] for row in table.rows]
+    texts = [[table.text(row, i) for i in at] for row in table.rows]
     # Widest cell of each run's column, an error counted only up to ERROR_WIDTH (the rest of it wraps).
     cells = [max([0] + [min(cell_len(t), ERROR_WIDTH) if k == "error" else cell_len(t) for k, t in zip(keys, col)])
              for col in texts]
@@ -85,7 +83,7 @@ def transposed(table: Table, width: int) -> list[Grid]:
             parts[-1].append(i)
         else:
             parts.append([i])
-    numeric = [_numeric(table, k) for k in keys]
+    numeric = [table.numeric(i) for i in at]
     status_row = keys.index("status") if "status" in keys else None
     grids = []
     for part in parts:
@@ -109,11 +107,11 @@ def fit(table: Table, width: int | None) -> list[Grid]:
     assert grid.widths is not None
     if width_of(grid.widths) <= width:
         return [grid]
-    if table.key_column is None and "run" in table.columns and table.rows:
+    if table.key_column is None and "run" in table.headers and table.rows:
         return transposed(table, width)
     # The columns up to the key (--diff's section and key) keep their width while that leaves the values
     # MIN_VALUE_WIDTH each; the values wrap instead. Narrower still, every column wraps.
-    keys = table.columns.index(table.key_column) + 1 if table.key_column in table.columns else 0
+    keys = table.headers.index(table.key_column) + 1 if table.key_column in table.headers else 0
     values = len(grid.widths) - keys
     kept = width_of(grid.widths[:keys]) + 3 * values + MIN_VALUE_WIDTH * values <= width
     return [Grid(grid.headers, grid.rows, None, grid.right, grid.status_row, grid.status_column,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from progprune_cli.report.tables import Table, all_tables, answers, dig, num, pct
+from progprune_cli.report.published import published_table
+from progprune_cli.report.render import Table, markdown_text, to_markdown
+from progprune_cli.report.tables import accuracy_table, answers, dig, layers_table, num, params_table, pct
+from progprune_cli.report.tables import speed_table, steps_table
 from progprune_cli.results.schema import Results
 
 
@@ -28,27 +31,19 @@ def run_lines(results: Results) -> list[str]:
     return lines
 
 
-def cell(text: str) -> str:
-    # A bare `|` would end the cell early; newlines would end the row.
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def table_markdown(table: Table) -> list[str]:
-    lines = [f"## {table.title}", "", "| " + " | ".join(cell(h) for h in table.headers) + " |",
-             "|" + "|".join("---" for _ in table.headers) + "|"]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in table.rows]
-    if table.footnotes:
-        lines += [""] + [f"- {cell(note)}" for note in table.footnotes]
-    return lines + [""]
+def all_tables(results: Results) -> list[Table]:
+    """The seed's three tables, then per-layer, pruning steps and "vs published" where the run has them."""
+    extra = [t for t in (layers_table(results), steps_table(results), published_table(results)) if t is not None]
+    return [accuracy_table(results), speed_table(results), params_table(results), *extra]
 
 
 def render_markdown(results: Results, plots: list[str]) -> str:
     """The whole results.md; `plots` are paths relative to the run folder, where results.md lives."""
     run_id = results.run.id or "?"
     lines = [f"# progprune run {run_id}", ""] + [f"{line}  " for line in run_lines(results)] + [""]
-    lines += ["## Answers", ""] + [f"- {cell(a)}" for a in answers(results)] + [""]
+    lines += ["## Answers", ""] + [f"- {markdown_text(a)}" for a in answers(results)] + [""]
     for table in all_tables(results):
-        lines += table_markdown(table)
+        lines += [to_markdown(table)]  # it ends in a newline: a blank line follows each table
     if plots:
         lines += ["## Plots", ""]
         lines += [f"![{PurePosixPath(p).stem}]({PurePosixPath(p).as_posix()})" for p in plots] + [""]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from progprune_cli.report.tables import Table, dig, num
+from progprune_cli.report.render import Table
+from progprune_cli.report.tables import dig, num
 from progprune_cli.results.schema import ModelRecord, Results, model_label
 
 # metric → (how to read it from a model record, whether higher is better, shown as a percentage)
@@ -71,4 +72,5 @@ def published_table(results: Results) -> Table | None:
         rows.append([figure.get("source", "?"), figure["metric"], model_label(figure.get("model", "finetuned")),
                      aim, ours, outcome])
     notes = [f"{f['source']}: {f['note']}" for f in figures if f.get("note")]
-    return Table("vs published", ["source", "metric", "model", "published", "this run", "verdict"], rows, notes)
+    return Table(["source", "metric", "model", "published", "this run", "verdict"], rows, title="vs published",
+                 footnotes=notes)

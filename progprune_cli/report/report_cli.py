@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from progprune_cli import reading
 from progprune_cli.errors import UserError
 from progprune_cli.report.console import print_summary
 from progprune_cli.report.markdown import render_markdown
 from progprune_cli.report.runs import check_status, process_gone
+from progprune_cli.report.terminal import reader_console
 from progprune_cli.results.schema import SCHEMA_VERSION, Results, SchemaError, UnknownVersion
 
 PROG = "progprune report"
@@ -95,9 +94,7 @@ def show(shown: str, md: bool, verbose: bool) -> int:
     if md:
         sys.stdout.write(render_markdown(results, plot_paths(run_dir)))
     else:
-        console = Console()
-        # Piped output: wide tables rather than cells wrapped at rich's 80-column default.
-        print_summary(results, console if console.is_terminal else Console(width=150), verbose=verbose)
+        print_summary(results, reader_console(), verbose=verbose)
     return 0
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from progprune_cli.atomic import replace_atomically, write_atomic
-from progprune_cli.report.compare import Table, format_cell, headline, to_csv, to_markdown
 from progprune_cli.errors import UserError
+from progprune_cli.report.compare import headline
+from progprune_cli.report.render import Table, format_cell, to_csv, to_markdown
 from progprune_cli.report.runs import RunRecord, _natural_key, read_run, sweep_runs
 from progprune_cli.results.records import MULTIRUN, sweep_jobs, sweep_task
 from progprune_cli.results.schema import MODEL_LABELS
@@ -73,7 +74,7 @@ def job_table(records: list[RunRecord]) -> Table:
     # vs dense_long only when some job trained one; a column of dashes would only add width.
     figures = [f for f in FIGURES if f != "test_acc_vs_long" or any(r[f] is not None for r in rows)]
     columns = ["job", *keys, "status", *figures, *FRONTS] + (["error"] if any("error" in r for r in rows) else [])
-    return Table(columns, rows)
+    return Table.from_records(columns, rows)
 
 
 def mean_std(key: str, values: list[float]) -> str | None:
@@ -89,7 +90,7 @@ def mean_std(key: str, values: list[float]) -> str | None:
 def seed_table(records: list[RunRecord], jobs: Table) -> Table | None:
     """Jobs whose overrides differ only by seed=, as mean ± std (n); None when no two jobs share a group."""
     groups: dict[tuple[tuple[str, str], ...], list[dict[str, Any]]] = {}
-    for record, row in zip(records, jobs.rows):
+    for record, row in zip(records, jobs.records()):
         parsed = parse_overrides(record.overrides)
         key = tuple(sorted((k, v) for k, v in parsed.items() if k != _SEED))
         groups.setdefault(key, []).append(row)
@@ -104,13 +105,13 @@ def seed_table(records: list[RunRecord], jobs: Table) -> Table | None:
             row[figure] = mean_std(figure, [m[figure] for m in members if m.get(figure) is not None])
         rows.append(row)
     grouped = [f for f in GROUPED if any(r[f] is not None for r in rows)]
-    return Table([*keys, "jobs", *grouped], rows)
+    return Table.from_records([*keys, "jobs", *grouped], rows)
 
 
 def render_summary(name: str, jobs: Table, seeds: Table | None, note: str | None = None) -> str:
     """summary.md; `note` says in one line when the job list is only the folders that exist."""
     counts: dict[str, int] = {}
-    for row in jobs.rows:
+    for row in jobs.records():
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     status = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no run folders yet"
     parts = [f"# Sweep {name}\n", f"{len(jobs.rows)} jobs: {status}. Accuracy is the test accuracy of the final "
@@ -195,7 +196,7 @@ def write_sweep_summary(sweep_dir: Path) -> Path:
         jobs = job_table(records)
         seeds = seed_table(records, jobs)
         write_atomic(sweep_dir / "summary.csv", to_csv(jobs))
-        draw_pareto(jobs.rows, sweep_dir / "pareto.png")
+        draw_pareto(jobs.records(), sweep_dir / "pareto.png")
         summary = sweep_dir / "summary.md"
         write_atomic(summary, render_summary(sweep_dir.name, jobs, seeds, note))
     return summary

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+from progprune_cli.report.render import Table
 from progprune_cli.results.schema import DEPLOYED_MODELS, Latency, ModelRecord, PruningStep, Results, Spread
 from progprune_cli.results.schema import model_label as label
 
@@ -12,16 +12,6 @@ DENSE_LINE = "dense baseline: no strategy given (add +strategy=NAME to prune)"
 MASK_ONLY_NOTE = "mask-only: no kernel uses the zeros"
 NA = "—"
 ORT = "onnxruntime"  # evaluate.backends' other backend: its key in each MODEL's `backends`
-
-
-@dataclass(frozen=True)
-class Table:
-    """A titled grid of display strings; renderers only lay it out and never compute numbers."""
-
-    title: str
-    headers: list[str]
-    rows: list[list[str]]
-    footnotes: list[str] = field(default_factory=list)
 
 
 def dig(node: Any, *keys: str) -> Any:
@@ -87,8 +77,8 @@ def accuracy_table(results: Results) -> Table:
                      f"({models['dense_long'].epochs} epochs; the honest recovery figure)")
     elif fin is not None:
         notes.append("no dense model trained as long was evaluated, so recovery is only measured against the original")
-    return Table("Accuracy", ["model", "train acc", "val acc", "test acc", "test loss", "Δ test vs original (points)"],
-                 rows, notes)
+    return Table(["model", "train acc", "val acc", "test acc", "test loss", "Δ test vs original (points)"], rows,
+                 title="Accuracy", footnotes=notes)
 
 
 def speed_note(m: ModelRecord) -> str:
@@ -148,10 +138,10 @@ def speed_table(results: Results) -> Table:
                  "theoretical = dense MACs / effective MACs (not measured)")
     notes += [backend_setup(results)] if ort else []
     notes += list(results.notes)  # the evaluate stage's notes: a row or a backend figure it could not make, and why
-    return Table("Speed", ["model", "eval runtime (s)", "batch-1 latency (ms)", "throughput (samples/s)",
-                           *(["peak GPU memory (MB)"] if memory else []),
-                           "measured speedup", "MAC speedup (theoretical)",
-                           *([f"{ORT} runtime (s)", f"{ORT} speedup"] if ort else []), "note"], rows, notes)
+    return Table(["model", "eval runtime (s)", "batch-1 latency (ms)", "throughput (samples/s)",
+                  *(["peak GPU memory (MB)"] if memory else []), "measured speedup", "MAC speedup (theoretical)",
+                  *([f"{ORT} runtime (s)", f"{ORT} speedup"] if ort else []), "note"], rows,
+                 title="Speed", footnotes=notes)
 
 
 def params_table(results: Results) -> Table:
@@ -162,8 +152,8 @@ def params_table(results: Results) -> Table:
                      times(p.compression), " / ".join(kb(n) for n in (size.dense, size.sparse, size.compacted))])
     notes = ["nonzero = weights the mask keeps; physical = numbers actually stored (smaller only after compaction)",
              "compression = total / nonzero; size on disk in KB of 1000 bytes"]
-    return Table("Parameters", ["model", "params", "nonzero", "physical", "sparsity", "compression",
-                                "size KB (dense / sparse / compacted)"], rows, notes)
+    return Table(["model", "params", "nonzero", "physical", "sparsity", "compression",
+                  "size KB (dense / sparse / compacted)"], rows, title="Parameters", footnotes=notes)
 
 
 def layers_table(results: Results) -> Table | None:
@@ -171,9 +161,9 @@ def layers_table(results: Results) -> Table | None:
         return None
     rows = [[str(x.name), str(x.type), "×".join(str(d) for d in x.shape) or NA, count(x.params), count(x.nonzero),
              pct(x.sparsity), count(x.macs_dense), count(x.macs_effective)] for x in results.layers]
-    return Table("Per-layer", ["layer", "type", "shape", "params", "nonzero", "sparsity", "MACs dense",
-                               "MACs effective"], rows,
-                 ["MACs effective counts only multiplications by kept weights (theoretical)"])
+    return Table(["layer", "type", "shape", "params", "nonzero", "sparsity", "MACs dense", "MACs effective"], rows,
+                 title="Per-layer",
+                 footnotes=["MACs effective counts only multiplications by kept weights (theoretical)"])
 
 
 def steps_table(results: Results) -> Table | None:
@@ -184,8 +174,8 @@ def steps_table(results: Results) -> Table | None:
     target = pct if (pruning.mode or "sparsity") == "sparsity" else num
     rows = [[str(s.index), str(s.epoch), str(s.iteration), target(s.target), pct(s.achieved), _removed(s)]
             for s in pruning.steps]
-    return Table("Pruning steps", ["step", "epoch", "iteration", "target", "achieved", "removed"], rows,
-                 list(pruning.notes))
+    return Table(["step", "epoch", "iteration", "target", "achieved", "removed"], rows, title="Pruning steps",
+                 footnotes=list(pruning.notes))
 
 
 def _removed(step: PruningStep) -> str:
@@ -229,11 +219,3 @@ def answers(results: Results) -> list[str]:
     keys = [k for k in ("finetuned", *DEPLOYED_MODELS) if k in models]
     speed = "did it get faster: " + ("; ".join(faster(k, models[k], orig) for k in keys) or "no pruned model measured")
     return [cost, left, speed]
-
-
-def all_tables(results: Results) -> list[Table]:
-    """The seed's three tables, then per-layer, pruning steps and "vs published" where the run has them."""
-    from progprune_cli.report.published import published_table  # it builds on this module's helpers
-
-    extra = [t for t in (layers_table(results), steps_table(results), published_table(results)) if t is not None]
-    return [accuracy_table(results), speed_table(results), params_table(results), *extra]

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from progprune_cli import reading
 from progprune_cli.errors import UserError
+from progprune_cli.report.render import Table
+from progprune_cli.report.terminal import reader_console, rich_table
 from progprune_cli.sensitivity.table import read_table
 
 
@@ -25,15 +26,13 @@ def print_sensitivity(run_dir: Path, console: Console | None = None) -> int:
     rows = read_table(run_dir / "sensitivity.csv")
     header, budget = _layers(run_dir / "layers.yaml")
     if console is None:
-        console = Console()
-        # Piped output: wide tables rather than cells wrapped at rich's 80-column default.
-        console = console if console.is_terminal else Console(width=150)
+        console = reader_console()
     console.print(Text(f"progprune sensitivity {reading.clean_text(run_dir.name)}", style="bold"))
     for line in header:
         console.print(Text(line))
     console.print(Text("val accuracy with one unit pruned alone (no retraining), most sensitive first; budget: "
                        "layers.yaml"))
-    console.print(_table(rows, budget))
+    console.print(rich_table(_table(rows, budget)))
     return 0
 
 
@@ -42,16 +41,12 @@ def _table(rows: list[dict[str, Any]], budget: dict[str, float]) -> Table:
     levels = sorted({r["level"] for r in rows})
     accuracy = {(r["unit"], r["level"]): r["val_accuracy"] for r in rows}
     mean = {u: sum(accuracy.get((u, v), 0.0) for v in levels) / len(levels) for u in units}
-    table = Table()
-    table.add_column(Text("unit"), no_wrap=True)
-    for level in levels:
-        table.add_column(Text(f"{level:g}"), justify="right")
-    table.add_column(Text("budget"), justify="right")
+    out = []
     for unit in sorted(units, key=lambda u: (mean[u], units.index(u))):
         cells = [f"{accuracy[(unit, v)]:.2%}" if (unit, v) in accuracy else "" for v in levels]
         share = budget.get(unit)
-        table.add_row(Text(unit), *(Text(c) for c in cells), Text("" if share is None else f"{share:.2%}"))
-    return table
+        out.append([unit, *cells, "" if share is None else f"{share:.2%}"])
+    return Table(["unit", *(f"{level:g}" for level in levels), "budget"], out)
 
 
 def _layers(path: Path) -> tuple[list[str], dict[str, float]]:
