@@ -17,9 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 import progprune_cli.catalog  # noqa: F401  (every component's schema, for Hydra's compose)
-import progprune_cli.folders  # noqa: F401  (the resolver run-folder names use)
+import progprune_cli.resolvers  # noqa: F401  (the resolvers conf/config.yaml uses)
 from progprune_cli.config import RunConfig, load_run_config
-from progprune_cli.edge import exit_codes, job_console
+from progprune_cli.edge import exit_codes, hydra_argv, job_console
 
 
 def _torchrun_rank() -> tuple[int, int] | None:
@@ -30,20 +30,21 @@ def _torchrun_rank() -> tuple[int, int] | None:
     return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
 
 
-def train_task() -> Any:
-    """The `progprune train` Hydra task. Under torchrun every rank runs it; a rank other than 0 gets a rank-local
-    scratch folder as its Hydra folder (and no .hydra/ in it), so it creates and writes nothing in runs/."""
+def train(args: list[str]) -> Any:
+    """`progprune train ARGS` as the Hydra task. Under torchrun every rank runs it; a rank other than 0 gets a
+    rank-local scratch folder as its Hydra folder (and no .hydra/ in it), so it creates and writes nothing in runs/."""
     ranks = _torchrun_rank()
     if ranks is not None:
-        if any(arg in ("-m", "--multirun") for arg in sys.argv[1:]):
+        if any(arg in ("-m", "--multirun") for arg in args):
             if ranks[0] == 0:
                 print("progprune: error: -m: a sweep under torchrun is not supported; start one torchrun per job",
                       file=sys.stderr)
             raise SystemExit(2)
         if ranks[0] != 0:
             scratch = tempfile.mkdtemp(prefix=f"progprune-rank{ranks[0]}-")
-            sys.argv = [*sys.argv, f"hydra.run.dir={scratch}", "hydra.output_subdir=null"]  # last wins in Hydra
-    return _hydra_task()
+            args = [*args, f"hydra.run.dir={scratch}", "hydra.output_subdir=null"]  # the last one wins in Hydra
+    with hydra_argv("progprune train", args):
+        return _hydra_task()
 
 
 def with_launcher_threads(cfg: RunConfig, launcher: Any) -> RunConfig:

@@ -125,13 +125,12 @@ def _train(args: list[str]) -> int:
     jobs = _preflight(args, checked)
     if jobs is None:
         return 2
-    from progprune_cli.app import train_task
+    from progprune_cli.app import train
 
     with _holding(args, jobs, check_folder) as held:
         if not held:
             return 2
-        sys.argv = ["progprune train", *args]
-        train_task()
+        train(args)
     return 0
 
 

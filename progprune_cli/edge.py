@@ -39,6 +39,18 @@ def job_console() -> Console:
 
 
 @contextmanager
+def hydra_argv(prog: str, args: list[str]) -> Iterator[None]:
+    """The command line a Hydra app reads: hydra.main takes it from sys.argv, its only public way in, so it is set
+    for the call alone and restored after (nothing else reads sys.argv)."""
+    saved = sys.argv
+    sys.argv = [prog, *args]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+@contextmanager
 def exit_codes(*, multirun: bool, sweep_failed: Callable[[UserError], str],
                stopped: Callable[[Interrupted], str] = str, speak: bool = True) -> Iterator[None]:
     """A stop exits with its signal's code, bad input prints `progprune: error: ...` and exits 2 (or, in a sweep,

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,24 +18,17 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import progprune_cli.catalog  # noqa: F401  (every component's schema, for compose)
-import progprune_cli.folders  # noqa: F401  (the resolver run-folder names use)
+import progprune_cli.resolvers  # noqa: F401  (the resolvers conf/config.yaml uses)
 from progprune_cli.config import RunConfig, load_run_config
+from progprune_cli.config.groups import CONFIG_MODULE, group_options
 from progprune_cli.config.load import describe
 from progprune_cli.config.overrides import is_hydra, jobs, literal_dir, parse
 from progprune_cli.errors import UserError
 
-CONFIG_MODULE = "progprune_cli.conf"
 # Below this much free space a run cannot even write its config and first checkpoint; Hydra would fail with a
 # traceback while writing .hydra/.
 MIN_FREE_BYTES = 1 << 20
 Job = tuple[RunConfig, dict[str, Any]]  # a job's typed config and the composed config it came from
-
-
-def group_options() -> dict[str, list[str]]:
-    """Config groups (folders of conf/) and their choices (YAML names)."""
-    root = resources.files(CONFIG_MODULE)
-    return {d.name: sorted(f.name[:-5] for f in d.iterdir() if f.name.endswith(".yaml"))
-            for d in root.iterdir() if d.is_dir() and not d.name.startswith("_") and d.name != "hydra"}
 
 
 def check(overrides: list[str], multirun: bool,

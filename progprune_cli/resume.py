@@ -110,7 +110,8 @@ def own_keys() -> frozenset[str]:
     """progprune's own config: the top-level keys of conf/config.yaml composed, and conf/'s group folders."""
     from hydra import compose, initialize_config_module
 
-    from progprune_cli.preflight import CONFIG_MODULE, group_options
+    import progprune_cli.catalog  # noqa: F401  (the schemas conf/config.yaml composes on)
+    from progprune_cli.config.groups import CONFIG_MODULE, group_options
 
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         keys = {str(key) for key in compose(config_name="config").keys()}

@@ -25,6 +25,15 @@ def test_help_is_fast_path_without_torch(workdir: Path) -> None:
     assert subprocess.run([sys.executable, "-c", probe]).returncode == 0
 
 
+def test_train_help_lists_each_groups_yamls_not_the_schemas_beside_them(workdir: Path) -> None:
+    result = progprune("train", "--help", cwd=workdir)
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert "strategy: activation, random, structured, taylor, weight" in lines
+    assert "optimizer: adagrad, adam, rmsprop, sgd, sgd_nesterov" in lines
+    assert "base_" not in result.stdout and "  channels: 32" in lines
+
+
 def test_unknown_command(workdir: Path) -> None:
     result = progprune("prune", cwd=workdir)
     assert result.returncode == 2
@@ -33,8 +42,7 @@ def test_unknown_command(workdir: Path) -> None:
 
 @pytest.mark.slow
 def test_weight_run_writes_the_three_tables(workdir: Path) -> None:
-    # `strategy=weight` without '+' works too (the CLI adds it).
-    result = progprune("train", "strategy=weight", *TINY, "evaluate.sparse_kernels=true",
+    result = progprune("train", "+strategy=weight", *TINY, "evaluate.sparse_kernels=true",
                        "evaluate.sparse_min_sparsity=0.4", cwd=workdir)
     assert result.returncode == 0, result.stderr
     (run,) = run_dirs(workdir)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
@@ -12,9 +11,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 import progprune_cli.catalog  # noqa: F401  (every component's schema, for Hydra's compose)
-import progprune_cli.folders  # noqa: F401  (the resolver run-folder names use)
+import progprune_cli.resolvers  # noqa: F401  (the resolvers conf/config.yaml uses)
 from progprune_cli.config import load_run_config
-from progprune_cli.edge import exit_codes, job_console
+from progprune_cli.edge import exit_codes, hydra_argv, job_console
 from progprune_cli.stages.signals import Interrupted
 
 # The sensitivity app's primary config: train's conf/config.yaml with its own run folder names and help.
@@ -61,6 +60,6 @@ def _rerun_hint(error: Interrupted, run_dir: Path) -> str:
 
 def main(args: list[str]) -> int:
     """Run the Hydra app on `args`: overrides, -m, and Hydra's own flags."""
-    sys.argv = ["progprune sensitivity", *args]
-    sensitivity_task()
+    with hydra_argv("progprune sensitivity", args):
+        sensitivity_task()
     return 0

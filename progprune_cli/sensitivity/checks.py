@@ -20,7 +20,7 @@ def marked(config: dict[str, Any]) -> dict[str, Any]:
 def require_strategy(configs: list[RunConfig]) -> None:
     """The units and their scores come from the strategy, so every job needs one."""
     if any(cfg.strategy is None for cfg in configs):
-        from progprune_cli.preflight import group_options
+        from progprune_cli.config.groups import group_options
 
         raise UserError("strategy: progprune sensitivity needs one to score and prune units; add +strategy=NAME "
                         f"(one of {', '.join(group_options()['strategy'])})")
