@@ -18,7 +18,8 @@ from progprune_cli.errors import UserError
 from progprune_cli.pruning.strategies import STRATEGIES
 
 LAUNCHERS = "basic, joblib, parallel, slurm, submitit_local, submitit_slurm"
-STRUCTURED_KEYS = "exclude, keep_first, layers, name, norm, scope, sparsity, threshold"
+STRUCTURED_KEYS = ("exclude, include_bias, keep_first, layers, layers_from, name, norm, pattern, scope, sparsity, "
+                   "threshold")
 LAYERS = "conv1, conv1.weight, conv2, conv2.weight, fc, fc.weight"
 
 CASES = [
@@ -28,11 +29,13 @@ CASES = [
     (["+strategy=weight", "+strategy.layers.nosuch=0.3"],
      f"strategy.layers.nosuch: no such prunable layer; choose from {LAYERS}"),
     (["+strategy=structured", "strategy.target.macs=2"],
-     f"strategy.target: unknown key; allowed keys under strategy are {STRUCTURED_KEYS}"),
+     f"strategy.target: unknown key; allowed keys are {STRUCTURED_KEYS}"),
     (["hydra.run.dir='unterminated"],
      "hydra.run.dir='unterminated: not an override; write KEY=VALUE, +KEY=VALUE or GROUP=NAME"),
     (["hydra/launcher=nosuch"], f"hydra/launcher=nosuch: unknown hydra/launcher; choose one of {LAUNCHERS}"),
-    (["hydra.rundir=x"], "hydra.rundir: unknown key of Hydra's own config (see progprune train --hydra-help)"),
+    (["hydra.rundir=x"], "hydra.rundir: unknown key; allowed keys are callbacks, defaults, help, hydra_help, "
+                         "hydra_logging, job, job_logging, launcher, mode, output_subdir, overrides, run, runtime, "
+                         "searchpath, sweep, sweeper, verbose"),
 ]
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +10,7 @@ from typing import Any
 import torch
 
 from progprune_cli.atomic import replace_atomically
+from progprune_cli.hashing import short_hash
 
 # Bump when the decoded content of any dataset changes, so old caches are not read as new ones.
 FORMAT = 1
@@ -36,12 +35,8 @@ def cache_path(root: Path, name: str, split: str, files: Iterable[Path], **setti
         info = path.stat()
         stats.append([str(path.relative_to(root)) if path.is_relative_to(root) else str(path), info.st_size,
                       info.st_mtime_ns])
-    config = _key({"format": FORMAT, "name": name, "split": split, "settings": settings}, 8)
-    return root / FOLDER / f"{name}-{split}-{config}-{_key(stats, 12)}.pt"
-
-
-def _key(value: Any, length: int) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:length]
+    config = short_hash({"format": FORMAT, "name": name, "split": split, "settings": settings}, 8)
+    return root / FOLDER / f"{name}-{split}-{config}-{short_hash(stats, 12)}.pt"
 
 
 def read(path: Path, num_classes: int | None = None) -> Decoded | None:

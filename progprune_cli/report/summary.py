@@ -9,6 +9,7 @@ from typing import Any, Iterator
 
 from progprune_cli.atomic import replace_atomically, write_atomic
 from progprune_cli.errors import UserError
+from progprune_cli.filelock import FileLock
 from progprune_cli.report.compare import headline
 from progprune_cli.report.render import Table, format_cell, to_csv, to_markdown
 from progprune_cli.report.runs import RunRecord, _natural_key, read_run, sweep_runs
@@ -159,15 +160,16 @@ def draw_pareto(rows: list[dict[str, Any]], path: Path) -> None:
 @contextlib.contextmanager
 def _locked(sweep_dir: Path) -> Iterator[None]:
     # Read-and-write under one lock, so the last job to finish also writes last: no older summary wins.
+    lock = FileLock(sweep_dir / ".summary.lock")
     try:
-        import fcntl
-    except ImportError:  # Windows: atomic writes still keep each file whole
+        lock.acquire()
+    except OSError:  # a filesystem that refuses locks (some network ones): atomic writes still keep each file whole
         yield
         return
-    with open(sweep_dir / ".summary.lock", "a") as handle:
-        with contextlib.suppress(OSError):  # some network filesystems refuse locks
-            fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
         yield
+    finally:
+        lock.release()
 
 
 def sweep_records(sweep_dir: Path) -> tuple[list[RunRecord], str | None]:

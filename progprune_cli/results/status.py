@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
-import hashlib
 import json
 import os
 import signal
@@ -17,6 +16,7 @@ from typing import Any
 from progprune_cli.atomic import open_nofollow, refuse_links, write_atomic
 from progprune_cli.errors import UserError
 from progprune_cli.filelock import Busy, FileLock
+from progprune_cli.hashing import short_hash
 from progprune_cli.reading import STATUS_LIMIT, read_json
 from progprune_cli.stages.signals import Interrupted
 
@@ -40,7 +40,7 @@ def _relevant(config: dict[str, Any]) -> dict[str, Any]:
 
 def config_hash(config: dict[str, Any]) -> str:
     """What a resumed run must share with the one that started the folder (evaluation settings may change)."""
-    return hashlib.sha256(json.dumps(_relevant(config), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return short_hash(_relevant(config))
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:

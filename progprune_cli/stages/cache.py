@@ -3,7 +3,6 @@ sweep jobs; an entry that does not load or does not fit the model is a miss, tra
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,13 +13,14 @@ from torch import nn
 
 from progprune_cli.atomic import copy_atomically, refuse_links, write_atomic
 from progprune_cli.filelock import FileLock
+from progprune_cli.hashing import short_hash
 from progprune_cli.stages.base import RunContext
 from progprune_cli.stages.io import NotACheckpoint, checked_rows, load_checkpoint
 
 
 def cache_key(settings: dict[str, Any]) -> str:
     """A stable hash of the settings (sorted JSON), short enough for a folder name."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return short_hash(settings)
 
 
 @contextmanager
