@@ -22,13 +22,13 @@ from progprune_cli.export import save_compacted
 from progprune_cli.parts import Parts, build_parts, resolve_threads
 from progprune_cli.results.schema import Results, RunInfo
 from progprune_cli.results.status import RunLock, Status, check_folder, save_config
+from progprune_cli.signals import Interrupted, StopRequest
 from progprune_cli.stages.base import Produced, RunContext, Stage
 from progprune_cli.stages.dense_long import DenseLong
 from progprune_cli.stages.evaluate import TrainedModel, evaluate_models
 from progprune_cli.stages.finetune import Finetune
 from progprune_cli.stages.io import StageIO, load_checkpoint
 from progprune_cli.stages.prune import Prune
-from progprune_cli.stages.signals import Interrupted, StopRequest
 from progprune_cli.stages.train import Train
 
 

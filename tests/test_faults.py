@@ -24,8 +24,8 @@ from progprune_cli.config import load_run_config
 from progprune_cli.errors import UserError
 from progprune_cli.results import status as status_module
 from progprune_cli.results.status import RunLock
+from progprune_cli.signals import Interrupted, StopRequest
 from progprune_cli.stages import io as io_module
-from progprune_cli.stages.signals import Interrupted, StopRequest
 
 FAST = [*TINY, "evaluate.dense_baseline=false"]
 
@@ -221,7 +221,7 @@ def test_outside_a_training_loop_a_signal_stops_at_once_naming_the_phase(default
 
 def test_an_ignored_sigint_stays_ignored() -> None:
     """A run started in the background of a script inherits SIGINT ignored; the terminal's Ctrl-C is not its."""
-    code = ("import signal, os\nfrom progprune_cli.stages.signals import Interrupted, StopRequest\ns = StopRequest()\n"
+    code = ("import signal, os\nfrom progprune_cli.signals import Interrupted, StopRequest\ns = StopRequest()\n"
             "with s.installed():\n    os.kill(os.getpid(), signal.SIGINT)\nprint(s.requested)\n")
     out = subprocess.run([str(Path(PROGPRUNE).parent / "python"), "-c", code], capture_output=True, text=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))

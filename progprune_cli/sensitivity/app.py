@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 import progprune_cli.folders  # noqa: F401  (the resolver run-folder names use)
 from progprune_cli.config import load_run_config
 from progprune_cli.edge import exit_codes, job_console
-from progprune_cli.stages.signals import Interrupted
+from progprune_cli.signals import Interrupted
 
 # The sensitivity app's primary config: train's conf/config.yaml with its own run folder names and help.
 ConfigStore.instance().store(name="sensitivity", node={

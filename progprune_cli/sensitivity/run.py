@@ -23,9 +23,9 @@ from progprune_cli.sensitivity import budget, plot
 from progprune_cli.sensitivity.analysis import Analysis, Evaluation, analyse, ranking
 from progprune_cli.sensitivity.checks import check_folder, marked, require_strategy
 from progprune_cli.sensitivity.table import write_table
+from progprune_cli.signals import Interrupted, StopRequest
 from progprune_cli.stages.base import Produced, RunContext
 from progprune_cli.stages.io import StageIO
-from progprune_cli.stages.signals import Interrupted, StopRequest
 from progprune_cli.stages.train import Train
 
 FILES = ("sensitivity.csv", "sensitivity.png", "layers.yaml")

@@ -23,9 +23,9 @@ from progprune_cli.optim.losses import LossFn
 from progprune_cli.optim.lr_schedulers import Horizon, build_lr_scheduler
 from progprune_cli.optim.optimizers import build_optimizer, regularization
 from progprune_cli.pruning.masks import Masks, apply_masks
+from progprune_cli.signals import Interrupted, StopRequest
 from progprune_cli.stages.io import StageIO
 from progprune_cli.stages.rng import capture_rng, restore_rng
-from progprune_cli.stages.signals import Interrupted, StopRequest
 
 # On a GPU, reading the loss every step would sync it every step; the finite check reads a flag this often instead.
 # Under torchrun the ranks agree on that flag and on a stop request in one all-reduce, as often.
