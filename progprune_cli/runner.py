@@ -15,6 +15,7 @@ import torch
 from rich.console import Console
 
 from progprune_cli.atomic import write_atomic
+from progprune_cli.checkpoints import load_checkpoint
 from progprune_cli.config import RunConfig
 from progprune_cli.distributed import World, max_over_ranks
 from progprune_cli.errors import UserError
@@ -27,7 +28,7 @@ from progprune_cli.stages.base import Produced, RunContext, Stage
 from progprune_cli.stages.dense_long import DenseLong
 from progprune_cli.stages.evaluate import TrainedModel, evaluate_models
 from progprune_cli.stages.finetune import Finetune
-from progprune_cli.stages.io import StageIO, load_checkpoint
+from progprune_cli.stages.io import StageIO
 from progprune_cli.stages.prune import Prune
 from progprune_cli.stages.train import Train
 

@@ -19,13 +19,12 @@ from omegaconf import OmegaConf
 from rich.console import Console
 
 from conftest import PROGPRUNE, TINY, progprune
-from progprune_cli import atomic
+from progprune_cli import atomic, checkpoints
 from progprune_cli.config import load_run_config
 from progprune_cli.errors import UserError
 from progprune_cli.results import status as status_module
 from progprune_cli.results.status import RunLock
 from progprune_cli.signals import Interrupted, StopRequest
-from progprune_cli.stages import io as io_module
 
 FAST = [*TINY, "evaluate.dense_baseline=false"]
 
@@ -119,7 +118,7 @@ def test_disk_full_says_so_and_resume_afterwards_needs_no_hand_editing(tmp_path:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         real(path, payload)
 
-    monkeypatch.setattr(io_module, "write_atomic", full_for_finetune)
+    monkeypatch.setattr(checkpoints, "write_atomic", full_for_finetune)
     monkeypatch.setattr(status_module, "write_atomic", full_for_big_status)
     with pytest.raises(UserError, match=r"^disk full while writing the run folder .*; free space and continue with: "
                                         r"progprune resume "):
