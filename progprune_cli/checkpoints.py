@@ -48,7 +48,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
                 warnings.simplefilter("ignore")  # torch's notes on a foreign file's pickle protocol: not for the user
                 return torch.load(handle, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as error:
-            if "Unsupported global" in str(error):  # a callable the file names: code that would run when read
+            # A callable the file names: code that would run when read. torch words it "Unsupported global: ..."
+            # or, for a module it blocks outright (os.system), "... unsupported GLOBAL posix.system whose module ...".
+            if "unsupported global" in str(error).lower():
                 raise CodeRefused(f"{path}: refused to load: it holds pickled objects that would run code when "
                                   "read, not plain tensors; delete it (or the run folder) if you did not put it "
                                   "there") from None
