@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from progprune_cli.device import resolve_device
 from progprune_cli.errors import UserError
 
 _OPS = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
@@ -132,8 +133,6 @@ def start(device: str) -> World:
     env = from_env()
     if env is None or not env.distributed:
         return World(local_world_size=1 if env is None else env.local_world_size)
-    from progprune_cli.parts import resolve_device  # parts imports this module
-
     resolved = resolve_device(device, env.local_rank)
     backend = "nccl" if resolved.type == "cuda" else "gloo"
     if resolved.type == "cuda":

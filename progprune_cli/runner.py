@@ -17,10 +17,11 @@ from rich.console import Console
 from progprune_cli.atomic import write_atomic
 from progprune_cli.checkpoints import load_checkpoint
 from progprune_cli.config import RunConfig
+from progprune_cli.device import resolve_threads
 from progprune_cli.distributed import World, max_over_ranks
 from progprune_cli.errors import UserError
 from progprune_cli.export import save_compacted
-from progprune_cli.parts import Parts, build_parts, resolve_threads
+from progprune_cli.parts import Parts, build_parts
 from progprune_cli.results.schema import Results, RunInfo
 from progprune_cli.results.status import RunLock, Status, check_folder, save_config
 from progprune_cli.signals import Interrupted, StopRequest

@@ -16,7 +16,8 @@ from rich.console import Console
 from progprune_cli.atomic import write_atomic
 from progprune_cli.config import RunConfig
 from progprune_cli.data import Batches
-from progprune_cli.parts import Parts, build_parts, resolve_threads
+from progprune_cli.device import resolve_threads
+from progprune_cli.parts import Parts, build_parts
 from progprune_cli.pruning.strategies import PruneContext
 from progprune_cli.results.status import RunLock, Status, save_config
 from progprune_cli.sensitivity import budget, plot
