@@ -164,7 +164,7 @@ def _stages(run: RunContext, status: Status | _NoStatus) -> Results:
     _phase(status, run.stop, "evaluate")
     trained = time.perf_counter()
     results = evaluate_models(parts, io, _trained(run, produced), produced.pruned.pruning if produced.pruned else None,
-                              produced.original.reused_from if produced.original else None)
+                              produced.original.reused_from if produced.original else None, world=run.world)
     measuring, training = time.perf_counter() - trained, trained - started
     io.log(f"evaluate: measuring took {measuring:.1f} s, {measuring / max(measuring + training, 1e-9):.0%} of this "
            f"attempt's stages (training {training:.1f} s)")

@@ -15,8 +15,8 @@ from torch.utils.data import Dataset
 
 from progprune_cli.config import LRSchedulerConfig, OptimizerConfig
 from progprune_cli.data import Batches, steps_per_epoch
-from progprune_cli.distributed import (World, agree_on_masks, agree_on_weights, by_rank, check_shards, current,
-                                       loss_share, max_over_ranks, sum_over_ranks, wrap_ddp)
+from progprune_cli.distributed import (World, agree_on_masks, agree_on_weights, by_rank, check_shards, loss_share,
+                                       max_over_ranks, sum_over_ranks, wrap_ddp)
 from progprune_cli.errors import UserError
 from progprune_cli.optim import precision as amp
 from progprune_cli.optim.losses import LossFn
@@ -37,12 +37,11 @@ class Diverged(UserError):
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, dataset: Dataset, loss_fn: LossFn, device: torch.device,
-             batch_size: int = 512, world: World | None = None) -> tuple[float, float]:
-    """Top-1 accuracy and mean loss of `model` on `dataset`. Under torchrun (`world`, by default the running
-    process group's) each rank evaluates its share of every batch and the sums are all-reduced, so every rank
-    returns the figures of the whole dataset; every rank must call it."""
-    world = current() if world is None else world
+def evaluate(model: nn.Module, dataset: Dataset, loss_fn: LossFn, device: torch.device, batch_size: int = 512, *,
+             world: World) -> tuple[float, float]:
+    """Top-1 accuracy and mean loss of `model` on `dataset`. Under torchrun (a distributed `world`; World() is one
+    process) each rank evaluates its share of every batch and the sums are all-reduced, so every rank returns the
+    figures of the whole dataset; every rank must call it."""
     model.eval()
     correct, loss_sum, count = 0, 0.0, 0
     for x, y in Batches(dataset, batch_size, device=device, shard=world.shard):
