@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from progprune_cli.report.tables import Table, all_tables, answers, dig, num, pct
+from progprune_cli.report.published import published_table
+from progprune_cli.report.tables import (Table, accuracy_table, answers, dig, layers_table, num, params_table, pct,
+                                         speed_table, steps_table)
 from progprune_cli.results.schema import Results
 
 
@@ -40,6 +42,12 @@ def table_markdown(table: Table) -> list[str]:
     if table.footnotes:
         lines += [""] + [f"- {cell(note)}" for note in table.footnotes]
     return lines + [""]
+
+
+def all_tables(results: Results) -> list[Table]:
+    """The seed's three tables, then per-layer, pruning steps and "vs published" where the run has them."""
+    extra = [t for t in (layers_table(results), steps_table(results), published_table(results)) if t is not None]
+    return [accuracy_table(results), speed_table(results), params_table(results), *extra]
 
 
 def render_markdown(results: Results, plots: list[str]) -> str:

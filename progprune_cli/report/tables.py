@@ -229,11 +229,3 @@ def answers(results: Results) -> list[str]:
     keys = [k for k in ("finetuned", *DEPLOYED_MODELS) if k in models]
     speed = "did it get faster: " + ("; ".join(faster(k, models[k], orig) for k in keys) or "no pruned model measured")
     return [cost, left, speed]
-
-
-def all_tables(results: Results) -> list[Table]:
-    """The seed's three tables, then per-layer, pruning steps and "vs published" where the run has them."""
-    from progprune_cli.report.published import published_table  # it builds on this module's helpers
-
-    extra = [t for t in (layers_table(results), steps_table(results), published_table(results)) if t is not None]
-    return [accuracy_table(results), speed_table(results), params_table(results), *extra]
