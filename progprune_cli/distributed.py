@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from progprune_cli.device import resolve_device
 from progprune_cli.errors import UserError
 
 _OPS = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
@@ -107,14 +108,6 @@ class World:
                                 "rank must read the same run folder (across nodes: a shared filesystem)")
 
 
-# The World of the running process group; what code without a World of its own (evaluation) shards by.
-_CURRENT = World()
-
-
-def current() -> World:
-    return _CURRENT
-
-
 def from_env(environ: Mapping[str, str] = os.environ) -> World | None:
     """The World torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE), or None
     when this process was not started by torchrun."""
@@ -127,29 +120,24 @@ def from_env(environ: Mapping[str, str] = os.environ) -> World | None:
 
 def start(device: str) -> World:
     """Join torchrun's process group (nccl with each rank on cuda:LOCAL_RANK, or gloo on the CPU) and return this
-    rank's World; a plain process (or torchrun with one process) gets World() and no process group."""
-    global _CURRENT
+    rank's World, which the caller hands on to everything that shards or reduces; a plain process (or torchrun with
+    one process) gets World() and no process group."""
     env = from_env()
     if env is None or not env.distributed:
         return World(local_world_size=1 if env is None else env.local_world_size)
-    from progprune_cli.parts import resolve_device  # parts imports this module
-
     resolved = resolve_device(device, env.local_rank)
     backend = "nccl" if resolved.type == "cuda" else "gloo"
     if resolved.type == "cuda":
         torch.cuda.set_device(resolved)  # before the group: nccl binds each rank to the current device
     if not dist.is_initialized():
         dist.init_process_group(backend)  # env://: torchrun's MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE
-    _CURRENT = replace(env, device=resolved, backend=backend)
-    return _CURRENT
+    return replace(env, device=resolved, backend=backend)
 
 
 def finish() -> None:
     """Leave the process group (if this process joined one)."""
-    global _CURRENT
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-    _CURRENT = World()
 
 
 def checksum(tensors: Mapping[str, torch.Tensor]) -> str:

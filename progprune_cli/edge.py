@@ -12,7 +12,7 @@ from hydra.errors import CompactHydraException
 from rich.console import Console
 
 from progprune_cli.errors import UserError
-from progprune_cli.stages.signals import Interrupted
+from progprune_cli.signals import Interrupted
 
 
 class JobFailed(CompactHydraException):

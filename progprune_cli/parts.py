@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -18,6 +15,7 @@ from progprune_cli.pruning.schedules import Event, build_events
 from progprune_cli.pruning.strategies import Strategy, build_strategy
 from progprune_cli.config import RunConfig
 from progprune_cli.config.checks import check_precision
+from progprune_cli.device import resolve_device
 from progprune_cli.distributed import World
 from progprune_cli.errors import UserError
 
@@ -36,48 +34,6 @@ class Parts:
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return steps_per_epoch(self.data.train, batch_size)
-
-
-def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
-    """auto → cuda when available, else cpu; cuda without CUDA is a user error, not a crash later. Under torchrun
-    (`local_rank` given) a CUDA rank gets its own GPU, cuda:LOCAL_RANK."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device: got cuda but CUDA is not available on this machine; use device=cpu or device=auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name != "cuda" or local_rank is None:
-        return torch.device(name)
-    if local_rank >= torch.cuda.device_count():
-        raise UserError(f"device: torchrun started local rank {local_rank} but this node has "
-                        f"{torch.cuda.device_count()} CUDA device(s); use --nproc_per_node <= the GPU count")
-    return torch.device("cuda", local_rank)
-
-
-def available_cores() -> int:
-    """The cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (what Slurm and
-    containers grant), not the machine's count."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(cores, 1)
-
-
-# torch's thread count when progprune started, before it set any: a launcher that limits its workers (joblib's
-# loky sets OMP_NUM_THREADS, torchrun sets it to 1 unless told otherwise) has already lowered it, and that holds.
-_STARTUP_THREADS = torch.get_num_threads()
-
-
-def resolve_threads(threads: int | None, local_world_size: int = 1) -> int:
-    """`train.threads`, or when it is null the cores this process may use (capped by any thread limit its
-    launcher set), shared evenly by the `local_world_size` ranks torchrun started on this node (so they do not
-    fight over the same cores)."""
-    if threads is not None:
-        return threads
-    return max(min(available_cores(), _STARTUP_THREADS) // max(local_world_size, 1), 1)
 
 
 def build_parts(cfg: RunConfig, world: World | None = None) -> Parts:

@@ -15,20 +15,22 @@ import torch
 from rich.console import Console
 
 from progprune_cli.atomic import write_atomic
+from progprune_cli.checkpoints import load_checkpoint
 from progprune_cli.config import RunConfig
+from progprune_cli.device import resolve_threads
 from progprune_cli.distributed import World, max_over_ranks
 from progprune_cli.errors import UserError
 from progprune_cli.export import save_compacted
-from progprune_cli.parts import Parts, build_parts, resolve_threads
+from progprune_cli.parts import Parts, build_parts
 from progprune_cli.results.schema import Results, RunInfo
 from progprune_cli.results.status import RunLock, Status, check_folder, save_config
+from progprune_cli.signals import Interrupted, StopRequest
 from progprune_cli.stages.base import Produced, RunContext, Stage
 from progprune_cli.stages.dense_long import DenseLong
 from progprune_cli.stages.evaluate import TrainedModel, evaluate_models
 from progprune_cli.stages.finetune import Finetune
-from progprune_cli.stages.io import StageIO, load_checkpoint
+from progprune_cli.stages.io import StageIO
 from progprune_cli.stages.prune import Prune
-from progprune_cli.stages.signals import Interrupted, StopRequest
 from progprune_cli.stages.train import Train
 
 
@@ -162,7 +164,7 @@ def _stages(run: RunContext, status: Status | _NoStatus) -> Results:
     _phase(status, run.stop, "evaluate")
     trained = time.perf_counter()
     results = evaluate_models(parts, io, _trained(run, produced), produced.pruned.pruning if produced.pruned else None,
-                              produced.original.reused_from if produced.original else None)
+                              produced.original.reused_from if produced.original else None, world=run.world)
     measuring, training = time.perf_counter() - trained, trained - started
     io.log(f"evaluate: measuring took {measuring:.1f} s, {measuring / max(measuring + training, 1e-9):.0%} of this "
            f"attempt's stages (training {training:.1f} s)")

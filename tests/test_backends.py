@@ -14,8 +14,7 @@ from torch import nn
 from conftest import PROGPRUNE, progprune
 from run_fixture import make_run
 from progprune_cli.errors import UserError
-from progprune_cli.export import onnx_export
-from progprune_cli.measure import onnxruntime_backend
+from progprune_cli.measure import onnx_export, onnxruntime_backend
 from progprune_cli.report import tables
 from progprune_cli.report.compare_cli import main as compare_main
 from progprune_cli.results.schema import Results

@@ -15,7 +15,7 @@ import torch
 from conftest import TINY, dataset_splits, progprune
 from progprune_cli.errors import UserError
 from progprune_cli.export import load_model
-from progprune_cli.stages.io import load_checkpoint
+from progprune_cli.checkpoints import load_checkpoint
 from test_data_loaders import write_mnist
 
 FAST = [*TINY, "evaluate.dense_baseline=false"]

@@ -23,7 +23,7 @@ from progprune_cli.data import DataInfo, build_data, inputs
 from progprune_cli.errors import UserError
 from progprune_cli.export import load_model, save_compacted
 from progprune_cli.export import cli as export_cli
-from progprune_cli.export import onnx_export
+from progprune_cli.measure import onnx_export
 from progprune_cli.export.saved import read_checkpoint, rebuild_compacted
 from progprune_cli.models import MODELS, build_model
 from progprune_cli.pruning.masks import Masks, apply_masks

@@ -19,13 +19,12 @@ from omegaconf import OmegaConf
 from rich.console import Console
 
 from conftest import PROGPRUNE, TINY, progprune
-from progprune_cli import atomic
+from progprune_cli import atomic, checkpoints
 from progprune_cli.config import load_run_config
 from progprune_cli.errors import UserError
 from progprune_cli.results import status as status_module
 from progprune_cli.results.status import RunLock
-from progprune_cli.stages import io as io_module
-from progprune_cli.stages.signals import Interrupted, StopRequest
+from progprune_cli.signals import Interrupted, StopRequest
 
 FAST = [*TINY, "evaluate.dense_baseline=false"]
 
@@ -119,7 +118,7 @@ def test_disk_full_says_so_and_resume_afterwards_needs_no_hand_editing(tmp_path:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         real(path, payload)
 
-    monkeypatch.setattr(io_module, "write_atomic", full_for_finetune)
+    monkeypatch.setattr(checkpoints, "write_atomic", full_for_finetune)
     monkeypatch.setattr(status_module, "write_atomic", full_for_big_status)
     with pytest.raises(UserError, match=r"^disk full while writing the run folder .*; free space and continue with: "
                                         r"progprune resume "):
@@ -221,7 +220,7 @@ def test_outside_a_training_loop_a_signal_stops_at_once_naming_the_phase(default
 
 def test_an_ignored_sigint_stays_ignored() -> None:
     """A run started in the background of a script inherits SIGINT ignored; the terminal's Ctrl-C is not its."""
-    code = ("import signal, os\nfrom progprune_cli.stages.signals import Interrupted, StopRequest\ns = StopRequest()\n"
+    code = ("import signal, os\nfrom progprune_cli.signals import Interrupted, StopRequest\ns = StopRequest()\n"
             "with s.installed():\n    os.kill(os.getpid(), signal.SIGINT)\nprint(s.requested)\n")
     out = subprocess.run([str(Path(PROGPRUNE).parent / "python"), "-c", code], capture_output=True, text=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))

@@ -22,7 +22,7 @@ from conftest import PROGPRUNE, TINY
 from progprune_cli import runner
 from progprune_cli.config import load_run_config
 from progprune_cli.stages import train as train_stage
-from progprune_cli.stages.signals import Interrupted
+from progprune_cli.signals import Interrupted
 
 FAST = [*TINY, "evaluate.dense_baseline=false", "+strategy=weight"]
 

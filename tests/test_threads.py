@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from conftest import TINY, progprune
 from progprune_cli.app import with_launcher_threads
 from progprune_cli.config import load_run_config
-from progprune_cli.parts import available_cores, resolve_threads
+from progprune_cli.device import available_cores, resolve_threads
 from test_config import composed
 
 
@@ -26,7 +26,7 @@ def test_an_explicit_count_wins_and_ranks_share_the_cores() -> None:
 
 def test_a_launchers_thread_limit_holds() -> None:
     """joblib's workers (and torchrun's ranks) start with OMP_NUM_THREADS=1: progprune must not raise it again."""
-    code = "from progprune_cli.parts import resolve_threads; print(resolve_threads(None))"
+    code = "from progprune_cli.device import resolve_threads; print(resolve_threads(None))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.stdout == "1\n", out.stderr

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from progprune_cli.atomic import replace_atomically
+from progprune_cli.checkpoints import load_checkpoint
 from progprune_cli.hashing import short_hash
 
 # Bump when the decoded content of any dataset changes, so old caches are not read as new ones.
@@ -42,13 +43,11 @@ def cache_path(root: Path, name: str, split: str, files: Iterable[Path], **setti
 def read(path: Path, num_classes: int | None = None) -> Decoded | None:
     """The cached split, or None when absent, unreadable or not what a decode gives (then it is decoded again and
     rewritten): labels must lie in 0..num_classes-1 (by default, the number of class names it holds)."""
-    if path.is_symlink() or not path.is_file():
-        return None
     try:
-        # weights_only: tensors, lists and strings only; reading a cache can never run code.
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        # The checkpoint reader: weights_only (reading a cache never runs code), no link followed, no FIFO waited on.
+        data = load_checkpoint(path)
         images, labels, classes = data["images"], data["labels"], data["classes"]
-    except Exception:  # a truncated or foreign file is only a cache miss
+    except Exception:  # absent, a link, truncated, foreign, or a pickle with code (never run): only a cache miss
         return None
     if not (isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.dim() == 4
             and isinstance(labels, torch.Tensor) and labels.dtype == torch.int64 and labels.dim() == 1

@@ -47,7 +47,7 @@ def run_export(args: argparse.Namespace) -> list[str]:
         raise UserError(f"--model: got {args.model!r}; choose one of {', '.join(MODELS)}")
     if args.check_samples < 1:
         raise UserError(f"--check-samples: got {args.check_samples}; must be >= 1")
-    from progprune_cli.export import onnx_export
+    from progprune_cli.measure import onnx_export
 
     onnx_export.require()  # before any model loading: a missing package should cost nothing
     run = RunFolder.open(args.run_dir)

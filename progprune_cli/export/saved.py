@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from progprune_cli.atomic import write_atomic
+from progprune_cli.checkpoints import CodeRefused, load_checkpoint, save_checkpoint
 from progprune_cli.config import ModelConfig
 from progprune_cli.config.load import load_component
 from progprune_cli.data import DataInfo, build_data
@@ -20,7 +19,6 @@ from progprune_cli.models import build_model
 from progprune_cli.pruning.masks import Masks
 from progprune_cli.pruning.strategies import channel_graph as cg
 from progprune_cli.pruning.strategies.channels import TOLERANCE
-from progprune_cli.stages.io import CodeRefused, load_checkpoint
 
 FORMAT, VERSION = "progprune.compacted", 1
 _PLAIN = (str, int, float, bool, type(None))
@@ -51,10 +49,7 @@ def save_compacted(path: str | Path, module: nn.Module, unit_masks: Masks, model
     gap = cg.output_gap(module, rebuilt, (info.channels, info.height, info.width))
     if gap > TOLERANCE:
         raise RuntimeError(f"compacted model rebuilt from its masks differs from the original by {gap:.3g}")
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    write_atomic(Path(path), buffer.getvalue())
-    return Path(path)
+    return save_checkpoint(Path(path), state)
 
 
 def load_model(run_dir: str | Path, which: str, info: DataInfo | None = None) -> nn.Module:

@@ -11,9 +11,9 @@ from torch.utils.data import Dataset, Subset
 
 from progprune_cli import __version__
 from progprune_cli.data import DataSplits
-from progprune_cli.export.onnx_export import BATCH, INPUT, OUTPUT, Checked, Exported
 from progprune_cli.export.run import RunFolder
 from progprune_cli.export.saved import component_keys
+from progprune_cli.measure.onnx_export import BATCH, INPUT, OUTPUT, Checked, Exported
 from progprune_cli.results.status import config_hash
 
 # The label order of the official CIFAR-10 batches.meta (a pickle progprune does not read).

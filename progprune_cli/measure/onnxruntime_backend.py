@@ -1,4 +1,4 @@
-"""evaluate.backends onnxruntime: each model exported and checked by export/onnx_export.py, then run by an onnxruntime
+"""evaluate.backends onnxruntime: each model exported and checked by measure/onnx_export.py, then run by an onnxruntime
 CPU session behind nn.Module's call, so measure/latency.py times it in turns with the torch models."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from progprune_cli.errors import UserError
-from progprune_cli.export import onnx_export
-from progprune_cli.export.onnx_export import INPUT, INSTALL, OUTPUT, export_onnx
+from progprune_cli.measure import onnx_export
+from progprune_cli.measure.onnx_export import INPUT, INSTALL, OUTPUT, export_onnx
 
 NAME = "onnxruntime"
 NEEDS = ("onnx", "onnxruntime")  # onnxscript is optional: without it export_onnx uses the TorchScript exporter

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from progprune_cli.results.status import RunLock, Status, check_folder, save_config
-from progprune_cli.stages.signals import StopRequest
+from progprune_cli.signals import StopRequest
 
 FolderCheck = Callable[[Path, dict[str, Any]], None]
 

@@ -18,7 +18,7 @@ from progprune_cli.errors import UserError
 from progprune_cli.filelock import Busy, FileLock
 from progprune_cli.hashing import short_hash
 from progprune_cli.reading import STATUS_LIMIT, read_json
-from progprune_cli.stages.signals import Interrupted
+from progprune_cli.signals import Interrupted
 
 # Sections that may change between an interrupted attempt and its resume without changing any result.
 _NOT_HASHED = ("evaluate", "checkpoint", "hydra")

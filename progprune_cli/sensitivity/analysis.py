@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from progprune_cli.data import DataInfo
+from progprune_cli.distributed import World
 from progprune_cli.measure.macs import layer_table
 from progprune_cli.optim.losses import LossFn
 from progprune_cli.pruning.masks import Masks, apply_masks
@@ -47,15 +48,17 @@ class Analysis:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """How a model is measured: on which split, with which loss, on which device, in which batch size."""
+    """How a model is measured: on which split, with which loss, on which device, in which batch size, by which
+    ranks (World(): one process, as `progprune sensitivity` always runs)."""
 
     dataset: Dataset
     loss_fn: LossFn
     device: torch.device
     batch_size: int = 256
+    world: World = World()
 
     def __call__(self, model: nn.Module) -> tuple[float, float]:
-        return evaluate(model, self.dataset, self.loss_fn, self.device, self.batch_size)
+        return evaluate(model, self.dataset, self.loss_fn, self.device, self.batch_size, world=self.world)
 
 
 def analyse(model: nn.Module, strategy: Strategy, levels: tuple[float, ...], measure: Evaluation,

@@ -14,7 +14,7 @@ import progprune_cli.catalog  # noqa: F401  (every component's schema, for Hydra
 import progprune_cli.resolvers  # noqa: F401  (the resolvers conf/config.yaml uses)
 from progprune_cli.config import load_run_config
 from progprune_cli.edge import exit_codes, hydra_argv, job_console
-from progprune_cli.stages.signals import Interrupted
+from progprune_cli.signals import Interrupted
 
 # The sensitivity app's primary config: train's conf/config.yaml with its own run folder names and help.
 ConfigStore.instance().store(name="sensitivity", node={

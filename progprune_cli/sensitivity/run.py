@@ -16,16 +16,17 @@ from rich.console import Console
 from progprune_cli.atomic import write_atomic
 from progprune_cli.config import RunConfig
 from progprune_cli.data import Batches
-from progprune_cli.parts import Parts, build_parts, resolve_threads
+from progprune_cli.device import resolve_threads
+from progprune_cli.parts import Parts, build_parts
 from progprune_cli.pruning.strategies import PruneContext
 from progprune_cli.results.status import RunLock, Status, save_config
 from progprune_cli.sensitivity import budget, plot
 from progprune_cli.sensitivity.analysis import Analysis, Evaluation, analyse, ranking
 from progprune_cli.sensitivity.checks import check_folder, marked, require_strategy
 from progprune_cli.sensitivity.table import write_table
+from progprune_cli.signals import Interrupted, StopRequest
 from progprune_cli.stages.base import Produced, RunContext
 from progprune_cli.stages.io import StageIO
-from progprune_cli.stages.signals import Interrupted, StopRequest
 from progprune_cli.stages.train import Train
 
 FILES = ("sensitivity.csv", "sensitivity.png", "layers.yaml")

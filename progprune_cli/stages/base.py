@@ -13,9 +13,9 @@ from progprune_cli.config import StageConfig
 from progprune_cli.distributed import World
 from progprune_cli.parts import Parts
 from progprune_cli.pruning.masks import Masks
+from progprune_cli.signals import StopRequest
 from progprune_cli.stages.io import StageIO
 from progprune_cli.stages.loop import Loop
-from progprune_cli.stages.signals import StopRequest
 
 # Each stage draws from its own seed, derived here only (the offsets keep results equal to earlier versions).
 _SEED_OFFSETS = {"train": 0, "prune": 1, "finetune": 2, "dense_long": 3}

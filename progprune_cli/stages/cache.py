@@ -12,10 +12,11 @@ from typing import Any
 from torch import nn
 
 from progprune_cli.atomic import copy_atomically, refuse_links, write_atomic
+from progprune_cli.checkpoints import NotACheckpoint, load_checkpoint
 from progprune_cli.filelock import FileLock
 from progprune_cli.hashing import short_hash
 from progprune_cli.stages.base import RunContext
-from progprune_cli.stages.io import NotACheckpoint, checked_rows, load_checkpoint
+from progprune_cli.stages.io import checked_rows
 
 
 def cache_key(settings: dict[str, Any]) -> str:

@@ -7,7 +7,8 @@ from progprune_cli.optim.lr_schedulers import check_lr_scheduler
 from progprune_cli.optim.optimizers import check_optimizer
 from progprune_cli.pruning.strategies import build_strategy
 from progprune_cli.config import RunConfig
-from progprune_cli.parts import plan_events, resolve_device
+from progprune_cli.device import resolve_device
+from progprune_cli.parts import plan_events
 
 
 def check_components(cfg: RunConfig, here: bool = True) -> None:

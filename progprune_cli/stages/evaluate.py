@@ -21,6 +21,7 @@ from progprune_cli.measure import (
 )
 from progprune_cli.pruning.pattern import SEMI_STRUCTURED
 from progprune_cli.data import inputs
+from progprune_cli.distributed import World
 from progprune_cli.parts import Parts
 from progprune_cli.results.schema import (
     MODEL_LABELS,
@@ -60,15 +61,16 @@ class Measured:
 
 
 def measure_model(parts: Parts, io: StageIO, name: str, model: nn.Module, epochs: int, dense_total: int,
-                  mask_only: bool, same_weights_as: Measured | None = None) -> Measured:
+                  mask_only: bool, same_weights_as: Measured | None = None, *, world: World) -> Measured:
     """The MODEL record (docs/run-folder.md) of `model`, all but its latency (`time_models` times every model
     together), with its layer rows; `same_weights_as` (the same weights in another form) supplies the parameter,
-    MAC, size and layer figures instead of counting them again."""
+    MAC, size and layer figures instead of counting them again. Under torchrun (`world`) the ranks share the
+    accuracy passes."""
     data = parts.data
     model = model.to(parts.device).eval()
     accuracy, loss = {}, {}
     for split, dataset in (("train", data.train_eval), ("val", data.val), ("test", data.test)):
-        accuracy[split], loss[split] = accuracy_and_loss(model, dataset, parts.loss_fn, parts.device)
+        accuracy[split], loss[split] = accuracy_and_loss(model, dataset, parts.loss_fn, parts.device, world=world)
     record = ModelRecord(label=MODEL_LABELS[name], epochs=epochs, accuracy=Splits(**accuracy), loss=Splits(**loss),
                          mask_only=mask_only)
     if same_weights_as is not None:
@@ -140,9 +142,10 @@ def _ratio(base: float | None, median: float | None) -> float | None:
 
 
 def evaluate_models(parts: Parts, io: StageIO, trained: dict[str, TrainedModel],
-                    pruning: dict[str, Any] | None, reused: str | None) -> Results:
+                    pruning: dict[str, Any] | None, reused: str | None, *, world: World) -> Results:
     """Measure every trained model the same way; the results record (the runner adds run info and config).
-    `pruning` is the prune stage's step log as a plain dict (also its pruning.json)."""
+    `pruning` is the prune stage's step log as a plain dict (also its pruning.json); every rank of `world` calls
+    it (the accuracy passes are shared)."""
     # First, so a log the schema does not know fails before minutes of measuring rather than after.
     log = None if pruning is None else PruningLog.from_json(pruning, strict=True, path="pruning")
     # Timing a bounded number of inputs keeps the measurement phase short on big test sets; accuracy uses them all.
@@ -151,7 +154,7 @@ def evaluate_models(parts: Parts, io: StageIO, trained: dict[str, TrainedModel],
     measured, modules = {}, {}
     for name, t in trained.items():
         io.log(f"evaluate: {name}")
-        measured[name] = measure_model(parts, io, name, t.model, t.epochs, dense_total, t.mask_only)
+        measured[name] = measure_model(parts, io, name, t.model, t.epochs, dense_total, t.mask_only, world=world)
         modules[name] = t.model
     notes: list[str] = []
     if parts.cfg.evaluate.sparse_kernels and "finetuned" in trained:
@@ -161,7 +164,7 @@ def evaluate_models(parts: Parts, io: StageIO, trained: dict[str, TrainedModel],
             io.log("evaluate: sparse_kernels")
             measured["sparse_kernels"] = measure_model(parts, io, "sparse_kernels", sparse,
                                                        trained["finetuned"].epochs, dense_total, False,
-                                                       measured["finetuned"])
+                                                       measured["finetuned"], world=world)
             modules["sparse_kernels"] = sparse
     sessions: dict[str, nn.Module] = {}
     if ORT in parts.cfg.evaluate.backends:

@@ -6,17 +6,20 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from progprune_cli.distributed import World
 from progprune_cli.parts import Parts
 from progprune_cli.stages.loop import evaluate
 
 
 @dataclass
 class AccuracyGate:
-    """Admits a step when val accuracy is at most `max_drop` below `reference` (always, when max_drop is null)."""
+    """Admits a step when val accuracy is at most `max_drop` below `reference` (always, when max_drop is null);
+    under torchrun (`world`) every rank judges on the same figures, evaluated in shares."""
 
     parts: Parts
     model: nn.Module
     max_drop: float | None
+    world: World
     reference: float | None = None
 
     def __post_init__(self) -> None:
@@ -24,7 +27,7 @@ class AccuracyGate:
             self.reference = self.accuracy()  # the dense model's, before any pruning step
 
     def accuracy(self) -> float:
-        return evaluate(self.model, self.parts.data.val, self.parts.loss_fn, self.parts.device)[0]
+        return evaluate(self.model, self.parts.data.val, self.parts.loss_fn, self.parts.device, world=self.world)[0]
 
     def admits(self) -> tuple[bool, float | None]:
         """(whether to prune now, the val accuracy it was judged on)."""

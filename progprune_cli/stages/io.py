@@ -5,85 +5,19 @@ from __future__ import annotations
 import csv
 import io
 import os
-import pickle
-import pickletools
-import stat
-import zipfile
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from progprune_cli.atomic import append_text, copy_atomically, open_nofollow, write_atomic
-from progprune_cli.errors import UserError, first_line
+from progprune_cli.checkpoints import NotACheckpoint, load_checkpoint, save_checkpoint
+from progprune_cli.errors import UserError
 from progprune_cli.results.schema import METRIC_COLUMNS, TRAINING_STAGES, strict_dumps
-
-
-class CodeRefused(UserError):
-    """A checkpoint holds pickled objects that would run code when read: refused, never run."""
-
-
-class NotACheckpoint(UserError):
-    """A file that is no torch checkpoint of plain values (truncated, corrupt, random bytes, not a file)."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"{path}: not a readable torch checkpoint ({reason})")
-        self.reason = reason
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint or cache entry, read with `weights_only=True`: tensors and plain values only, never code; the
-    file is opened without following a symbolic link, and must be a regular file."""
-    fd = open_nofollow(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO planted here must not hang the run
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise NotACheckpoint(path, "not a regular file")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # torch's notes on a foreign file's pickle protocol: not for the user
-                return torch.load(handle, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            handle.seek(0)
-            if names_a_callable(handle):
-                raise CodeRefused(f"{path}: refused to load: it holds pickled objects that would run code when "
-                                  "read, not plain tensors; delete it (or the run folder) if you did not put it "
-                                  "there") from None
-            raise NotACheckpoint(path, "UnpicklingError: neither a torch archive nor a pickle of plain values") \
-                from None
-        except Exception as error:  # a truncated zip, random bytes, ...: one line either way
-            raise NotACheckpoint(path, f"{type(error).__name__}: {first_line(error)}") from None
-
-
-# Opcodes that import a name or call one: a pickle of plain values (dicts, lists, numbers, strings) has none.
-_CALLS = {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "REDUCE"}
-
-
-def names_a_callable(handle: IO[bytes]) -> bool:
-    """Whether a file weights_only refused is a well-formed pickle that names something to import (a GLOBAL): code
-    that would run when read, as opposed to random or truncated bytes. Read from the pickle's opcodes, not from
-    torch's error text, whose wording changes between releases."""
-    try:
-        if zipfile.is_zipfile(handle):
-            with zipfile.ZipFile(handle) as archive:
-                member = next(n for n in archive.namelist() if n.endswith("data.pkl"))
-                streams = io.BytesIO(archive.read(member))
-        else:
-            handle.seek(0)
-            streams = io.BytesIO(handle.read())
-        # A legacy torch file is several pickles one after another (magic number, version, ..., the object), then
-        # raw storage bytes. Only a pickle read whole to its STOP counts: random bytes can start like an opcode.
-        while True:
-            names = [op.name for op, _, _ in pickletools.genops(streams)]
-            if _CALLS & set(names):
-                return True
-    except (ValueError, KeyError, StopIteration, zipfile.BadZipFile, EOFError, IndexError):
-        return False  # no further whole pickle: unreadable bytes, not code
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -132,11 +66,7 @@ class StageIO:
 
     def save(self, name: str, state: dict[str, Any]) -> Path:
         """Write checkpoints/<name>.pt atomically (temp file, fsync, rename): the previous one stays until then."""
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        path = self.checkpoint(name)
-        write_atomic(path, buffer.getvalue())
-        return path
+        return save_checkpoint(self.checkpoint(name), state)
 
     def load(self, name: str) -> dict[str, Any]:
         return load_checkpoint(self.checkpoint(name))

@@ -15,17 +15,17 @@ from torch.utils.data import Dataset
 
 from progprune_cli.config import LRSchedulerConfig, OptimizerConfig
 from progprune_cli.data import Batches, steps_per_epoch
-from progprune_cli.distributed import (World, agree_on_masks, agree_on_weights, by_rank, check_shards, current,
-                                       loss_share, max_over_ranks, sum_over_ranks, wrap_ddp)
+from progprune_cli.distributed import (World, agree_on_masks, agree_on_weights, by_rank, check_shards, loss_share,
+                                       max_over_ranks, sum_over_ranks, wrap_ddp)
 from progprune_cli.errors import UserError
 from progprune_cli.optim import precision as amp
 from progprune_cli.optim.losses import LossFn
 from progprune_cli.optim.lr_schedulers import LRHorizon, build_lr_scheduler
 from progprune_cli.optim.optimizers import build_optimizer, regularization
 from progprune_cli.pruning.masks import Masks, apply_masks
+from progprune_cli.signals import Interrupted, StopRequest
 from progprune_cli.stages.io import StageIO
 from progprune_cli.stages.rng import capture_rng, restore_rng
-from progprune_cli.stages.signals import Interrupted, StopRequest
 
 # On a GPU, reading the loss every step would sync it every step; the finite check reads a flag this often instead.
 # Under torchrun the ranks agree on that flag and on a stop request in one all-reduce, as often.
@@ -37,12 +37,11 @@ class Diverged(UserError):
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, dataset: Dataset, loss_fn: LossFn, device: torch.device,
-             batch_size: int = 512, world: World | None = None) -> tuple[float, float]:
-    """Top-1 accuracy and mean loss of `model` on `dataset`. Under torchrun (`world`, by default the running
-    process group's) each rank evaluates its share of every batch and the sums are all-reduced, so every rank
-    returns the figures of the whole dataset; every rank must call it."""
-    world = current() if world is None else world
+def evaluate(model: nn.Module, dataset: Dataset, loss_fn: LossFn, device: torch.device, batch_size: int = 512, *,
+             world: World) -> tuple[float, float]:
+    """Top-1 accuracy and mean loss of `model` on `dataset`. Under torchrun (a distributed `world`; World() is one
+    process) each rank evaluates its share of every batch and the sums are all-reduced, so every rank returns the
+    figures of the whole dataset; every rank must call it."""
     model.eval()
     correct, loss_sum, count = 0, 0.0, 0
     for x, y in Batches(dataset, batch_size, device=device, shard=world.shard):

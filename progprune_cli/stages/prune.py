@@ -36,7 +36,7 @@ class Prune(Stage):
                                "notes": [], "event_rows": [], "reference": None}
         loop = run.loop("prune", model, cfg.prune,
                         save=lambda: io.save(self.progress_name(), {"loop": loop.state_dict(), "log": log}))
-        gate = AccuracyGate(parts, model, cfg.schedule.max_drop, reference=None if progress is None else
+        gate = AccuracyGate(parts, model, cfg.schedule.max_drop, run.world, reference=None if progress is None else
                             progress["log"]["reference"])
         log["reference"] = gate.reference
         if progress is None:
