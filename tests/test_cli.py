@@ -94,7 +94,7 @@ BAD_INPUT = [
     (["+strategy=weight", "+strategy.thresh=0.3"],
      "progprune: error: strategy.thresh: unknown key; allowed keys are "),
     (["+strategy=weight", "strategy.thresh=0.3"],
-     "progprune: error: strategy.thresh: unknown key; allowed keys under strategy are "),
+     "progprune: error: strategy.thresh: unknown key; allowed keys are "),
     (["+strategy=weight", "strategy.sparsity=1.0"], "progprune: error: strategy.sparsity: got 1.0; must be in [0, 1)"),
     (["+strategy=weight", "strategy.threshold=-0.1"], "progprune: error: strategy.threshold: got -0.1; must be >= 0"),
     (["train.epochs=-1"], "progprune: error: train.epochs: got -1; must be >= 0"),
@@ -103,9 +103,9 @@ BAD_INPUT = [
     (["+strategy=weight", "strategy.sparsity=0.5,0.8"],
      "progprune: error: strategy.sparsity=0.5,0.8: a sweep needs -m (progprune train -m ...)"),
     (["optimizer=adam", "optimizer.momentum=0.9"],
-     "progprune: error: optimizer.momentum: unknown key; allowed keys under optimizer are "),
-    (["trian.epochs=1"], "progprune: error: trian.epochs: unknown key trian; allowed top-level keys are checkpoint, "
-                         "dataset, device, evaluate, expected, finetune, model, optimizer, prune, schedule, seed, "),
+     "progprune: error: optimizer.momentum: unknown key; allowed keys are amsgrad, betas, clip_grad_norm, eps, "),
+    (["trian.epochs=1"], "progprune: error: trian: unknown key; allowed keys are checkpoint, dataset, device, "
+                         "evaluate, expected, finetune, model, optimizer, prune, schedule, seed, "),
     (["lr_scheduler=cosine"], "progprune: error: lr_scheduler=cosine: a learning-rate schedule is set per stage: "
                               "lr_scheduler@train.lr_scheduler=cosine (or @prune.lr_scheduler, "),
     (["finetune.lr=0"], "progprune: error: finetune.lr: got 0.0; must be > 0 or null (null: optimizer.lr)"),

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import component, progprune
+from conftest import component, composed, progprune
 from torch import nn
 
 
@@ -79,14 +79,9 @@ def shape(name: str) -> DataInfo:
 
 
 def run_config(model: str = "two_conv_cnn", strategy: str | None = "structured") -> dict[str, Any]:
-    """A composed config as .hydra/config.yaml holds it (only the keys without defaults, plus the real ones)."""
-    config: dict[str, Any] = {
-        "seed": 0, "device": "cpu", "dataset": {"name": "synthetic"}, "model": {"name": model},
-        "optimizer": {"name": "adam", "lr": 0.001}, "schedule": {"name": "cubic"},
-        "train": {"epochs": 1}, "prune": {"epochs": 1}, "finetune": {"epochs": 1}, "evaluate": {}}
-    if strategy is not None:
-        config["strategy"] = {"name": strategy}
-    return config
+    """The composed config as .hydra/config.yaml holds it: the real conf/ with tiny overrides."""
+    return composed("dataset=synthetic", f"model={model}", "device=cpu", "train.epochs=1", "prune.epochs=1",
+                    "finetune.epochs=1", *([f"+strategy={strategy}"] if strategy else []))
 
 
 def fake_run(folder: Path, config: dict[str, Any], status: str = "complete") -> Path:
@@ -124,7 +119,9 @@ def test_compacted_model_round_trips_through_a_tensor_only_file(name: str, tmp_p
     save_compacted(path, small, masks, component("model", name), INFO)
     data = torch.load(path, weights_only=True)  # loads without allowing any code
     assert set(data) == {"format", "version", "stage", "model", "info", "unit_masks", "widths", "state_dict"}
-    assert data["model"] == {"name": name, "options": {}}
+    # The model's own keys with their values: the architecture rebuilds without reading any YAML.
+    assert data["model"] == {"name": name, "options": {"simple_cnn": {"channels": 32}, "two_conv_cnn": {"channels": 32},
+                                                       "mlp": {"hidden": [128, 64]}, "resnet_tiny": {"width": 16}}[name]}
     assert DataInfo(**data["info"]) == INFO
     assert {k: v.tolist() for k, v in data["unit_masks"].items()} == {k: v.tolist() for k, v in masks.items()}
     loaded = rebuild_compacted(read_checkpoint(path), path).eval()

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import progprune  # noqa: E402
+from conftest import composed, progprune  # noqa: E402
 from run_fixture import make_run  # noqa: E402
 
 from progprune_cli import reading  # noqa: E402
@@ -165,6 +165,7 @@ def test_export_refuses_a_hostile_config_in_one_line(tmp_path: Path) -> None:
         RunFolder.open(run)
     assert str(caught.value) == f"{run}/.hydra: {SYMLINK}"
     run = make_run(tmp_path / "run3")
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(composed("dataset=synthetic", "+strategy=weight")))
     status_to_outside(run, tmp_path / "outside.json")
     folder = RunFolder.open(run)
     with pytest.raises(UserError) as caught:

@@ -46,15 +46,27 @@ def test_two_job_sweep_reuses_one_dense_model(workdir: Path) -> None:
 
 
 def test_failed_job_shows_as_failed(workdir: Path) -> None:
-    # mlp has no conv1: that job fails when its model is built, in its own folder; the two_conv_cnn one completes.
+    # The second job's finetune diverges (what no pre-run check can know): it fails in its own folder, the first
+    # completes, and the sweep goes on to its summary.
+    result = progprune("train", "-m", "+strategy=weight", "optimizer=sgd", "finetune.lr=0.01,1e12", *TINY,
+                       cwd=workdir)
+    assert result.returncode != 0
+    assert "training diverged (lower finetune.lr" in result.stderr or "training diverged (lower optimizer.lr" in \
+        result.stderr
+    assert "Traceback" not in result.stderr
+    assert "progprune: a sweep job failed (finetune epoch 1, step " in result.stderr
+    rows = summary_rows(sweep_dir(workdir))
+    assert [(r["finetune.lr"], r["status"]) for r in rows] == [("0.01", "complete"), ("1000000000000.0", "failed")]
+
+
+def test_a_job_that_cannot_run_fails_the_sweep_before_any_folder(workdir: Path) -> None:
+    # mlp has no conv1: the pre-run check builds every job's model and refuses the sweep before anything is made.
     result = progprune("train", "-m", "model=two_conv_cnn,mlp", "+strategy=weight", "+strategy.layers.conv1=0.3",
                        *TINY, cwd=workdir)
-    assert result.returncode != 0
-    assert "progprune: error: strategy.layers.conv1: no such prunable layer" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert "progprune: a sweep job failed (strategy.layers.conv1: no such prunable layer" in result.stderr
-    rows = summary_rows(sweep_dir(workdir))
-    assert [(r["model"], r["status"]) for r in rows] == [("two_conv_cnn", "complete"), ("mlp", "failed")]
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == ("progprune: error: strategy.layers.conv1: no such prunable layer; choose from 1, "
+                             "1.weight, 3, 3.weight, 5, 5.weight\n")
+    assert not (workdir / "runs").exists()
 
 
 def test_a_sweep_whose_data_is_missing_fails_before_any_folder(workdir: Path) -> None:
