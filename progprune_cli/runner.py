@@ -1,15 +1,14 @@
-"""Runs one experiment in its run folder: parts → stages (train, prune, finetune, dense_long) → evaluate → report."""
+"""Runs one experiment in its run folder: parts → the stages of results.schema.ROWS → evaluate → report."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import platform
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from rich.console import Console
@@ -20,25 +19,22 @@ from progprune_cli.config import RunConfig
 from progprune_cli.device import resolve_threads
 from progprune_cli.distributed import World, max_over_ranks
 from progprune_cli.errors import UserError
-from progprune_cli.export import save_compacted
 from progprune_cli.parts import Parts, build_parts
-from progprune_cli.results.schema import Results, RunInfo
-from progprune_cli.results.status import RunLock, Status, check_folder, save_config
+from progprune_cli.results.attempt import Attempt
+from progprune_cli.results.schema import ROWS, Results, RunInfo
 from progprune_cli.signals import Interrupted, StopRequest
-from progprune_cli.stages.base import Produced, RunContext, Stage
-from progprune_cli.stages.dense_long import DenseLong
-from progprune_cli.stages.evaluate import TrainedModel, evaluate_models
-from progprune_cli.stages.finetune import Finetune
+from progprune_cli.stages import register_all
+from progprune_cli.stages.base import STAGES, Produced, RunContext, Stage
 from progprune_cli.stages.io import StageIO
-from progprune_cli.stages.prune import Prune
-from progprune_cli.stages.train import Train
+
+register_all()
 
 
 def pipeline(cfg: RunConfig) -> list[Stage]:
-    """The stages a config runs, in order: a dense run trains only; dense_long is the fair baseline."""
-    if cfg.strategy is None:
-        return [Train()]
-    return [Train(), Prune(), Finetune()] + ([DenseLong()] if cfg.evaluate.dense_baseline else [])
+    """The stages a config runs, in order: the training stages of results.schema.ROWS whose `applies` holds (a
+    dense run trains only; dense_long is the fair baseline), then evaluate."""
+    stages = [STAGES.get(row.stage)() for row in ROWS if row.stage is not None]
+    return [stage for stage in stages if stage.applies(cfg)] + [STAGES.get("evaluate")()]
 
 
 def run(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_dir: Path, console: Console,
@@ -53,18 +49,17 @@ def run(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_d
         if refused is not None:
             raise UserError(refused)
         return _follow(cfg, run_dir, scratch, world)
-    lock = RunLock(run_dir)  # rank 0's alone: the other ranks never write the folder
+    attempt = Attempt(run_dir, config_dict, f"progprune resume {run_dir}")  # rank 0's: the others write nothing
     try:
-        check_folder(run_dir, config_dict)
-        lock.acquire()
+        attempt.claim()
     except UserError as error:
         world.broadcast_object(str(error))  # the other ranks stop with it, rather than wait for rank 0 in DDP
         raise
     world.broadcast_object(None)
     try:
-        return _locked(cfg, config_dict, overrides, run_dir, console, cache_dir, world)
+        return _locked(cfg, overrides, attempt, console, cache_dir, world)
     finally:
-        lock.release()
+        attempt.release()
 
 
 @dataclass
@@ -90,13 +85,6 @@ class _FollowerIO(StageIO):
         return load_checkpoint(path if path.exists() else self.checkpoint(name))
 
 
-class _NoStatus:
-    """status.json is rank 0's; the other ranks' status calls go nowhere."""
-
-    def set(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
 def _follow(cfg: RunConfig, run_dir: Path, scratch: Path, world: World) -> dict[str, Any]:
     """A rank other than 0: the same stages and evaluation as rank 0 (DDP and the all-reduces need every rank),
     with no lock, status, results or report, and the dense cache off as on rank 0."""
@@ -104,23 +92,22 @@ def _follow(cfg: RunConfig, run_dir: Path, scratch: Path, world: World) -> dict[
     parts = build_parts(cfg, world)
     io = _FollowerIO(scratch, Console(quiet=True), run_dir)
     stop = StopRequest()
+
+    def phase(name: str) -> None:  # status.json is rank 0's: here a phase only names where a stop lands
+        stop.phase = name
+
     with stop.installed(), stop.deferred():  # see _locked: under torchrun the loops' all-reduce decides a stop
-        _stages(RunContext(parts, io, stop, None, world), _NoStatus())
+        _stages(RunContext(parts, io, stop, None, world), phase)
     return {"status": "complete"}
 
 
-def _locked(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_dir: Path, console: Console,
-            cache_dir: Path | None, world: World) -> dict[str, Any]:
-    status = Status(run_dir, config_dict)
-    stop = StopRequest()
-    started = time.perf_counter()
-    # Signals are handled from the first phase to the last: a stop anywhere leaves status `interrupted` naming it.
+def _locked(cfg: RunConfig, overrides: list[str], attempt: Attempt, console: Console, cache_dir: Path | None,
+            world: World) -> dict[str, Any]:
+    run_dir, started = attempt.run_dir, time.perf_counter()
     # Under torchrun a signal acts only inside the training loops, where the ranks agree on it in one all-reduce
     # (a rank that stopped alone elsewhere would leave the others waiting in a collective for ever).
-    ranks_agree = stop.deferred() if world.distributed else contextlib.nullcontext()
-    with status.recorded(run_dir, f"progprune resume {run_dir}"), stop.installed(), ranks_agree:
-        _phase(status, stop, "build")
-        save_config(run_dir, config_dict)
+    with attempt.running(agreed_stops=world.distributed):
+        attempt.phase("build")
         torch.set_num_threads(resolve_threads(cfg.train.threads, world.local_world_size))
         parts = build_parts(cfg, world)
         io = StageIO(run_dir, console)
@@ -131,44 +118,37 @@ def _locked(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], r
                 # Every rank would have to find (or store) the same entry at the same moment; train instead.
                 io.log("train.reuse: off under torchrun; the dense model is trained (and not cached)")
             cache_dir = None
-        results = _stages(RunContext(parts, io, stop, cache_dir, world), status)
-        record = results.with_run(_run_info(cfg, overrides, run_dir, status.started, time.perf_counter() - started,
-                                            parts, results.run.dense_reused_from), config_dict)
+        results = _stages(RunContext(parts, io, attempt.stop, cache_dir, world), attempt.phase)
+        assert attempt.status is not None
+        record = results.with_run(_run_info(cfg, overrides, run_dir, attempt.status.started,
+                                            time.perf_counter() - started, parts, results.run.dense_reused_from),
+                                  attempt.config)
         text = record.dumps()  # strict JSON: a NaN or Infinity fails here, before anything is drawn from it
-        _phase(status, stop, "report")
+        attempt.phase("report")
         _report(record, run_dir, console)
-        with stop.deferred():  # the run is finished from here: a late signal must not mark it interrupted
+        with attempt.finishing():
             # Last, so a results.json always means a finished run (a crash before it leaves a resumable folder).
             write_atomic(run_dir / "results.json", text)
-            status.set("complete")
     return record.to_json()  # run() still returns the results.json dict (app.py reads its "status")
 
 
-def _phase(status: Status | _NoStatus, stop: StopRequest, name: str) -> None:
-    """Enter a phase: status.json says it, and a signal from now on stops the run naming it."""
-    status.set("running", name)
-    stop.phase = name
-
-
-def _stages(run: RunContext, status: Status | _NoStatus) -> Results:
+def _stages(run: RunContext, phase: Callable[[str], None]) -> Results:
+    """Every stage of the pipeline in turn, each entering its phase; the evaluate stage's results record."""
     parts, io = run.parts, run.io
     produced = Produced()
-    stages = pipeline(parts.cfg)
     if parts.strategy is None:
         io.log("dense baseline: no strategy given, so train → evaluate (add +strategy=NAME to prune)")
     started = time.perf_counter()
-    for stage in stages:
-        _phase(status, run.stop, stage.name)
-        setattr(produced, stage.output, stage.resume_or_run(run, produced))
-        _stop_if_requested(run, f"the end of {stage.name}")  # a signal that came as its loop ended
-    _phase(status, run.stop, "evaluate")
-    trained = time.perf_counter()
-    results = evaluate_models(parts, io, _trained(run, produced), produced.pruned.pruning if produced.pruned else None,
-                              produced.original.reused_from if produced.original else None, world=run.world)
-    measuring, training = time.perf_counter() - trained, trained - started
+    for stage in pipeline(parts.cfg):
+        phase(stage.name)
+        measured = time.perf_counter()
+        produced[stage.output] = stage.resume_or_run(run, produced)
+        if stage.checkpointed:
+            _stop_if_requested(run, f"the end of {stage.name}")  # a signal that came as its loop ended
+    measuring, training = time.perf_counter() - measured, measured - started
     io.log(f"evaluate: measuring took {measuring:.1f} s, {measuring / max(measuring + training, 1e-9):.0%} of this "
            f"attempt's stages (training {training:.1f} s)")
-    return results
+    return produced["results"]
 
 
 def _stop_if_requested(run: RunContext, where: str) -> None:
@@ -178,30 +158,6 @@ def _stop_if_requested(run: RunContext, where: str) -> None:
         signum = max_over_ranks(run.world, [signum], run.parts.device)[0]
     if signum:
         raise Interrupted(signum, where)
-
-
-def _trained(run: RunContext, produced: Produced) -> dict[str, TrainedModel]:
-    """The models to evaluate, with the compacted one built (and saved) where the strategy removes channels."""
-    cfg = run.parts.cfg
-    assert produced.original is not None
-    trained = {"original": TrainedModel(produced.original.model, cfg.train.epochs, mask_only=False)}
-    if produced.pruned is None or produced.finetuned is None:
-        return trained
-    pruned_epochs = cfg.train.epochs + cfg.prune.epochs
-    epochs = pruned_epochs + cfg.finetune.epochs
-    trained["pruned"] = TrainedModel(produced.pruned.model, pruned_epochs, mask_only=True)
-    trained["finetuned"] = TrainedModel(produced.finetuned, epochs, mask_only=True)
-    strategy = run.parts.strategy
-    assert strategy is not None
-    compacted = strategy.compact(produced.finetuned, produced.pruned.unit_masks, run.parts.data.info)
-    if compacted is not None:
-        # Tensors and plain values only (state dict, kept widths, masks): it loads without unpickling code.
-        save_compacted(run.io.checkpoint("compacted"), compacted, produced.pruned.unit_masks, cfg.model,
-                       run.parts.data.info)
-        trained["compacted"] = TrainedModel(compacted, epochs, mask_only=False)
-    if produced.dense_long is not None:
-        trained["dense_long"] = TrainedModel(produced.dense_long, epochs, mask_only=False)
-    return trained
 
 
 def _run_info(cfg: RunConfig, overrides: list[str], run_dir: Path, started: str, duration: float,

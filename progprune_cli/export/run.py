@@ -10,9 +10,10 @@ from typing import Any
 from progprune_cli import reading
 from progprune_cli.config import RunConfig, load_run_config
 from progprune_cli.errors import UserError
+from progprune_cli.results.schema import SAVED_MODELS
 
-# Every model a run may save as checkpoints/<name>.pt, in pipeline order.
-MODELS = ("original", "pruned", "finetuned", "compacted", "dense_long")
+# Every model a run may save as checkpoints/<name>.pt, in the order of the tables.
+MODELS = SAVED_MODELS
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset, Subset
 from progprune_cli import __version__
 from progprune_cli.data import DataSplits
 from progprune_cli.export.run import RunFolder
-from progprune_cli.export.saved import component_keys
+from progprune_cli.pruning.compacted import component_keys
 from progprune_cli.measure.onnx_export import BATCH, INPUT, OUTPUT, Checked, Exported
 from progprune_cli.results.status import config_hash
 

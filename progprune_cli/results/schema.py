@@ -14,18 +14,43 @@ from typing import Any, TypeVar, Union
 # docs/run-folder.md; readers refuse other versions instead of misreading them.
 SCHEMA_VERSION = 1
 
-# The models a run can hold, in the order every reader shows them (docs/run-folder.md).
-MODEL_ORDER = ("original", "pruned", "finetuned", "compacted", "sparse_kernels", "dense_long")
-# Written as each MODEL's "label" and shown as its row name in every table.
-MODEL_LABELS = {"original": "original", "pruned": "pruned", "finetuned": "pruned+finetuned",
-                "compacted": "compacted", "sparse_kernels": "sparse kernels", "dense_long": "dense, same epochs"}
+@dataclass(frozen=True)
+class Row:
+    """One row of every table: a model a run can hold, in the order every reader shows them. `stage` trains it (and
+    logs metrics.csv rows under that name); None: the evaluate stage derives it from another model. A training
+    stage's own seed is the run's seed + `seed_offset`; on plots/progress.png it is a band of `shade` on the pruned
+    model's path, or (`line`) a baseline drawn as its own dashed line. `saved`: checkpoints/<model>.pt is kept."""
+
+    model: str
+    label: str  # written as the MODEL record's "label", the row name in every table
+    stage: str | None = None
+    seed_offset: int = 0
+    shade: str | None = None
+    line: str | None = None
+    saved: bool = True
+
+
+# The one table of models and stages (docs/run-folder.md). A stage that adds a model row is one module (a Stage
+# registered under its name), one row here, and its config section.
+ROWS = (
+    Row("original", "original", stage="train", seed_offset=0, shade="#dbe9f6"),
+    Row("pruned", "pruned", stage="prune", seed_offset=1, shade="#fbe3d6"),
+    Row("finetuned", "pruned+finetuned", stage="finetune", seed_offset=2, shade="#e2f0d9"),
+    Row("compacted", "compacted"),
+    Row("sparse_kernels", "sparse kernels", saved=False),
+    Row("dense_long", "dense, same epochs", stage="dense_long", seed_offset=3, line="tab:gray"),
+)
+MODEL_ORDER = tuple(row.model for row in ROWS)
+MODEL_LABELS = {row.model: row.label for row in ROWS}
+SAVED_MODELS = tuple(row.model for row in ROWS if row.saved)  # what `load_model` and `progprune export` can read
+STAGE_ROWS = {row.stage: row for row in ROWS if row.stage is not None}
 # A run is judged by its final model, the first of these it holds; its layers are results.json's `layers`.
 FINAL_MODELS = ("finetuned", "pruned", "original")
 # Forms of the final model whose latency and physical size show what pruning buys when deployed.
 DEPLOYED_MODELS = ("compacted", "sparse_kernels")
 
 # The stages that train and log rows to metrics.csv, in pipeline order (metrics.csv is merged in this order).
-TRAINING_STAGES = ("train", "prune", "finetune", "dense_long")
+TRAINING_STAGES = tuple(STAGE_ROWS)
 # status.json's `stage`: the training stages plus the steps around them, in the order a run passes them.
 STATUS_STAGES = ("build", *TRAINING_STAGES, "evaluate", "report")
 # status.json's `status`.

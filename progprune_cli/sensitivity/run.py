@@ -19,12 +19,12 @@ from progprune_cli.data import Batches
 from progprune_cli.device import resolve_threads
 from progprune_cli.parts import Parts, build_parts
 from progprune_cli.pruning.strategies import PruneContext
-from progprune_cli.results.status import RunLock, Status, save_config
+from progprune_cli.results.attempt import Attempt
 from progprune_cli.sensitivity import budget, plot
 from progprune_cli.sensitivity.analysis import Analysis, Evaluation, analyse, ranking
 from progprune_cli.sensitivity.checks import check_folder, marked, require_strategy
 from progprune_cli.sensitivity.table import write_table
-from progprune_cli.signals import Interrupted, StopRequest
+from progprune_cli.signals import Interrupted
 from progprune_cli.stages.base import Produced, RunContext
 from progprune_cli.stages.io import StageIO
 from progprune_cli.stages.train import Train
@@ -44,43 +44,29 @@ def run_sensitivity(cfg: RunConfig, config: dict[str, Any], overrides: list[str]
     """Analyse in `run_dir`, holding its lock, with status.json saying where it is; returns the analysis.
     `overrides` (the command line's) make the train command layers.yaml suggests."""
     require_strategy([cfg])
-    check_folder(run_dir, config)
-    lock = RunLock(run_dir)
-    lock.acquire()
+    attempt = Attempt(run_dir, marked(config), f"the same progprune sensitivity command with hydra.run.dir={run_dir}",
+                      check=check_folder)
+    attempt.claim()
     try:
-        return _locked(cfg, marked(config), overrides, run_dir, console, cache_dir)
+        with attempt.running():
+            attempt.phase("build")
+            torch.set_num_threads(resolve_threads(cfg.train.threads))
+            parts = build_parts(cfg)
+            io = StageIO(run_dir, console)
+            attempt.phase("train")
+            # Exactly the runner's train stage: the dense cache is shared with training runs and sweep jobs.
+            dense = Train().resume_or_run(RunContext(parts, io, attempt.stop, cache_dir), Produced())
+            if attempt.stop.signum is not None:  # a signal that came as its loop ended
+                raise Interrupted(attempt.stop.signum, "the end of train")
+            attempt.phase("sensitivity")
+            analysis = _analyse(parts, dense.model, io)
+            attempt.phase("report")
+            _write(parts, analysis, overrides, run_dir, io)
+            with attempt.finishing():
+                pass  # its files are written: only status.json is left to say so
+            return analysis
     finally:
-        lock.release()
-
-
-def _locked(cfg: RunConfig, config: dict[str, Any], overrides: list[str], run_dir: Path, console: Console,
-            cache_dir: Path | None) -> Analysis:
-    status = Status(run_dir, config)
-    stop = StopRequest()
-
-    def phase(name: str) -> None:  # status.json says it, and a signal from now on stops the analysis naming it
-        status.set("running", name)
-        stop.phase = name
-
-    with status.recorded(run_dir, f"the same progprune sensitivity command with hydra.run.dir={run_dir}"), \
-            stop.installed():
-        phase("build")
-        save_config(run_dir, config)
-        torch.set_num_threads(resolve_threads(cfg.train.threads))
-        parts = build_parts(cfg)
-        io = StageIO(run_dir, console)
-        phase("train")
-        # Exactly the runner's train stage: the dense cache is shared with training runs and sweep jobs.
-        dense = Train().resume_or_run(RunContext(parts, io, stop, cache_dir), Produced())
-        if stop.signum is not None:  # a signal that came as its loop ended
-            raise Interrupted(stop.signum, "the end of train")
-        phase("sensitivity")
-        analysis = _analyse(parts, dense.model, io)
-        phase("report")
-        _write(parts, analysis, overrides, run_dir, io)
-        with stop.deferred():  # finished: a late signal must not mark it interrupted
-            status.set("complete")
-        return analysis
+        attempt.release()
 
 
 def _analyse(parts: Parts, model: torch.nn.Module, io: StageIO) -> Analysis:

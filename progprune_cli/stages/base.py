@@ -1,4 +1,5 @@
-"""The stage interface the runner iterates over, what stages hand each other, and the one training-loop factory."""
+"""The stage interface the runner iterates over, what stages hand each other, and the one training-loop factory.
+Each stage is a class registered under its name, whose row in results.schema.ROWS gives its model, seed and plot."""
 
 from __future__ import annotations
 
@@ -9,20 +10,20 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from progprune_cli.config import StageConfig
+from progprune_cli.config import RunConfig, StageConfig
 from progprune_cli.distributed import World
 from progprune_cli.parts import Parts
 from progprune_cli.pruning.masks import Masks
+from progprune_cli.registry import Registry
+from progprune_cli.results.schema import STAGE_ROWS
 from progprune_cli.signals import StopRequest
 from progprune_cli.stages.io import StageIO
 from progprune_cli.stages.loop import Loop
 
-# Each stage draws from its own seed, derived here only (the offsets keep results equal to earlier versions).
-_SEED_OFFSETS = {"train": 0, "prune": 1, "finetune": 2, "dense_long": 3}
-
-
 def stage_seed(seed: int, stage: str) -> int:
-    return seed + _SEED_OFFSETS[stage]
+    """Each stage draws from its own seed: the run's + its row's offset (they keep results equal to earlier
+    versions)."""
+    return seed + STAGE_ROWS[stage].seed_offset
 
 
 @dataclass
@@ -43,14 +44,17 @@ class Pruned:
     pruning: dict[str, Any]
 
 
-@dataclass
-class Produced:
-    """What the stages made so far; each stage reads what an earlier one produced from here, not from disk."""
+class Produced(dict[str, Any]):
+    """What the stages made so far, by model name (results.schema.ROWS); each stage reads what an earlier one
+    produced from here, not from disk."""
 
-    original: Dense | None = None
-    pruned: Pruned | None = None
-    finetuned: nn.Module | None = None
-    dense_long: nn.Module | None = None
+    @property
+    def original(self) -> Dense | None:
+        return self.get("original")
+
+    @property
+    def pruned(self) -> Pruned | None:
+        return self.get("pruned")
 
 
 @dataclass
@@ -65,12 +69,9 @@ class RunContext:
     world: World = field(default_factory=World)
 
     def first_iteration(self, stage: str) -> int:
-        """The run-wide optimizer step a stage starts at (prune and dense_long both start after train)."""
-        cfg = self.parts.cfg
-        after_train = cfg.train.epochs * self.parts.steps_per_epoch(cfg.train.batch_size)
-        if stage == "finetune":
-            return after_train + cfg.prune.epochs * self.parts.steps_per_epoch(cfg.prune.batch_size)
-        return 0 if stage == "train" else after_train
+        """The run-wide optimizer step a stage starts at: after the steps of the stages its model continues."""
+        sections = [STAGES.get(name)().section(self.parts.cfg) for name in STAGES.get(stage).after]
+        return sum(s.epochs * self.parts.steps_per_epoch(s.batch_size) for s in sections)
 
     def loop(self, stage: str, model: nn.Module, section: StageConfig, save: Any = None) -> Loop:
         """The training loop for `stage`, with `section`'s batch size, lr and schedule, saving through `save`;
@@ -93,13 +94,39 @@ class Stage(ABC):
     """One resumable step of a run: done when its final checkpoint loads; otherwise it runs (from its progress
     checkpoint when an interrupted attempt left one) and returns what later stages need."""
 
-    name: ClassVar[str]
-    output: ClassVar[str]  # checkpoints/<output>.pt marks the stage finished; also its field in Produced
+    name: ClassVar[str]  # its key in STAGES and its row's `stage` in results.schema.ROWS
+    after: ClassVar[tuple[str, ...]] = ()  # the stages whose training its model continues (in run order)
+    mask_only: ClassVar[bool] = False  # its model's zeros are only masked
+    checkpointed: ClassVar[bool] = True  # False: it keeps no checkpoint, and runs again in every attempt
+
+    @property
+    def output(self) -> str:
+        """Its model's name: checkpoints/<output>.pt marks the stage finished; its key in Produced."""
+        return STAGE_ROWS[self.name].model
+
+    @classmethod
+    def applies(cls, cfg: RunConfig) -> bool:
+        """Whether a run of `cfg` runs this stage."""
+        return True
+
+    def section(self, cfg: RunConfig) -> StageConfig:
+        """How long it trains, at which batch size, lr and schedule: its config section by default."""
+        return getattr(cfg, self.name)
+
+    def epochs(self, cfg: RunConfig) -> int:
+        """The epochs its model has trained in all: the stages it continues, then its own."""
+        return sum(STAGES.get(name)().section(cfg).epochs for name in self.after) + self.section(cfg).epochs
+
+    def model_of(self, result: Any) -> nn.Module:
+        """The trained model in what `run` returns (a plain module unless the stage returns more)."""
+        return result
 
     def progress_name(self) -> str:
         return f"{self.name}.progress"
 
     def resume_or_run(self, run: RunContext, produced: Produced) -> Any:
+        if not self.checkpointed:
+            return self.run(run, produced, None)
         final = run.io.try_load(self.output)
         # Under torchrun every rank reads rank 0's checkpoints; one that could not would train something else.
         run.world.same(final is not None, f"{self.name}: whether checkpoints/{self.output}.pt loads")
@@ -117,9 +144,14 @@ class Stage(ABC):
     def run(self, run: RunContext, produced: Produced, progress: dict[str, Any] | None) -> Any:
         """Run the stage (continuing from `progress`, a checkpoint of an interrupted attempt, when given)."""
 
-    @abstractmethod
     def load(self, run: RunContext, produced: Produced, final: dict[str, Any]) -> Any:
-        """The stage's result rebuilt from its final checkpoint."""
+        """The stage's result rebuilt from its final checkpoint (a checkpointed stage's own)."""
+        raise NotImplementedError(f"stage {self.name} keeps no checkpoint")
+
+
+# The stages by name: the training ones the runner runs in results.schema.ROWS's order where `applies` holds, then
+# evaluate.
+STAGES: Registry[type[Stage]] = Registry("stage")
 
 
 def resume_loop(run: RunContext, loop: Loop, progress: dict[str, Any] | None) -> None:

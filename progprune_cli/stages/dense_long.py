@@ -8,21 +8,25 @@ from typing import Any
 import torch
 from torch import nn
 
-from progprune_cli.config import StageConfig
-from progprune_cli.stages.base import Produced, RunContext, Stage, resume_loop, stage_seed
+from progprune_cli.config import RunConfig, StageConfig
+from progprune_cli.stages.base import STAGES, Produced, RunContext, Stage, resume_loop, stage_seed
 from progprune_cli.stages.cache import reuse_or_train
 from progprune_cli.stages.train import dense_settings
 
 
+@STAGES.register("dense_long")
 class DenseLong(Stage):
     """Without it "finetuning recovered accuracy" could just mean "trained longer"."""
 
     name = "dense_long"
-    output = "dense_long"
+    after = ("train",)
 
-    def section(self, run: RunContext) -> StageConfig:
+    @classmethod
+    def applies(cls, cfg: RunConfig) -> bool:
+        return cfg.strategy is not None and cfg.evaluate.dense_baseline
+
+    def section(self, cfg: RunConfig) -> StageConfig:
         """prune + finetune epochs at the finetune batch size, with the train stage's lr and schedule."""
-        cfg = run.parts.cfg
         return StageConfig(epochs=cfg.prune.epochs + cfg.finetune.epochs, batch_size=cfg.finetune.batch_size,
                            lr=cfg.train.lr, lr_scheduler=cfg.train.lr_scheduler)
 
@@ -30,7 +34,7 @@ class DenseLong(Stage):
         return run.model_from(final)
 
     def run(self, run: RunContext, produced: Produced, progress: dict[str, Any] | None) -> nn.Module:
-        section = self.section(run)
+        section = self.section(run.parts.cfg)
         settings = {**dense_settings(run.parts, run.parts.cfg.train.epochs), "extra_epochs": section.epochs,
                     "batch_size": section.batch_size}
         model, _ = reuse_or_train(run, self.name, self.output, settings,
@@ -38,7 +42,7 @@ class DenseLong(Stage):
         return model
 
     def _train(self, run: RunContext, produced: Produced, progress: dict[str, Any] | None) -> nn.Module:
-        io, section = run.io, self.section(run)
+        io, section = run.io, self.section(run.parts.cfg)
         assert produced.original is not None
         model = copy.deepcopy(produced.original.model)  # the original stays as it was, for evaluation
         loop = run.loop("dense_long", model, section,

@@ -22,10 +22,13 @@ from progprune_cli.measure import (
 from progprune_cli.pruning.pattern import SEMI_STRUCTURED
 from progprune_cli.data import inputs
 from progprune_cli.distributed import World
+from progprune_cli.config import RunConfig, StageConfig
 from progprune_cli.parts import Parts
+from progprune_cli.pruning.compacted import save_compacted
 from progprune_cli.results.schema import (
     MODEL_LABELS,
     MODEL_ORDER,
+    ROWS,
     LayerRow,
     Latency,
     Macs,
@@ -37,10 +40,46 @@ from progprune_cli.results.schema import (
     Sizes,
     Splits,
 )
+from progprune_cli.stages.base import STAGES, Produced, RunContext, Stage
 from progprune_cli.stages.io import StageIO
 from progprune_cli.stages.loop import evaluate as accuracy_and_loss
 
 ORT = "onnxruntime"  # the evaluate.backends entry, and its key in each MODEL's `backends`
+
+
+@STAGES.register("evaluate")
+class Evaluate(Stage):
+    """The last stage: every model the training stages made (and the compacted one, where the strategy removes
+    channels) measured the same way; its result is the results record. It keeps no checkpoint: each attempt
+    measures again, on the machine it runs on."""
+
+    name = "evaluate"
+    output = "results"  # type: ignore[assignment]  (its key in Produced; it adds no model row of its own)
+    checkpointed = False
+
+    def section(self, cfg: RunConfig) -> StageConfig:
+        raise NotImplementedError("evaluate trains nothing")
+
+    def run(self, run: RunContext, produced: Produced, progress: dict[str, Any] | None) -> Results:
+        cfg = run.parts.cfg
+        trained = {}
+        for row in ROWS:
+            if row.stage is not None and row.model in produced:
+                stage = STAGES.get(row.stage)()
+                trained[row.model] = TrainedModel(stage.model_of(produced[row.model]), stage.epochs(cfg),
+                                                  stage.mask_only)
+        pruned, finetuned = produced.pruned, produced.get("finetuned")
+        if pruned is not None and finetuned is not None and run.parts.strategy is not None:
+            compacted = run.parts.strategy.compact(finetuned, pruned.unit_masks, run.parts.data.info)
+            if compacted is not None:
+                # Tensors and plain values only (state dict, kept widths, masks): it loads without unpickling code.
+                save_compacted(run.io.checkpoint("compacted"), compacted, pruned.unit_masks, cfg.model,
+                               run.parts.data.info)
+                trained["compacted"] = TrainedModel(compacted, trained["finetuned"].epochs, mask_only=False)
+        trained = {name: trained[name] for name in MODEL_ORDER if name in trained}
+        return evaluate_models(run.parts, run.io, trained, pruned.pruning if pruned is not None else None,
+                               produced.original.reused_from if produced.original is not None else None,
+                               world=run.world)
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from progprune_cli.stages.base import Produced, RunContext, Stage, resume_loop, stage_seed
+from progprune_cli.config import RunConfig
+from progprune_cli.stages.base import STAGES, Produced, RunContext, Stage, resume_loop, stage_seed
 
 
+@STAGES.register("finetune")
 class Finetune(Stage):
     """The pruned model trained on with its masks enforced after every step."""
 
     name = "finetune"
-    output = "finetuned"
+    after = ("train", "prune")
+    mask_only = True
+
+    @classmethod
+    def applies(cls, cfg: RunConfig) -> bool:
+        return cfg.strategy is not None
 
     def load(self, run: RunContext, produced: Produced, final: dict[str, Any]) -> nn.Module:
         return run.model_from(final)

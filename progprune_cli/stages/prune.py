@@ -6,19 +6,30 @@ import copy
 from typing import Any
 
 import torch
+from torch import nn
 
+from progprune_cli.config import RunConfig
 from progprune_cli.data import Batches
 from progprune_cli.pruning.strategies import PruneContext
-from progprune_cli.stages.base import Produced, Pruned, RunContext, Stage, resume_loop, stage_seed
+from progprune_cli.stages.base import STAGES, Produced, Pruned, RunContext, Stage, resume_loop, stage_seed
 from progprune_cli.stages.gate import AccuracyGate
 from progprune_cli.stages.io import write_json
 
 
+@STAGES.register("prune")
 class Prune(Stage):
     """Progressive pruning along the schedule's events (in optimizer steps of this stage)."""
 
     name = "prune"
-    output = "pruned"
+    after = ("train",)
+    mask_only = True
+
+    @classmethod
+    def applies(cls, cfg: RunConfig) -> bool:
+        return cfg.strategy is not None
+
+    def model_of(self, result: Pruned) -> nn.Module:
+        return result.model
 
     def load(self, run: RunContext, produced: Produced, final: dict[str, Any]) -> Pruned:
         return Pruned(run.model_from(final), final["unit_masks"], final["masks"], final["pruning"])

@@ -9,7 +9,7 @@ import torch
 
 from progprune_cli import __version__
 from progprune_cli.parts import Parts
-from progprune_cli.stages.base import Dense, Produced, RunContext, Stage, resume_loop
+from progprune_cli.stages.base import STAGES, Dense, Produced, RunContext, Stage, resume_loop
 from progprune_cli.stages.cache import reuse_or_train
 
 
@@ -24,12 +24,15 @@ def dense_settings(parts: Parts, epochs: int) -> dict[str, Any]:
             "device": parts.device.type, "torch": torch.__version__, "progprune": __version__}
 
 
+@STAGES.register("train")
 class Train(Stage):
     """Dense training; with `train.reuse` the result is shared through runs/.cache by every run that would
     train exactly the same model."""
 
     name = "train"
-    output = "original"
+
+    def model_of(self, result: Dense) -> torch.nn.Module:
+        return result.model
 
     def load(self, run: RunContext, produced: Produced, final: dict[str, Any]) -> Dense:
         return Dense(run.model_from(final))
