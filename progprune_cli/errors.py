@@ -11,3 +11,9 @@ def first_line(error: BaseException | str) -> str:
     text = error if isinstance(error, str) else str(error)
     fallback = "no message" if isinstance(error, str) else type(error).__name__
     return next((line.strip() for line in text.splitlines() if line.strip()), fallback)
+
+
+def described(error: BaseException) -> str:
+    """`Type: first line of its message` (just the type when it has none): an error quoted in one line."""
+    line = first_line(error)
+    return line if line == type(error).__name__ else f"{type(error).__name__}: {line}"

@@ -38,14 +38,14 @@ def test_held_steps_wait_and_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     accuracies = iter([0.90, 0.90, 0.84, 0.86, 0.50])
     monkeypatch.setattr(gate, "evaluate", lambda *args, **kwargs: (next(accuracies), 0.0))
     pruning = Prune().run(run, Produced(original=dense), None).pruning
-    steps = pruning["steps"]
-    assert [s.get("held", False) for s in steps] == [False, True, False, True]
-    assert [s["target"] for s in steps] == pytest.approx([0.0, 0.2, 0.4, 0.6])
+    steps = pruning.steps
+    assert [s.held for s in steps] == [False, True, False, True]
+    assert [s.target for s in steps] == pytest.approx([0.0, 0.2, 0.4, 0.6])
     # A held step removes nothing; the next admitted one catches up to its own target.
-    assert [s["achieved"] for s in steps] == pytest.approx([0.0, 0.0, 0.4, 0.4], abs=0.01)
-    assert pruning["achieved_sparsity"] == pytest.approx(0.4, abs=0.01)
-    assert pruning["notes"][-1] == ("schedule.max_drop=0.05: 2 of 4 steps held because val accuracy fell too far; "
-                                    "final sparsity 40.0% of a 60.0% target")
+    assert [s.achieved for s in steps] == pytest.approx([0.0, 0.0, 0.4, 0.4], abs=0.01)
+    assert pruning.achieved_sparsity == pytest.approx(0.4, abs=0.01)
+    assert pruning.notes[-1] == ("schedule.max_drop=0.05: 2 of 4 steps held because val accuracy fell too far; "
+                                 "final sparsity 40.0% of a 60.0% target")
     log = (tmp_path / "run.log").read_text()
     assert "prune step 2 (epoch 1): held, val accuracy 84.00% is more than 5.00% below the dense model's 90.00%" in log
 
@@ -57,8 +57,8 @@ def test_without_max_drop_nothing_is_held(tmp_path: Path, monkeypatch: pytest.Mo
     dense = Train().run(run, Produced(), None)
     monkeypatch.setattr(gate, "evaluate", lambda *args, **kwargs: pytest.fail("no gate, no extra evaluation"))
     pruning = Prune().run(run, Produced(original=dense), None).pruning
-    assert not any(s.get("held") for s in pruning["steps"])
-    assert pruning["achieved_sparsity"] == pytest.approx(0.6, abs=0.01)
+    assert not any(s.held for s in pruning.steps)
+    assert pruning.achieved_sparsity == pytest.approx(0.6, abs=0.01)
 
 
 def test_max_drop_must_be_a_fraction() -> None:

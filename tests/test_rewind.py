@@ -38,7 +38,7 @@ def test_rewind_to_init_resets_surviving_weights(tmp_path: Path) -> None:
     model, pruning = result.model, result.pruning
     init = stage_io.load("rewind")["model"]
     masks = stage_io.load("pruned")["masks"]
-    assert pruning["steps"][0]["achieved"] == 0.5
+    assert pruning.steps[0].achieved == 0.5
     for name, param in model.named_parameters():
         expected = init[name] * masks[name] if name in masks else init[name]
         assert torch.equal(param.detach().cpu(), expected), name

@@ -21,6 +21,7 @@ from rich.console import Console
 from conftest import PROGPRUNE, TINY
 from progprune_cli import runner
 from progprune_cli.config import load_run_config
+from progprune_cli.stages import evaluate as evaluate_stage
 from progprune_cli.stages import train as train_stage
 from progprune_cli.signals import Interrupted
 
@@ -58,7 +59,7 @@ def _signalling(real: Callable[..., Any], signum: int) -> Callable[..., Any]:
 # (phase, where the signal is sent from, the signal): build, a stage's set-up (the dense-cache wait), evaluate,
 # report. A single SIGINT in build was logged as "Ctrl-C twice" before.
 PHASES = [("build", runner, "build_parts", signal.SIGINT), ("train", train_stage, "reuse_or_train", signal.SIGTERM),
-          ("evaluate", runner, "evaluate_models", signal.SIGTERM), ("report", runner, "_report", signal.SIGINT)]
+          ("evaluate", evaluate_stage, "evaluate_models", signal.SIGTERM), ("report", runner, "_report", signal.SIGINT)]
 
 
 @pytest.mark.parametrize(("phase", "module", "name", "signum"), PHASES, ids=[p[0] for p in PHASES])

@@ -75,7 +75,7 @@ def write(path: Path, decoded: Decoded) -> None:
         pass
 
 
-def cached(path: Path, decode: Callable[[], Decoded], num_classes: int) -> Decoded:
+def decoded_or_cached(path: Path, decode: Callable[[], Decoded], num_classes: int) -> Decoded:
     """The split from the cache at `path`, else `decode()` it and store it there."""
     hit = read(path, num_classes)
     if hit is not None:

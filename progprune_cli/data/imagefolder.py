@@ -164,7 +164,7 @@ def _images(folder: ImageFolder, opts: ImageFolderConfig) -> Images:
 def _decoded(root: Path, split: str, folder: ImageFolder, opts: ImageFolderConfig) -> Decoded:
     path = cache.cache_path(root, NAME, split, (Path(p) for p, _ in folder.samples), classes=folder.classes,
                             image_size=opts.image_size, grayscale=opts.grayscale)
-    decoded = cache.cached(path, lambda: _images(folder, opts).decode(opts.num_workers), len(folder.classes))
+    decoded = cache.decoded_or_cached(path, lambda: _images(folder, opts).decode(opts.num_workers), len(folder.classes))
     return Decoded(decoded.images, decoded.labels, tuple(folder.classes))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MODELS", "load_model", "save_compacted"]
+__all__ = ["load_model", "save_compacted"]
 
 
 def __getattr__(name: str) -> Any:

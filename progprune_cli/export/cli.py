@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from progprune_cli.errors import UserError
-from progprune_cli.export.run import MODELS, RunFolder
+from progprune_cli.export.run import RunFolder
+from progprune_cli.results.schema import SAVED_MODELS
 
 PROG = "progprune export"
 FORMATS = ("onnx",)
@@ -28,7 +29,7 @@ def parser() -> argparse.ArgumentParser:
                                        "against PyTorch with onnxruntime on the run's test split.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a complete run folder")
     p.add_argument("--model", metavar="MODEL", default=None,
-                   help=f"one of {', '.join(MODELS)}; default: what the run produced (compacted where channels "
+                   help=f"one of {', '.join(SAVED_MODELS)}; default: what the run produced (compacted where channels "
                         "were removed, else finetuned; original for a dense run)")
     p.add_argument("--format", metavar="FORMAT", default="onnx", help="onnx (the only one so far)")
     p.add_argument("--out", metavar="PATH", default=None,
@@ -43,8 +44,8 @@ def run_export(args: argparse.Namespace) -> list[str]:
     """Export as asked; the lines to print. Every problem is a UserError naming what is wrong."""
     if args.format not in FORMATS:
         raise UserError(f"--format: got {args.format!r}; choose one of {', '.join(FORMATS)}")
-    if args.model is not None and args.model not in MODELS:
-        raise UserError(f"--model: got {args.model!r}; choose one of {', '.join(MODELS)}")
+    if args.model is not None and args.model not in SAVED_MODELS:
+        raise UserError(f"--model: got {args.model!r}; choose one of {', '.join(SAVED_MODELS)}")
     if args.check_samples < 1:
         raise UserError(f"--check-samples: got {args.check_samples}; must be >= 1")
     from progprune_cli.measure import onnx_export

@@ -12,10 +12,6 @@ from progprune_cli.config import RunConfig, load_run_config
 from progprune_cli.errors import UserError
 from progprune_cli.results.schema import SAVED_MODELS
 
-# Every model a run may save as checkpoints/<name>.pt, in the order of the tables.
-MODELS = SAVED_MODELS
-
-
 @dataclass(frozen=True)
 class RunFolder:
     """RUN_DIR with its composed config parsed into a RunConfig; nothing in it is unpickled."""
@@ -84,8 +80,8 @@ class RunFolder:
 
     def checkpoint(self, which: str) -> Path:
         """checkpoints/<which>.pt, or a one-line error saying why this run has no such model."""
-        if which not in MODELS:
-            raise UserError(f"model: got {which!r}; choose one of {', '.join(MODELS)}")
+        if which not in SAVED_MODELS:
+            raise UserError(f"model: got {which!r}; choose one of {', '.join(SAVED_MODELS)}")
         path = self.checkpoint_path(which)
         if path.is_file():
             return path

@@ -10,11 +10,11 @@ from torch import nn
 from progprune_cli.checkpoints import CodeRefused, load_checkpoint
 from progprune_cli.data import DataInfo, build_data
 from progprune_cli.errors import UserError
-from progprune_cli.export.run import MODELS, RunFolder
+from progprune_cli.export.run import RunFolder
 from progprune_cli.pruning.compacted import (FORMAT, VERSION, fresh_model, load_weights, rebuild_compacted,
                                              save_compacted)
 
-__all__ = ["FORMAT", "MODELS", "VERSION", "load_model", "read_checkpoint", "rebuild_compacted", "save_compacted"]
+__all__ = ["FORMAT", "VERSION", "load_model", "read_checkpoint", "rebuild_compacted", "save_compacted"]
 
 
 def load_model(run_dir: str | Path, which: str, info: DataInfo | None = None) -> nn.Module:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from progprune_cli.atomic import write_atomic
-from progprune_cli.errors import UserError
+from progprune_cli.errors import UserError, described
 
 OPSET = 18  # what both exporters write natively in torch 2.x, and every onnxruntime >= 1.14 runs
 TOLERANCE = 1e-4  # max |onnxruntime − PyTorch| over the check inputs (float32 logits)
@@ -68,8 +68,7 @@ def to_onnx(model: nn.Module, example: torch.Tensor) -> Exported:
                               output_names=[OUTPUT], dynamic_axes={INPUT: {0: BATCH}, OUTPUT: {0: BATCH}})
         return Exported(onnx.load_from_string(buffer.getvalue()), "torchscript", OPSET)
     except Exception as error:  # noqa: BLE001 - whatever the exporter raises, the user needs one line
-        lines = [line for line in str(error).splitlines() if line.strip()] or [""]
-        raise UserError(f"ONNX export of {type(model).__name__} failed: {type(error).__name__}: {lines[0]}") from None
+        raise UserError(f"ONNX export of {type(model).__name__} failed: {described(error)}") from None
 
 
 def check(proto: Any, model: nn.Module, inputs: torch.Tensor) -> Checked:
@@ -102,9 +101,8 @@ def export_onnx(model: nn.Module, inputs: torch.Tensor, out: Path) -> tuple[Expo
     except UserError:
         raise
     except Exception as error:  # noqa: BLE001 - onnx.checker and onnxruntime raise their own types
-        lines = [line for line in str(error).splitlines() if line.strip()] or [""]
-        raise UserError(f"ONNX model does not run in onnxruntime ({type(error).__name__}: {lines[0]}); "
-                        f"refusing to write {out}") from None
+        raise UserError(f"ONNX model does not run in onnxruntime ({described(error)}); refusing to write {out}") \
+            from None
     if not checked.max_abs_diff <= TOLERANCE:
         raise UserError(f"ONNX model disagrees with PyTorch on {checked.samples} test inputs: max |diff| "
                         f"{checked.max_abs_diff:.3g} > {TOLERANCE:g}; refusing to write {out}")

@@ -16,11 +16,12 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from progprune_cli import reading  # noqa: E402
 from progprune_cli.atomic import replace_atomically  # noqa: E402
-from progprune_cli.results.schema import TRAINING_STAGES, Results  # noqa: E402
+from progprune_cli.results.schema import ROWS, Results  # noqa: E402
 
-# The stages of the pruned model's story, shaded in turn; dense_long is a separate line over them.
-STAGES = tuple(s for s in TRAINING_STAGES if s != "dense_long")
-SHADES = dict(zip(STAGES, ("#dbe9f6", "#fbe3d6", "#e2f0d9")))
+# The stages of the pruned model's story, shaded in turn; a baseline stage (dense_long) is a line of its own.
+SHADES = {row.stage: row.shade for row in ROWS if row.stage is not None and row.shade is not None}
+STAGES = tuple(SHADES)
+BASELINES = [row for row in ROWS if row.stage is not None and row.line is not None]
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -74,9 +75,10 @@ def draw_progress(rows: list[dict[str, Any]], path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     shade_stages(ax, rows)
     ax.plot(x_acc, acc, "o-", color="tab:blue", zorder=5, label="val accuracy")
-    x_long, long = series(epochs, "val_acc", ("dense_long",))
-    if long:
-        ax.plot(x_long, long, "o--", color="tab:gray", label="val accuracy, dense same epochs")
+    for row in BASELINES:
+        x_base, base = series(epochs, "val_acc", (row.stage,))
+        if base:
+            ax.plot(x_base, base, "o--", color=row.line, label=f"val accuracy, {row.label}")
     x_t, target = series(rows, "target_sparsity", STAGES)
     if target:
         # Drawn over the achieved line: when a schedule hits its targets exactly the two coincide.

@@ -15,7 +15,7 @@ from progprune_cli.distributed import World
 from progprune_cli.parts import Parts
 from progprune_cli.pruning.masks import Masks
 from progprune_cli.registry import Registry
-from progprune_cli.results.schema import STAGE_ROWS
+from progprune_cli.results.schema import STAGE_ROWS, PruningLog
 from progprune_cli.signals import StopRequest
 from progprune_cli.stages.io import StageIO
 from progprune_cli.stages.loop import Loop
@@ -41,7 +41,7 @@ class Pruned:
     model: nn.Module
     unit_masks: Masks
     masks: Masks
-    pruning: dict[str, Any]
+    pruning: PruningLog
 
 
 class Produced(dict[str, Any]):

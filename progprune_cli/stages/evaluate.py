@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from progprune_cli.errors import described
 from progprune_cli.measure import (
     count_params,
     file_size,
@@ -181,12 +182,9 @@ def _ratio(base: float | None, median: float | None) -> float | None:
 
 
 def evaluate_models(parts: Parts, io: StageIO, trained: dict[str, TrainedModel],
-                    pruning: dict[str, Any] | None, reused: str | None, *, world: World) -> Results:
-    """Measure every trained model the same way; the results record (the runner adds run info and config).
-    `pruning` is the prune stage's step log as a plain dict (also its pruning.json); every rank of `world` calls
-    it (the accuracy passes are shared)."""
-    # First, so a log the schema does not know fails before minutes of measuring rather than after.
-    log = None if pruning is None else PruningLog.from_json(pruning, strict=True, path="pruning")
+                    log: PruningLog | None, reused: str | None, *, world: World) -> Results:
+    """Measure every trained model the same way; the results record (the runner adds run info and config), with
+    the prune stage's step log; every rank of `world` calls it (the accuracy passes are shared)."""
     # Timing a bounded number of inputs keeps the measurement phase short on big test sets; accuracy uses them all.
     test_inputs = inputs(parts.data.test, parts.cfg.evaluate.timing_samples)
     dense_total = sum(p.numel() for p in trained["original"].model.parameters())
@@ -275,8 +273,7 @@ def _semi_structured(parts: Parts, io: StageIO, model: nn.Module, sample: torch.
             expected, got = dense(check), sparse(check)
     except (RuntimeError, NotImplementedError) as error:  # e.g. a torch build without cuSPARSELt or CUTLASS kernels
         # The run's other results are done by now: a kernel that cannot run costs this row, not the run.
-        first = next((line for line in str(error).splitlines() if line.strip()), "")
-        return _absent(io, f"torch.sparse raised {type(error).__name__}: {first}")
+        return _absent(io, f"torch.sparse raised {described(error)}")
     diff = float((got - expected).abs().max())
     # fp16 sums in another order differ in the last bits: allow 1% of the output's scale, not float32's 1e-4.
     bound = 1e-2 * (1.0 + float(expected.abs().max()))

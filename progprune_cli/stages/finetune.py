@@ -37,8 +37,8 @@ class Finetune(Stage):
         if progress is None:
             torch.manual_seed(stage_seed(cfg.seed, "finetune"))
             loop.set_masks(pruned.masks)
-            loop.target_sparsity = None if pruned.pruning["mode"] == "threshold" else pruned.pruning["target"]
-            loop.achieved_sparsity = pruned.pruning["achieved_sparsity"]
+            loop.target_sparsity = None if pruned.pruning.mode == "threshold" else pruned.pruning.target
+            loop.achieved_sparsity = pruned.pruning.achieved_sparsity
             io.log(f"finetune: {cfg.finetune.epochs} epochs with the masks fixed")
         resume_loop(run, loop, progress)
         loop.run(cfg.finetune.epochs)

@@ -11,6 +11,7 @@ from torch import nn
 from progprune_cli.config import RunConfig
 from progprune_cli.data import Batches
 from progprune_cli.pruning.strategies import PruneContext
+from progprune_cli.results.schema import PruningLog, PruningStep, StepLayer
 from progprune_cli.stages.base import STAGES, Produced, Pruned, RunContext, Stage, resume_loop, stage_seed
 from progprune_cli.stages.gate import AccuracyGate
 from progprune_cli.stages.io import write_json
@@ -32,7 +33,8 @@ class Prune(Stage):
         return result.model
 
     def load(self, run: RunContext, produced: Produced, final: dict[str, Any]) -> Pruned:
-        return Pruned(run.model_from(final), final["unit_masks"], final["masks"], final["pruning"])
+        return Pruned(run.model_from(final), final["unit_masks"], final["masks"],
+                      PruningLog.from_json(final["pruning"], path="pruning"))
 
     def run(self, run: RunContext, produced: Produced, progress: dict[str, Any] | None) -> Pruned:
         parts, io = run.parts, run.io
@@ -45,15 +47,17 @@ class Prune(Stage):
                            parts.device, cfg.seed)
         log: dict[str, Any] = {"unit_masks": strategy.initial_masks(model, parts.data.info), "steps": [],
                                "notes": [], "event_rows": [], "reference": None}
-        loop = run.loop("prune", model, cfg.prune,
-                        save=lambda: io.save(self.progress_name(), {"loop": loop.state_dict(), "log": log}))
+        # The step records are kept typed; the progress checkpoint holds them as plain values (weights_only).
+        loop = run.loop("prune", model, cfg.prune, save=lambda: io.save(self.progress_name(), {
+            "loop": loop.state_dict(), "log": {**log, "steps": [step.to_json() for step in log["steps"]]}}))
         gate = AccuracyGate(parts, model, cfg.schedule.max_drop, run.world, reference=None if progress is None else
                             progress["log"]["reference"])
         log["reference"] = gate.reference
         if progress is None:
             torch.manual_seed(stage_seed(cfg.seed, "prune"))
         else:
-            log.update(progress["log"])
+            log.update(progress["log"], steps=[PruningStep.from_json(step, path="steps") for step in
+                                               progress["log"]["steps"]])
         resume_loop(run, loop, progress)
         events = {e.t: e for e in parts.events}
         final = parts.events[-1].target if parts.events else 0.0
@@ -69,9 +73,8 @@ class Prune(Stage):
             admitted, accuracy = gate.admits()
             epoch = step // spe
             if not admitted:
-                steps.append({"index": len(steps), "epoch": epoch, "iteration": loop.iteration,
-                              "target": event.target, "achieved": loop.achieved_sparsity, "removed": 0,
-                              "layers": {}, "held": True, "val_acc": accuracy})
+                steps.append(PruningStep(index=len(steps), epoch=epoch, iteration=loop.iteration, target=event.target,
+                                         achieved=loop.achieved_sparsity, removed=0, held=True, val_acc=accuracy))
                 io.log(f"prune step {len(steps)} (epoch {epoch}): held, val accuracy {accuracy:.2%} is more than "
                        f"{cfg.schedule.max_drop:.2%} below the dense model's {gate.reference:.2%}")
                 return
@@ -83,9 +86,9 @@ class Prune(Stage):
             loop.set_masks(strategy.to_param_masks(model, log["unit_masks"]))
             loop.target_sparsity = None if threshold_mode else event.target
             loop.achieved_sparsity = report.achieved
-            steps.append({"index": len(steps), "epoch": epoch, "iteration": loop.iteration,
-                          "target": event.target, "achieved": report.achieved, "removed": report.removed,
-                          "layers": report.layers})
+            steps.append(PruningStep(index=len(steps), epoch=epoch, iteration=loop.iteration, target=event.target,
+                                     achieved=report.achieved, removed=report.removed,
+                                     layers={unit: StepLayer(**layer) for unit, layer in report.layers.items()}))
             log["notes"].extend(n for n in report.notes if n not in log["notes"])
             what = f"threshold {event.target:.4g}" if threshold_mode else f"target {event.target:.2%}"
             done = "nothing removed" if report.removed == 0 else f"removed {report.removed}"
@@ -104,7 +107,7 @@ class Prune(Stage):
                    f"{cfg.schedule.name} schedule, {len(parts.events)} steps over {cfg.prune.epochs} epochs")
         loop.run(cfg.prune.epochs, before_step=before_step)
         steps, notes = log["steps"], list(log["notes"])
-        held = sum(1 for s in steps if s.get("held"))
+        held = sum(1 for s in steps if s.held)
         if held:
             notes.append(f"schedule.max_drop={cfg.schedule.max_drop}: {held} of {len(steps)} steps held because val "
                          f"accuracy fell too far; final sparsity {loop.achieved_sparsity:.1%}"
@@ -112,11 +115,11 @@ class Prune(Stage):
         # At one iteration the epoch that just ended comes first, then the step that starts the next epoch.
         rows = sorted(loop.rows + log["event_rows"], key=lambda r: (r["iteration"], r["event"] == "prune"))
         io.write_rows("prune", rows)
-        pruning = {"strategy": cfg.strategy.name, "granularity": strategy.granularity, "mode": cfg.strategy.mode,
-                   "target": final, "scope": cfg.strategy.scope, "schedule": cfg.schedule.name,
-                   "achieved_sparsity": loop.achieved_sparsity, "notes": notes, "steps": steps}
-        write_json(io.run_dir / "pruning.json", pruning)
+        pruning = PruningLog(strategy=cfg.strategy.name, granularity=strategy.granularity, mode=cfg.strategy.mode,
+                             target=final, scope=cfg.strategy.scope, schedule=cfg.schedule.name,
+                             achieved_sparsity=loop.achieved_sparsity, notes=tuple(notes), steps=tuple(steps))
+        write_json(io.run_dir / "pruning.json", pruning.to_json())
         masks = strategy.to_param_masks(model, log["unit_masks"])
         io.save(self.output, {"model": model.state_dict(), "unit_masks": log["unit_masks"], "masks": masks,
-                              "stage": "prune", "pruning": pruning, "rows": rows})
+                              "stage": "prune", "pruning": pruning.to_json(), "rows": rows})
         return Pruned(model, log["unit_masks"], masks, pruning)

@@ -14,7 +14,7 @@ from progprune_cli.data import DataInfo
 from progprune_cli.pruning.strategies import channel_graph as cg
 from progprune_cli.pruning.strategies.base import PruneContext, Strategy
 from progprune_cli.config import StrategyConfig
-from progprune_cli.errors import UserError
+from progprune_cli.errors import UserError, described
 from progprune_cli.pruning.masks import Masks, apply_masks
 
 TOLERANCE = 1e-5  # max |compacted(x) − masked(x)| allowed (float64, so only a structural error exceeds it)
@@ -90,7 +90,7 @@ class ChannelStrategy(Strategy):
             graph = self.graph(model)
         except Exception as error:  # noqa: BLE001 - whatever torch-pruning raises, the user needs one line
             raise UserError(f"strategy={name}: cannot compact {type(model).__name__}: torch-pruning could not "
-                            f"trace it: {_first_line(error)}") from None
+                            f"trace it: {described(error)}") from None
         units = self.units(model)
         if not units:
             raise UserError(
@@ -124,7 +124,7 @@ class ChannelStrategy(Strategy):
             small = cg.remove_channels(masked, shape, _pruned(unit_masks))
             gap = cg.output_gap(masked, small, shape)
         except Exception as error:  # noqa: BLE001 - reported with the layer that caused it
-            return None, _first_line(error)
+            return None, described(error)
         return small, None if gap <= TOLERANCE else f"its outputs differ from the masked model's by {gap:.3g}"
 
     def _blame(self, model: nn.Module, unit_masks: Masks, problem: str | None) -> tuple[str, str | None]:
@@ -159,6 +159,3 @@ def _only(unit_masks: Masks, unit: str) -> Masks:
     return {u: m if u == unit else torch.ones_like(m) for u, m in unit_masks.items()}
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
