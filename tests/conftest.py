@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -62,6 +64,34 @@ def dataset_splits(name: str, values: dict[str, Any], seed: int) -> Any:
 def progprune(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run the installed command as a user would, capturing its output."""
     return subprocess.run([PROGPRUNE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def finished_run(factory: pytest.TempPathFactory, *overrides: str) -> Path:
+    """A run of the installed command, finished, in a temp folder of its own (for a module's tests to copy)."""
+    work = factory.mktemp("finished")
+    done = progprune("train", *overrides, f"hydra.run.dir={work / 'run'}", cwd=work)
+    assert done.returncode == 0, done.stderr
+    return work / "run"
+
+
+def resumable_copy(finished: Path, where: Path) -> Path:
+    """A copy of a finished run without its results.json: as far as a resume can tell, an interrupted run."""
+    run = where / "run"
+    shutil.copytree(finished, run)
+    (run / "results.json").unlink()
+    return run
+
+
+@pytest.fixture
+def default_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM at Python's defaults for the test, whatever the suite inherited (a suite started in the
+    background of a script inherits SIGINT ignored, which StopRequest rightly respects), restored after it."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
 
 
 @pytest.fixture

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import TINY, dataset_splits, progprune
+from conftest import TINY, dataset_splits, finished_run, progprune, resumable_copy
 from progprune_cli.errors import UserError
 from progprune_cli.export import load_model
 from progprune_cli.checkpoints import load_checkpoint
@@ -71,17 +70,11 @@ def test_a_decode_cache_with_labels_past_the_classes_is_decoded_again(tmp_path: 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("finished")
-    done = progprune("train", *FAST, "+strategy=weight", "train.reuse=false", f"hydra.run.dir={work / 'run'}",
-                     cwd=work)
-    assert done.returncode == 0, done.stderr
-    return work / "run"
+    return finished_run(tmp_path_factory, *FAST, "+strategy=weight", "train.reuse=false")
 
 
 def test_corrupt_metric_logs_are_rebuilt_from_the_checkpoints_on_resume(finished: Path, tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    shutil.copytree(finished, run)
-    (run / "results.json").unlink()
+    run = resumable_copy(finished, tmp_path)
     for stage in ("train", "prune", "finetune"):
         (run / "logs" / f"{stage}.csv").write_bytes(os.urandom(300))
     (run / "metrics.csv").write_text("garbage\n")
@@ -94,9 +87,7 @@ def test_corrupt_metric_logs_are_rebuilt_from_the_checkpoints_on_resume(finished
 
 
 def test_random_bytes_in_a_checkpoint_are_unreadable_not_code(finished: Path, tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    shutil.copytree(finished, run)
-    (run / "results.json").unlink()
+    run = resumable_copy(finished, tmp_path)
     expected = load_checkpoint(run / "checkpoints" / "finetuned.pt")["model"]
     (run / "checkpoints" / "finetuned.pt").write_bytes(os.urandom(5000))
     with pytest.raises(UserError) as caught:

@@ -120,8 +120,9 @@ def test_compacted_model_round_trips_through_a_tensor_only_file(name: str, tmp_p
     data = torch.load(path, weights_only=True)  # loads without allowing any code
     assert set(data) == {"format", "version", "stage", "model", "info", "unit_masks", "widths", "state_dict"}
     # The model's own keys with their values: the architecture rebuilds without reading any YAML.
-    assert data["model"] == {"name": name, "options": {"simple_cnn": {"channels": 32}, "two_conv_cnn": {"channels": 32},
-                                                       "mlp": {"hidden": [128, 64]}, "resnet_tiny": {"width": 16}}[name]}
+    own = {"simple_cnn": {"channels": 32}, "two_conv_cnn": {"channels": 32}, "mlp": {"hidden": [128, 64]},
+           "resnet_tiny": {"width": 16}}
+    assert data["model"] == {"name": name, "options": own[name]}
     assert DataInfo(**data["info"]) == INFO
     assert {k: v.tolist() for k, v in data["unit_masks"].items()} == {k: v.tolist() for k, v in masks.items()}
     loaded = rebuild_compacted(read_checkpoint(path), path).eval()

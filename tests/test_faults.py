@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -181,18 +180,6 @@ def test_a_planted_pickle_in_the_dense_cache_is_refused_and_never_runs(workdir: 
                             "code when read, not plain tensors; delete it (or the run folder) if you did not put it "
                             "there\n")
     assert not marker.exists()
-
-
-@pytest.fixture
-def default_signals() -> Iterator[None]:
-    """SIGINT and SIGTERM at Python's defaults for the test, whatever the suite inherited (a suite started in the
-    background of a script inherits SIGINT ignored, which StopRequest rightly respects), restored after it."""
-    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    yield
-    for signum, handler in saved.items():
-        signal.signal(signum, handler)
 
 
 def test_first_signal_asks_to_stop_second_ctrl_c_stops_at_once(default_signals: None) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, progprune
+from conftest import TINY, finished_run, progprune, resumable_copy
 from progprune_cli.atomic import LinkRefused, append_text, refuse_links, write_atomic
 
 FAST = [*TINY, "evaluate.dense_baseline=false", "+strategy=weight"]
@@ -22,25 +22,13 @@ def _refusal(path: Path) -> str:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One finished run; each test copies it and makes the copy resumable (as an interrupted run is)."""
-    work = tmp_path_factory.mktemp("finished")
-    done = progprune("train", *FAST, "train.reuse=false", f"hydra.run.dir={work / 'run'}", cwd=work)
-    assert done.returncode == 0, done.stderr
-    return work / "run"
-
-
-def _resumable(finished: Path, where: Path) -> Path:
-    import shutil
-
-    run = where / "run"
-    shutil.copytree(finished, run)
-    (run / "results.json").unlink()
-    return run
+    return finished_run(tmp_path_factory, *FAST, "train.reuse=false")
 
 
 @pytest.mark.parametrize("entry", [".lock", "run.log", "status.json", ".hydra/overrides.yaml", "checkpoints"])
 def test_a_link_in_a_run_folder_is_refused_and_its_target_untouched(entry: str, finished: Path,
                                                                      tmp_path: Path) -> None:
-    run = _resumable(finished, tmp_path)
+    run = resumable_copy(finished, tmp_path)
     victim = tmp_path / "victim"
     if entry == "checkpoints":  # a whole folder redirected: every checkpoint write would land elsewhere
         victim.mkdir()

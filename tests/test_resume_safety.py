@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY, progprune
+from conftest import TINY, finished_run, progprune
 
 sys.path.insert(0, str(Path(__file__).parent))
 from run_fixture import make_run  # noqa: E402
@@ -41,10 +41,7 @@ def interrupt(run_dir: Path) -> None:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One real dense run, finished; each test interrupts a copy of it."""
-    work = tmp_path_factory.mktemp("finished")
-    done = progprune("train", *FAST, f"hydra.run.dir={work / 'run'}", cwd=work)
-    assert done.returncode == 0, done.stderr
-    return work / "run"
+    return finished_run(tmp_path_factory, *FAST)
 
 
 @pytest.fixture

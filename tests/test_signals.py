@@ -9,7 +9,7 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +26,6 @@ from progprune_cli.stages import train as train_stage
 from progprune_cli.signals import Interrupted
 
 FAST = [*TINY, "evaluate.dense_baseline=false", "+strategy=weight"]
-
-
-@pytest.fixture
-def default_signals() -> Iterator[None]:
-    """SIGINT and SIGTERM at Python's defaults, whatever the suite inherited (SIGINT is ignored in a suite started
-    in the background of a script), restored after the test."""
-    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    yield
-    for signum, handler in saved.items():
-        signal.signal(signum, handler)
 
 
 def _config() -> dict[str, Any]:
