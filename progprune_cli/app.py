@@ -74,9 +74,8 @@ def _hydra_task(cfg: DictConfig) -> Any:
             from progprune_cli.runner import run
 
             cfg_ = with_launcher_threads(load_run_config(container), hc.launcher)
-            # torchrun's process group (a single process gets World() and none). Joining it is a barrier too:
-            # every rank's preflight (cli.py, whose check_folder refuses a locked folder) is over before rank 0
-            # locks it.
+            # torchrun's process group (a single process gets World() and none). Rank 0 already holds the run
+            # folder's lock (cli.py takes it before Hydra writes); the other ranks never judge the folder.
             world = start(cfg_.device)
             # Rank 0's folder is the run folder of every rank: they read the checkpoints rank 0 writes there.
             source = Path(world.broadcast_object(str(run_dir)))

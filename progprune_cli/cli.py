@@ -122,7 +122,10 @@ def _train(args: list[str]) -> int:
     from progprune_cli.preflight import checked
     from progprune_cli.results.status import check_folder
 
-    jobs = _preflight(args, checked)
+    # A torchrun rank other than 0 does not judge the folder: rank 0 does, holding its lock (maybe already, as
+    # the ranks start at once), and the others stop with rank 0's verdict (runner.run).
+    folder_check = (lambda run_dir, config: None) if _follower_rank() else check_folder
+    jobs = _preflight(args, lambda overrides, multirun: checked(overrides, multirun, folder_check))
     if jobs is None:
         return 2
     from progprune_cli.app import train
