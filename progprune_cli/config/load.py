@@ -35,7 +35,8 @@ def load_run_config(data: Mapping[str, Any]) -> RunConfig:
     progprune_cli.catalog first)."""
     data = {k: v for k, v in data.items() if k != "hydra"}
     try:
-        cfg = OmegaConf.to_object(OmegaConf.merge(_shaped(RunConfig, data, ""), data))
+        schema, data = _shaped(RunConfig, data, "")
+        cfg = OmegaConf.to_object(OmegaConf.merge(schema, data))
     except OmegaConfBaseException as error:
         raise UserError(describe(error)) from None
     assert isinstance(cfg, RunConfig)
@@ -48,7 +49,8 @@ def load_component(group: str, data: Mapping[str, Any]) -> Any:
     load_run_config checks it."""
     schema = component_schema(group, data.get("name"), group)
     try:
-        node = OmegaConf.merge(OmegaConf.create({group: OmegaConf.structured(schema)}), {group: dict(data)})
+        node = OmegaConf.merge(OmegaConf.create({group: OmegaConf.structured(schema)}),
+                               {group: open_keys_folded(schema, dict(data))})
         typed = OmegaConf.to_object(node[group])
     except OmegaConfBaseException as error:
         raise UserError(describe(error)) from None
@@ -56,11 +58,13 @@ def load_component(group: str, data: Mapping[str, Any]) -> Any:
     return typed
 
 
-def _shaped(cls: type, data: Any, where: str) -> DictConfig:
-    """`cls`'s schema, with every component node below it replaced by the schema its `name` chooses."""
+def _shaped(cls: type, data: Any, where: str) -> tuple[DictConfig, Any]:
+    """`cls`'s schema, with every component node below it replaced by the schema its `name` chooses, and `data`
+    with the keys an open schema does not declare folded into its OPEN_KEYS field (open_keys_folded)."""
     node = OmegaConf.structured(cls)
     if not isinstance(data, Mapping):
-        return node  # the merge names the key and what it expected
+        return node, data  # the merge names the key and what it expected
+    data = open_keys_folded(cls, data)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         hint, value = _plain(hints[f.name]), data.get(f.name)
@@ -68,9 +72,21 @@ def _shaped(cls: type, data: Any, where: str) -> DictConfig:
             continue
         key = f"{where}.{f.name}" if where else f.name
         group = next((g for g, base in COMPONENTS.items() if hint is base), None)
-        node[f.name] = _shaped(hint if group is None else component_schema(group, value.get("name"), key), value,
-                               key)
-    return node
+        schema = hint if group is None else component_schema(group, value.get("name"), key)
+        node[f.name], data[f.name] = _shaped(schema, value, key)
+    return node, data
+
+
+def open_keys_folded(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """`data` for a schema that takes keys it cannot declare (a user's constructor arguments: `OPEN_KEYS` names
+    the dict field that holds them): every undeclared key moved into that field. Any other schema: unchanged, so an
+    undeclared key stays the error it is."""
+    open_field = getattr(cls, "OPEN_KEYS", None)
+    if open_field is None:
+        return dict(data)
+    declared = {f.name for f in dataclasses.fields(cls)}
+    extra = {k: v for k, v in data.items() if k not in declared}
+    return {**{k: v for k, v in data.items() if k in declared}, open_field: {**data.get(open_field, {}), **extra}}
 
 
 def _plain(hint: Any) -> Any:
