@@ -156,6 +156,45 @@ def test_shapes_and_classes_come_from_the_data_and_streaming_gives_the_same_batc
             assert torch.equal(x, x2) and torch.equal(y, y2)
 
 
+
+FLAKY = '''
+import torch
+from torch.utils.data import Dataset
+
+
+class Flaky(Dataset):
+    classes = ["a", "b"]
+
+    def __init__(self, fault):
+        self.fault = fault
+
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, i):
+        if i == 9 and self.fault == "raises":
+            raise OSError("disk gone")
+        return torch.zeros(1, 2, 2), 5 if i == 9 else i % 2
+
+
+def make(split, fault):
+    return None if split == "val" else Flaky(fault)
+'''
+
+
+@pytest.mark.parametrize(("fault", "problem"), [("raises", " raised OSError: disk gone"),
+                                               ("label", ": the label is 5; the train split's classes name 2 "
+                                                         "(labels 0 to 1)")])
+def test_a_bad_sample_of_a_streamed_set_stops_it_in_one_line_naming_it(fault: str, problem: str, here: Path) -> None:
+    """Only sample 0 of a streamed split is read before the run; a later one fails as its batch is read (in a loader
+    worker), in one line naming it."""
+    (here / "flaky_data.py").write_text(FLAKY)
+    data = dataset_splits("custom", {"_target_": "flaky_data.make", "kwargs": {"fault": fault},
+                                     "in_memory_max_mb": 0, "num_workers": 1}, seed=0)
+    with pytest.raises(UserError) as caught:
+        list(Batches(data.test, 4))
+    assert str(caught.value) == f"dataset._target_: flaky_data.make(split='test')[9]{problem}"
+
 BAD = '''
 import torch
 from torch.utils.data import Dataset, TensorDataset
