@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -201,28 +202,32 @@ def _load_once(key: str) -> Loaded:
     calls = {split: f"{target}(split={split!r})" for split in SPLITS}
     train = made["train"]
     assert train is not None
-    first, _ = Checker(calls["train"])(train, 0)
-    shape = tuple(first.shape)
+    shape = tuple(Checker(calls["train"])(train, 0)[0].shape)
     classes = _classes(train, calls["train"])
-    sizes = {split: len(data) * first.numel() * 4 for split, data in made.items() if data is not None}
-    if sum(sizes.values()) <= max_mb * 2 ** 20:
+    size = sum(len(data) for data in made.values() if data is not None) * math.prod(shape) * 4  # type: ignore
+    if size <= max_mb * 2 ** 20:
         sets, num_classes = _in_memory(made, calls, shape, classes)
+    elif classes is None:
+        raise UserError(f"{KEY}: {calls['train']} has no `classes`, which a set streamed from its Dataset needs "
+                        f"({size / 2 ** 20:.1f} MB of float32 inputs; dataset.in_memory_max_mb is {max_mb}); give "
+                        "the Dataset a classes list (its class names), or raise dataset.in_memory_max_mb")
     else:
-        if classes is None:
-            raise UserError(f"{KEY}: {calls['train']} has no `classes`, which a set streamed from its Dataset needs "
-                            f"({sum(sizes.values()) / 2 ** 20:.1f} MB of float32 inputs; dataset.in_memory_max_mb is "
-                            f"{max_mb}); give the Dataset a classes list (its class names), or raise "
-                            "dataset.in_memory_max_mb")
-        num_classes = len(classes)
-        sets = {split: None if data is None else StreamedSplit(data, Checker(calls[split], shape, num_classes),
-                                                               num_workers=workers)
-                for split, data in made.items()}
-        for split, data in made.items():
-            if data is not None:
-                Checker(calls[split], shape, num_classes)(data, 0)  # the rest is checked as it is read
+        sets, num_classes = _streamed(made, calls, shape, len(classes), workers), len(classes)
     names = classes if classes is not None else tuple(str(i) for i in range(num_classes))
     info = DataInfo(channels=shape[0], height=shape[1], width=shape[2], num_classes=num_classes, classes=names)
     return Loaded(sets, info)
+
+
+def _streamed(made: dict[str, Dataset | None], calls: dict[str, str], shape: tuple[int, ...], num_classes: int,
+              workers: int) -> dict[str, Split | None]:
+    """Each split read per batch as it is used; only its first sample is checked now, the rest as they are read."""
+    sets: dict[str, Split | None] = {}
+    for split, data in made.items():
+        check = Checker(calls[split], shape, num_classes)
+        if data is not None:
+            check(data, 0)
+        sets[split] = None if data is None else StreamedSplit(data, check, num_workers=workers)
+    return sets
 
 
 def _in_memory(made: dict[str, Dataset | None], calls: dict[str, str], shape: tuple[int, ...],
