@@ -601,7 +601,8 @@ def test_synthetic_splits_by_fraction_and_seed() -> None:
     assert not torch.equal(other.test.tensors[0], splits.test.tensors[0])
 
 
-NAMES = ["digits", "synthetic", "mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100", "svhn", "imagefolder"]
+NAMES = ["digits", "synthetic", "mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100", "svhn", "imagefolder",
+         "custom"]
 
 
 def test_every_dataset_is_registered() -> None:
