@@ -24,6 +24,7 @@ from progprune_cli.pruning.masks import apply_masks
 from progprune_cli.pruning.strategies import PruneContext, Strategy, build_strategy
 from progprune_cli.pruning.strategies import channel_graph as cg
 from progprune_cli.pruning.strategies.channels import TOLERANCE
+from progprune_cli.sensitivity.analysis import analyse
 
 # Tracing runs many one-sample forward passes; see the fixture in conftest.py.
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -325,6 +326,40 @@ def test_a_grouped_convolution_loses_the_same_positions_from_every_group() -> No
     assert small.grouped.weight.flatten().tolist() == [1.0, 9.0]
     apply_masks(model, params)
     assert cg.output_gap(model, small, (1, 1, 1)) <= TOLERANCE
+
+
+def test_sensitivity_prunes_a_grouped_unit_the_same_way_in_every_group() -> None:
+    model, info = Grouped(), DataInfo(channels=1, height=1, width=1, num_classes=2)
+    s = strategy("structured", keep_first=False)
+    s.check(model, info)
+    analysis = analyse(model, s, (0.5,), lambda _: (1.0, 0.0), context(), info)
+    # conv1 at one position less: its channels 0 and 2, and their two inputs to each of grouped's groups (4 weights).
+    # grouped at one position less: its rows 0 and 2 (2 weights each) and fc's columns 0 and 2 (2 each).
+    assert analysis.sizes == {"conv1": 2, "grouped": 2}
+    assert [(p.unit, p.params_removed) for p in analysis.points] == [("conv1", 6), ("grouped", 8)]
+
+
+class ChannelMultiplier(nn.Module):
+    """conv1 (3 → 4) → a grouped convolution with one input channel per group (4 → 8, 4 groups) → pool → fc."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3)
+        self.spread = nn.Conv2d(4, 8, 3, groups=4)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.spread(torch.relu(self.conv1(x)))).mean((2, 3)))
+
+
+def test_a_grouped_convolution_with_one_input_channel_per_group_keeps_its_inputs_and_loses_outputs() -> None:
+    model = ChannelMultiplier()
+    s = strategy("structured", keep_first=False)
+    masks, small, notes = step_and_compact(s, model)
+    assert {unit: mask.numel() for unit, mask in masks.items()} == {"spread": 2}
+    assert (small.spread.in_channels, small.spread.out_channels, small.spread.groups) == (4, 4, 4)
+    assert notes == ["conv1: left dense: spread (grouped convolution) has one of these 4 channels per group, so none "
+                     "can go"]
 
 
 class Attention(nn.Module):

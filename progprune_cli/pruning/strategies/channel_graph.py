@@ -75,8 +75,9 @@ def trace(model: nn.Module, shape: Shape) -> ChannelGraph:
         width = int(graph.get_out_channels(layer))
         why = next((why for why in (_inexact(n, modules[n]) for n in touched) if why is not None), None)
         if why is None and fold > 1 and (width % fold or width == fold):
-            why = (f"{', '.join(grouped)} (grouped convolution) would keep {'uneven' if width % fold else 'empty'} "
-                   f"groups: its {width} channels split into {fold} groups")
+            why = (f"{', '.join(grouped)} (grouped convolution) has one of these {width} channels per group, so none "
+                   "can go" if width == fold else f"{', '.join(grouped)} (grouped convolutions) split these {width} "
+                   "channels into groups of different sizes")
         if why is not None:
             blocked[name] = why
         elif fold > 1:
