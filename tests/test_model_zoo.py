@@ -131,13 +131,17 @@ def test_channel_strategies_prune_option_a_only_inside_the_blocks() -> None:
     assert cg.output_gap(model, small, (info.channels, info.height, info.width)) <= TOLERANCE
 
 
-def test_channel_strategies_refuse_option_a_residual_channels_before_training() -> None:
+def test_channel_strategies_leave_option_a_residual_channels_dense_and_say_why() -> None:
+    # keep_first=false offers conv1's unit (every stage's residual channels), which the zero-padding shortcut cannot
+    # lose: the run goes on with the blocks' own channels, and every step's notes name the unit left dense and why.
     s = build("structured", {"keep_first": False})
-    with pytest.raises(UserError) as error:
-        s.check(model_of("resnet20", {"shortcut": "A"}, CIFAR), CIFAR)
-    assert str(error.value) == (
-        "strategy=structured: cannot compact layer conv1: RuntimeError: model.shortcut=A: the zero-padding shortcut "
-        "expects 16 channels, got 15; removing residual channels needs model.shortcut=B")
+    model = model_of("resnet20", {"shortcut": "A"}, CIFAR)
+    s.check(model, CIFAR)
+    assert s.units(model) == [f"layer{stage}.{block}.conv1" for stage in (1, 2, 3) for block in range(3)]
+    note = ("conv1 and the 9 layers coupled to it: left dense: compacting fails: RuntimeError: model.shortcut=A: the "
+            "zero-padding shortcut expects 16 channels, got 15; removing residual channels needs model.shortcut=B")
+    _, report = s.step(model, s.initial_masks(model, CIFAR), 0.5, 1.0, context(CIFAR))
+    assert report.notes == [note]
 
 
 @pytest.mark.parametrize("name", ZOO)

@@ -34,13 +34,16 @@ class Activation(ChannelStrategy):
         counts: dict[str, int] = {}
         apoz = self.cfg.criterion == "apoz"
 
-        def record(name: str, output: torch.Tensor) -> None:
-            dims = [d for d in range(output.dim()) if d != 1]  # every dim but the channel one
+        def record(name: str, module: nn.Module, output: torch.Tensor) -> None:
+            # A linear layer's features are its output's last dim (a transformer's tokens come before them); a
+            # convolution's or batch-norm's channels are dim 1.
+            channel = output.dim() - 1 if isinstance(module, nn.Linear) else 1
+            dims = [d for d in range(output.dim()) if d != channel]  # every dim but the channel one
             value = (torch.relu(output) > 0).float() if apoz else output.abs()
             totals[name] = totals.get(name, 0) + value.sum(dims).double().cpu()
-            counts[name] = counts.get(name, 0) + output.numel() // output.shape[1]
+            counts[name] = counts.get(name, 0) + output.numel() // output.shape[channel]
 
-        hooks = [_observed(model, n).register_forward_hook(lambda m, i, o, n=n: record(n, o))
+        hooks = [_observed(model, n).register_forward_hook(lambda m, i, o, n=n: record(n, m, o))
                  for n in dict.fromkeys(layers)]
         training = model.training
         model.eval()  # calibration must not move batch-norm statistics

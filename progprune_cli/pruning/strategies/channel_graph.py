@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
+from progprune_cli.errors import described
 from progprune_cli.pruning.masks import Masks
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -22,14 +24,20 @@ class ChannelGraph:
     order: tuple[str, ...]  # prunable layers in the order the forward pass runs them
     groups: dict[str, tuple[str, ...]]  # root layer → every layer whose output channels are coupled to it
     outputs: frozenset[str]  # roots whose channels are the model's outputs (the classifier)
-    widths: dict[str, int]  # root layer → output channels
+    widths: dict[str, int]  # root layer → channels a unit mask covers (per block where `folds` splits them)
+    first: str | None = None  # the first prunable layer whose input depends on the model's input
+    blocked: dict[str, str] = field(default_factory=dict)  # root → why its channels cannot be removed exactly
+    # Root → into how many equal blocks grouped convolutions split its channels: a unit mask is one block's, and
+    # the same positions go from every block (what a grouped convolution can lose and still compute the same).
+    folds: dict[str, int] = field(default_factory=dict)
 
 
 def trace(model: nn.Module, shape: Shape) -> ChannelGraph:
     """The channel coupling of `model` for inputs of `shape` (a copy is traced; `model` is left as it is)."""
     probe = copy.deepcopy(model)
-    order: list[str] = []
     names = {m: n for n, m in probe.named_modules()}
+    first = _first_seeing_input(probe, shape)
+    order: list[str] = []
     hooks = [m.register_forward_hook(lambda m, i, o: order.append(names[m]) if names[m] not in order else None)
              for m in probe.modules() if isinstance(m, PRUNABLE)]
     try:
@@ -38,14 +46,22 @@ def trace(model: nn.Module, shape: Shape) -> ChannelGraph:
         for hook in hooks:
             hook.remove()
     modules = dict(probe.named_modules())
+    rank = {name: i for i, name in enumerate(modules)}
     groups: dict[str, tuple[str, ...]] = {}
     outputs: set[str] = set()
+    blocked: dict[str, str] = {}
+    folds: dict[str, int] = {}
     seen: set[str] = set()
     for name in order:
         if name in seen or modules[name] not in graph.module2node:
             continue
         layer = modules[name]
-        group = graph.get_pruning_group(layer, graph.get_pruner_of_module(layer).prune_out_channels, [0])
+        try:
+            group = graph.get_pruning_group(layer, graph.get_pruner_of_module(layer).prune_out_channels, [0])
+        except Exception as error:  # noqa: BLE001 - torch-pruning cannot follow this layer: it stays as it is
+            groups[name], blocked[name] = (name,), f"torch-pruning cannot follow its channels: {described(error)}"
+            seen.add(name)
+            continue
         producers = [dep for dep, _ in group if graph.is_out_channel_pruning_fn(dep.handler)]
         members = {names.get(dep.target.module) for dep in producers} & set(order)
         groups[name] = tuple(n for n in order if n in members)
@@ -53,8 +69,75 @@ def trace(model: nn.Module, shape: Shape) -> ChannelGraph:
         # A producer with no consumer is where the forward pass ends: these channels are the model's outputs.
         if any(not dep.target.outputs for dep in producers):
             outputs.add(name)
-    widths = {name: int(graph.get_out_channels(modules[name])) for name in groups}
-    return ChannelGraph(tuple(order), groups, frozenset(outputs), widths)
+        touched = sorted({names[dep.target.module] for dep, _ in group if dep.target.module in names},
+                         key=rank.__getitem__)
+        fold, grouped = _fold(group, names)
+        width = int(graph.get_out_channels(layer))
+        why = next((why for why in (_inexact(n, modules[n]) for n in touched) if why is not None), None)
+        if why is None and fold > 1 and (width % fold or width == fold):
+            why = (f"{', '.join(grouped)} (grouped convolution) has one of these {width} channels per group, so none "
+                   "can go" if width == fold else f"{', '.join(grouped)} (grouped convolutions) split these {width} "
+                   "channels into groups of different sizes")
+        if why is not None:
+            blocked[name] = why
+        elif fold > 1:
+            folds[name] = fold
+    widths = {name: int(graph.get_out_channels(modules[name])) // folds.get(name, 1) for name in groups}
+    return ChannelGraph(tuple(order), groups, frozenset(outputs), widths, first, blocked, folds)
+
+
+def _inexact(name: str, module: nn.Module) -> str | None:
+    """Why removing channels that pass through `module` cannot give what the masked model computes (None: it can)."""
+    if isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
+        # Its mean and variance are taken over the channels: a zeroed channel still counts, a removed one does not.
+        return f"{name} ({type(module).__name__}) normalizes over these channels, so removing some changes the rest"
+    if isinstance(module, nn.MultiheadAttention):
+        return (f"{name} (MultiheadAttention) would lose embedding channels from its q/k/v and output projections, "
+                "which changes its heads' size and scale")
+    return None
+
+
+def _fold(group: tp.Group, names: dict[nn.Module, str]) -> tuple[int, list[str]]:
+    """Into how many blocks the grouped convolutions in `group` split its channels (the least common multiple of
+    their groups: one block-periodic choice suits all of them), and their names. Depthwise convolutions, whose
+    channels torch-pruning couples through, split nothing."""
+    grouped = {dep.target.module for dep, _ in group
+               if dep.target.type == tp.ops.OPTYPE.CONV and getattr(dep.target.module, "groups", 1) > 1}
+    return math.lcm(1, *(m.groups for m in grouped)), sorted(names.get(m, "?") for m in grouped)
+
+
+def _channels(graph: tp.DependencyGraph, layer: nn.Module, positions: list[int]) -> list[int]:
+    """The channels of `layer`'s unit at `positions` of one block, in every block its grouped convolutions make."""
+    fold, _ = _fold(graph.get_pruning_group(layer, graph.get_pruner_of_module(layer).prune_out_channels, [0]), {})
+    if fold == 1:
+        return positions
+    block = int(graph.get_out_channels(layer)) // fold
+    return [b * block + i for b in range(fold) for i in positions]
+
+
+def _first_seeing_input(model: nn.Module, shape: Shape) -> str | None:
+    """The first conv/linear the forward pass runs on something computed from the input (not, say, from a learned
+    query): with the weights frozen, only what depends on the input needs a gradient."""
+    names = {m: n for n, m in model.named_modules()}
+    seen: list[str] = []
+    param = next(model.parameters())
+    frozen = {p: p.requires_grad for p in model.parameters()}
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(names[m]) if i and torch.is_tensor(i[0]) and
+                                     i[0].requires_grad else None)
+             for m in model.modules() if isinstance(m, PRUNABLE)]
+    training = model.training
+    try:
+        model.requires_grad_(False).eval()  # eval: a batch of one, and no batch-norm statistics move
+        x = torch.zeros((1, *shape), dtype=param.dtype, device=param.device, requires_grad=True)
+        with torch.enable_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for p, wanted in frozen.items():
+            p.requires_grad_(wanted)
+        model.train(training)
+    return seen[0] if seen else None
 
 
 def kept_entries(model: nn.Module, shape: Shape, pruned: dict[str, list[int]]) -> Masks:
@@ -85,14 +168,17 @@ def remove_channels(model: nn.Module, shape: Shape, pruned: dict[str, list[int]]
 
 
 def remove_in_place(model: nn.Module, shape: Shape, pruned: dict[str, list[int]]) -> None:
-    """Remove channels from `model` itself (tracing switches it to eval; its mode is put back)."""
+    """Remove channels from `model` itself (tracing switches it to eval; its mode is put back). Indices are positions
+    in a unit mask: where grouped convolutions split a unit's channels into blocks, the same ones go from each."""
     training = model.training
     graph = _dependency_graph(model, shape)
     modules = dict(model.named_modules())
+    grouped = any(isinstance(m, nn.modules.conv._ConvNd) and m.groups > 1 for m in model.modules())
     for name, idxs in pruned.items():
         if idxs:
             layer = modules[name]
-            graph.get_pruning_group(layer, graph.get_pruner_of_module(layer).prune_out_channels, idxs).prune()
+            channels = _channels(graph, layer, idxs) if grouped else idxs
+            graph.get_pruning_group(layer, graph.get_pruner_of_module(layer).prune_out_channels, channels).prune()
     model.train(training)
 
 
