@@ -20,6 +20,7 @@ from progprune_cli.pruning.masks import Masks, apply_masks
 from progprune_cli.pruning.strategies import PruneContext, Strategy, build_strategy
 from progprune_cli.pruning.strategies import channel_graph as cg
 from progprune_cli.pruning.strategies.channels import TOLERANCE
+from progprune_cli.sensitivity.analysis import analyse
 
 MNIST = DataInfo(channels=1, height=28, width=28, num_classes=10)
 CIFAR = DataInfo(channels=3, height=32, width=32, num_classes=10)
@@ -142,6 +143,10 @@ def test_channel_strategies_leave_option_a_residual_channels_dense_and_say_why()
             "zero-padding shortcut expects 16 channels, got 15; removing residual channels needs model.shortcut=B")
     _, report = s.step(model, s.initial_masks(model, CIFAR), 0.5, 1.0, context(CIFAR))
     assert report.notes == [note]
+    # The sensitivity analysis measures only the units it can prune; its notes say which one is missing and why.
+    analysis = analyse(model, s, (0.5,), lambda _: (0.5, 1.0), context(CIFAR), CIFAR)
+    assert [p.unit for p in analysis.points] == s.units(model)  # conv1's unit is not among them
+    assert analysis.notes[0] == note
 
 
 @pytest.mark.parametrize("name", ZOO)

@@ -175,6 +175,8 @@ def test_a_two_four_run_on_a_cpu_has_no_sparse_kernel_row_and_says_why(workdir: 
     pruning = results["pruning"]
     assert pruning["notes"] == ["conv1.weight: 9 inputs per output is not a multiple of 4; left dense "
                                 "(strategy.pattern 2:4)"]
+    # run.log says it once, at the step that first found it
+    assert (run / "run.log").read_text().count(f"  note: {pruning['notes'][0]}\n") == 1
     last = pruning["steps"][-1]["layers"]
     assert {unit: layer["achieved"] for unit, layer in last.items()} == {
         "conv1.weight": 0.0, "conv2.weight": 0.5, "fc.weight": 0.5}

@@ -72,7 +72,8 @@ def analyse(model: nn.Module, strategy: Strategy, levels: tuple[float, ...], mea
     dense_macs = _effective_macs(model, shape)
     dense_accuracy, dense_loss = measure(model)
     points: list[Point] = []
-    notes: list[str] = []
+    # Units left dense are not in `masks`; their notes say why they are missing from the table.
+    notes: list[str] = strategy.dense_notes(model)
     for unit in masks:
         for level in levels:
             keep, guarded = select({unit: scores[unit]}, {unit: masks[unit]}, Selection(sparsity=level))

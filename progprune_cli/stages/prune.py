@@ -89,11 +89,14 @@ class Prune(Stage):
             steps.append(PruningStep(index=len(steps), epoch=epoch, iteration=loop.iteration, target=event.target,
                                      achieved=report.achieved, removed=report.removed,
                                      layers={unit: StepLayer(**layer) for unit, layer in report.layers.items()}))
-            log["notes"].extend(n for n in report.notes if n not in log["notes"])
+            fresh = [n for n in report.notes if n not in log["notes"]]
+            log["notes"].extend(fresh)
             what = f"threshold {event.target:.4g}" if threshold_mode else f"target {event.target:.2%}"
             done = "nothing removed" if report.removed == 0 else f"removed {report.removed}"
             io.log(f"prune step {len(steps)} (epoch {epoch}, {what}): {done}, sparsity now {report.achieved:.2%}"
                    + ("; weights rewound" if rewind_state is not None else ""))
+            for note in fresh:
+                io.log(f"  note: {note}")
             for unit, layer in report.layers.items():
                 target = "threshold" if layer["target"] is None else f"target {layer['target']:.2%}"
                 io.detail(f"  {unit}: {target}, achieved {layer['achieved']:.2%}, {layer['nonzero']} kept")

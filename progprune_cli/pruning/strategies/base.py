@@ -78,6 +78,10 @@ class Strategy(ABC):
         """A physically smaller copy of the pruned model where the granularity allows one (None: mask-only)."""
         return None
 
+    def dense_notes(self, model: nn.Module) -> list[str]:
+        """One line per unit the strategy leaves at full width and why (none: every unit can be pruned)."""
+        return []
+
     @abstractmethod
     def scores(self, model: nn.Module, masks: Masks, ctx: PruneContext) -> dict[str, torch.Tensor]:
         """Importance of every entry of every unit (higher = keep)."""
