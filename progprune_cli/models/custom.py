@@ -70,11 +70,12 @@ def constructor(cfg: CustomConfig) -> Callable[..., Any]:
         raise UserError(f"{key}: importing {module_name} failed: {described(error)}") from None
     except Exception as error:  # the user's module raised while importing: said, not a traceback
         raise UserError(f"{key}: importing {module_name} failed: {described(error)}") from None
-    found = getattr(module, attribute, None)
-    if found is None:
+    if not hasattr(module, attribute):
         raise UserError(f"{key}: {module_name} ({module.__file__}) has no {attribute}")
+    found = getattr(module, attribute)
     if not callable(found):
-        raise UserError(f"{key}: {attribute} is a {type(found).__name__}, not a class or callable")
+        raise UserError(f"{key}: {attribute} is not a class or callable (found {type(found).__name__} "
+                        f"{found!r:.40})")
     return found
 
 
