@@ -115,7 +115,8 @@ def read_offline(weights: Any, path: Path) -> Iterator[None]:
 
 def torchvision_ends(model: nn.Module) -> Ends:
     """In every classification model of torchvision the classifier is the last Linear or Conv2d registered, and the
-    first conv registered reads the image (tests/test_user_models.py checks both for every arch)."""
+    first conv registered reads the image (tests/test_user_models.py checks both for every arch torchvision can build
+    on the meta device)."""
     layers = [name for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     return Ends(head=layers[-1] if layers else None, stem=convs[0] if convs else None)
