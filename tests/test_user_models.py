@@ -34,6 +34,7 @@ from progprune_cli.stages.loop import evaluate
 MYNET = '''\
 """My model: two conv-BN-ReLU blocks, global average pooling, a classifier."""
 import torch
+from torch import nn
 
 WIDTH = 3
 
