@@ -31,9 +31,8 @@ def load_model(run_dir: str | Path, which: str, info: DataInfo | None = None,
     run.require_trusted(trust_targets)
     path = run.checkpoint(which)
     data = read_checkpoint(path, which)
-    if which == "compacted":  # it names its own model config: that too must be trusted
-        run.require_trusted(trust_targets, targets_in(data.get("model")))
     if which == "compacted":
+        run.require_trusted(trust_targets, targets_in(data.get("model")))  # it names its own model config too
         model = rebuild_compacted(data, path)
     else:
         if info is None:

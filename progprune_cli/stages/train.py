@@ -18,12 +18,14 @@ def dense_settings(parts: Parts, epochs: int) -> dict[str, Any]:
     starts from), optimizer, training settings, seed."""
     cfg = parts.cfg
     train = {k: v for k, v in dataclasses.asdict(cfg.train).items() if k not in ("reuse", "threads")}
-    model = dataclasses.asdict(cfg.model)
+    # The weights by their content, not their path (a file replaced in place is another model; a copy elsewhere is
+    # the same); a user's class by its module's hash, a library's by its version. Left out when there are none, so
+    # the entries of models without them keep their keys.
+    model = {k: v for k, v in dataclasses.asdict(cfg.model).items() if k != "weights"}
     origin = parts.origin
-    if origin is not None:
-        # The weights by their content, not their path (a file replaced in place is another model; a copy
-        # elsewhere is the same); a user's class by its module's hash, a library's by its version.
-        model["weights"] = origin.weights.sha256 if origin.weights is not None else None
+    if origin is not None and origin.weights is not None:
+        model["weights_sha256"] = origin.weights.sha256
+    if origin is not None and origin.code is not None:
         model["code"] = origin.code
     # Device and versions too: a model trained on a GPU, or by other code, must not pass for this one.
     return {"dataset": dataclasses.asdict(cfg.dataset), "model": model,
