@@ -8,16 +8,30 @@ from typing import Callable
 import torch
 from torch import nn
 
-from progprune_cli.data import DataSplits, build_data, steps_per_epoch
+from progprune_cli.data import DataInfo, DataSplits, build_data, steps_per_epoch
 from progprune_cli.optim.losses import LossFn, build_loss
 from progprune_cli.models import build_model
+from progprune_cli.models.weights import Fitted, code_identity, load_weights, source_of
 from progprune_cli.pruning.schedules import Event, build_events
 from progprune_cli.pruning.strategies import Strategy, build_strategy
-from progprune_cli.config import RunConfig
+from progprune_cli.config import ModelConfig, RunConfig
 from progprune_cli.config.checks import check_precision
 from progprune_cli.device import resolve_device
 from progprune_cli.distributed import World
-from progprune_cli.errors import UserError
+from progprune_cli.errors import UserError, described
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where the run's model comes from: its source (progprune:NAME, torchvision:ARCH, timm:ARCH,
+    custom:MODULE.CLASS), what else decides its architecture (a library version, the user module's hash), the
+    weights it started from, and what the original model is: trained (train.epochs on the data), loaded
+    (model.weights with train.epochs=0: the weights as given) or untrained (train.epochs=0 without weights)."""
+
+    source: str
+    code: str | None
+    weights: Fitted | None
+    original: str
 
 
 @dataclass
@@ -31,6 +45,7 @@ class Parts:
     make_model: Callable[[], nn.Module]
     strategy: Strategy | None
     events: list[Event]
+    origin: Origin | None = None
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return steps_per_epoch(self.data.train, batch_size)
@@ -46,14 +61,56 @@ def build_parts(cfg: RunConfig, world: World | None = None) -> Parts:
     data = build_data(cfg.dataset, cfg.seed)
 
     def make_model() -> nn.Module:
-        torch.manual_seed(cfg.seed)
-        return build_model(cfg.model, data.info)
+        return model_for_run(cfg.model, data.info, cfg.seed)[0]
 
+    model, fitted = model_for_run(cfg.model, data.info, cfg.seed)
+    origin = Origin(source_of(cfg.model), code_identity(cfg.model), fitted, original_kind(cfg, fitted))
     events: list[Event] = []
     if strategy is not None:
-        strategy.check(make_model(), data.info)
+        strategy.check(model, data.info)
         events = plan_events(cfg, steps_per_epoch(data.train, cfg.prune.batch_size))
-    return Parts(cfg, data, device, loss_fn, make_model, strategy, events)
+    return Parts(cfg, data, device, loss_fn, make_model, strategy, events, origin)
+
+
+def model_for_run(cfg: ModelConfig, info: DataInfo, seed: int) -> tuple[nn.Module, Fitted | None]:
+    """The model a run starts from: built (seeded) for the data, with `model.weights` loaded and fitted to it.
+    Every stage that rebuilds a model from a checkpoint builds it here too, and the checkpoint's values replace
+    the weights."""
+    torch.manual_seed(seed)
+    model = build_model(cfg, info)
+    return model, load_weights(model, cfg, info)
+
+
+def original_kind(cfg: RunConfig, fitted: Fitted | None) -> str:
+    """trained | loaded | untrained (Origin.original); train.epochs=0 cannot pass a replaced, untrained
+    classifier off as the loaded model."""
+    if cfg.train.epochs > 0:
+        return "trained"
+    if fitted is None:
+        return "untrained"
+    if fitted.head_replaced:  # its note comes first
+        raise UserError(f"train.epochs=0 makes model.weights the original as loaded, but its classifier does not fit "
+                        f"the data: {fitted.adapted[0]}; train it first (train.epochs >= 1)")
+    return "loaded"
+
+
+def check_forward(model: nn.Module, info: DataInfo, source: str) -> None:
+    """One batch of two zero inputs of the data's shape through `model`, in training and in eval mode: a model that
+    cannot take the data, or returns something other than one logit per class, is one line before any run."""
+    x = torch.zeros(2, info.channels, info.height, info.width)
+    for training in (True, False):
+        model.train(training)
+        try:
+            with torch.no_grad():
+                out = model(x)
+        except Exception as error:  # the model's own code, whatever it raises: one line
+            raise UserError(f"model: {source} does not run on the data's {info.channels}×{info.height}×"
+                            f"{info.width} inputs ({'training' if training else 'eval'} mode): {described(error)}") \
+                from None
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, info.num_classes):
+            got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise UserError(f"model: {source} returns {got} for 2 inputs in {'training' if training else 'eval'} "
+                            f"mode; expected a tensor of shape [2, {info.num_classes}] (one logit per class)")
 
 
 def plan_events(cfg: RunConfig, steps: int) -> list[Event]:

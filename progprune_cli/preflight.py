@@ -179,20 +179,24 @@ def _check_groups(overrides: list[Override]) -> None:
 
 
 def _check_models(configs: list[RunConfig]) -> None:
-    """Each model built for its data (a size it cannot take is one line now), and the layer names a strategy is
-    given (strategy.layers, layers_from) checked against it: once per (data, model, strategy)."""
+    """Each model built for its data with its model.weights loaded, and run once on it (a size it cannot take, a
+    user's class or weights file that does not fit, is one line now), and the layer names a strategy is given
+    (strategy.layers, layers_from) checked against it: once per (data, model, train.epochs, strategy)."""
     from progprune_cli.data import build_data
-    from progprune_cli.models import build_model
+    from progprune_cli.models.weights import source_of
+    from progprune_cli.parts import check_forward, model_for_run, original_kind
     from progprune_cli.pruning.strategies import build_strategy
 
     seen = set()
     for cfg in configs:
         parts = [c for c in (cfg.dataset, cfg.model, cfg.strategy) if c is not None]
-        key = json.dumps([dataclasses.asdict(c) for c in parts], sort_keys=True, default=str)
+        key = json.dumps([dataclasses.asdict(c) for c in parts] + [cfg.train.epochs], sort_keys=True, default=str)
         if key not in seen:
             seen.add(key)
             info = build_data(cfg.dataset, cfg.seed).info
-            model = build_model(cfg.model, info)
+            model, fitted = model_for_run(cfg.model, info, cfg.seed)
+            original_kind(cfg, fitted)
+            check_forward(model, info, source_of(cfg.model))
             if cfg.strategy is not None:
                 build_strategy(cfg.strategy).check(model, info)
 

@@ -21,7 +21,7 @@ from progprune_cli.distributed import World, max_over_ranks
 from progprune_cli.errors import UserError
 from progprune_cli.parts import Parts, build_parts
 from progprune_cli.results.attempt import Attempt
-from progprune_cli.results.schema import ROWS, Results, RunInfo
+from progprune_cli.results.schema import ROWS, Results, RunInfo, Weights
 from progprune_cli.signals import Interrupted, StopRequest
 from progprune_cli.stages import register_all
 from progprune_cli.stages.base import STAGES, Produced, RunContext, Stage
@@ -166,7 +166,18 @@ def _run_info(cfg: RunConfig, overrides: list[str], run_dir: Path, started: str,
                    duration_s=round(duration, 3), overrides=tuple(overrides), seed=cfg.seed, device=str(parts.device),
                    torch=torch.__version__, python=platform.python_version(), threads=cfg.evaluate.threads,
                    train_threads=torch.get_num_threads(), git_commit=_git_commit(),
-                   dense_reused_from=dense_reused_from)
+                   dense_reused_from=dense_reused_from, **_origin(parts))
+
+
+def _origin(parts: Parts) -> dict[str, Any]:
+    """RunInfo's model_source, weights and original."""
+    origin = parts.origin
+    if origin is None:
+        return {}
+    fitted = origin.weights
+    weights = None if fitted is None else Weights(file=fitted.file, sha256=fitted.sha256,
+                                                  head_replaced=fitted.head_replaced, adapted=fitted.adapted)
+    return {"model_source": origin.source, "weights": weights, "original": origin.original}
 
 
 def _git_commit() -> str | None:

@@ -31,14 +31,14 @@ def test_exact_parameter_counts_from_the_data_shape(name: str, info: DataInfo, p
     ("two_conv_cnn", {"channels": -2}, "model.channels: got -2; every size must be >= 1"),
     ("resnet_tiny", {"width": 0}, "model.width: got 0; every size must be >= 1"),
     ("mlp", {"hidden": [64, 0]}, "model.hidden: got [64, 0]; every size must be >= 1"),
-    ("mlp", {"widths": [64]}, "model.widths: unknown key; allowed keys are hidden, name"),
+    ("mlp", {"widths": [64]}, "model.widths: unknown key; allowed keys are hidden, name, weights"),
     ("mobilenet_v2", {"small_input": "maybe"}, "model.small_input: got 'maybe'; expected true or false or null"),
-    ("resnet18", {"width": 32}, "model.width: unknown key; allowed keys are name, small_input"),
+    ("resnet18", {"width": 32}, "model.width: unknown key; allowed keys are name, small_input, weights"),
     ("resnet20", {"shortcut": "C"}, "model.shortcut: got 'C'; allowed values are A, B"),
-    ("resnet110", {"blocks": 4}, "model.blocks: unknown key; allowed keys are name, shortcut"),
-    ("lenet300", {"hidden": [300, 100]}, "model.hidden: unknown key; allowed keys are name"),
-    ("lenet5", {"channels": 20}, "model.channels: unknown key; allowed keys are name"),
-    ("vgg16", {"depth": 19}, "model.depth: unknown key; allowed keys are name"),
+    ("resnet110", {"blocks": 4}, "model.blocks: unknown key; allowed keys are name, shortcut, weights"),
+    ("lenet300", {"hidden": [300, 100]}, "model.hidden: unknown key; allowed keys are name, weights"),
+    ("lenet5", {"channels": 20}, "model.channels: unknown key; allowed keys are name, weights"),
+    ("vgg16", {"depth": 19}, "model.depth: unknown key; allowed keys are name, weights"),
 ])
 def test_bad_model_options_are_one_line_errors(name: str, options: dict, message: str) -> None:
     with pytest.raises(UserError) as error:

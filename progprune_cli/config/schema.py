@@ -40,6 +40,9 @@ class ModelConfig:
     """`model:`; a model's own keys (sizes, switches) are fields of its subclass (models/<name>.py)."""
 
     name: str = MISSING
+    # A state dict to start from (.safetensors, or a torch file of tensors); torchvision and timm models also take
+    # DEFAULT or a weights name, read from the local cache. null: initialised at random (seeded).
+    weights: Optional[str] = None
 
 
 @dataclass

@@ -35,6 +35,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="PATH", default=None,
                    help="output file (or folder); default RUN_DIR/export/MODEL.onnx; the sidecar goes beside it "
                         "as .json")
+    p.add_argument("--trust-targets", action="store_true",
+                   help="build a model of the user's own class (model._target_ in the run's config), importing its "
+                        "module from the current folder or PYTHONPATH; without it such a run is refused")
     p.add_argument("--check-samples", metavar="N", type=int, default=CHECK_SAMPLES,
                    help=f"test inputs to compare (default {CHECK_SAMPLES})")
     return p
@@ -53,6 +56,7 @@ def run_export(args: argparse.Namespace) -> list[str]:
     onnx_export.require()  # before any model loading: a missing package should cost nothing
     run = RunFolder.open(args.run_dir)
     run.require_complete()
+    run.require_trusted(args.trust_targets)
     which = args.model or run.default_model()
     if args.model is not None:
         try:
@@ -67,14 +71,17 @@ def run_export(args: argparse.Namespace) -> list[str]:
     from progprune_cli.atomic import write_atomic
 
     data = build_data(run.cfg.dataset, run.cfg.seed)  # as parts.py builds it: the same seeded test split
-    model = load_model(run.path, which, info=data.info)
+    model = load_model(run.path, which, info=data.info, trust_targets=args.trust_targets)
     try:
         exported, checked = onnx_export.export_onnx(model, inputs(data.test, args.check_samples), out)
         side = sidecar_path(out)
         write_atomic(side, json.dumps(describe(run, which, data, out, exported, checked), indent=1) + "\n")
     except OSError as error:  # e.g. a folder that is not a real one (/proc), a full disk
         raise UserError(f"--out: cannot write {error.filename or out} ({error.strerror or error})") from None
-    return [f"wrote {out} ({which} {run.cfg.model.name}, ONNX opset {exported.opset}, {exported.exporter} exporter)",
+    from progprune_cli.models.weights import source_of
+
+    source = source_of(run.cfg.model).removeprefix("progprune:")
+    return [f"wrote {out} ({which} {source}, ONNX opset {exported.opset}, {exported.exporter} exporter)",
             f"checked with onnxruntime on {checked.samples} test inputs: max |diff| {checked.max_abs_diff:.2g} "
             f"(<= {checked.tolerance:g})",
             f"sidecar: {side}"]

@@ -47,6 +47,15 @@ class RunFolder:
         """The run id results.json records (the folder's name)."""
         return self.path.resolve().name
 
+    def require_trusted(self, trust: bool, more: list[str] | None = None) -> None:
+        """Building this run's model imports the code its config names by `_target_` (a user's class, and `more`
+        such names, e.g. from a compacted checkpoint): refused in one line naming it unless `trust`."""
+        found = list(dict.fromkeys([*targets_in(self.config), *(more or [])]))
+        if found and not trust:
+            raise UserError(f"RUN_DIR: {self.path}: its model is built by importing {', '.join(found)} (a _target_ "
+                            "in the run's config); load it only if you trust that code: trust_targets=True "
+                            "(progprune export --trust-targets)")
+
     def status(self) -> dict[str, Any]:
         """status.json's fields, {} when it is missing or not an object; one the readers refuse (not JSON, a symlink,
         a FIFO, too big or deep) is a one-line UserError naming it."""
@@ -97,6 +106,16 @@ class RunFolder:
         else:
             why = "the run did not save it"
         raise UserError(f"RUN_DIR: {self.path} has no {which} model ({path.relative_to(self.path)} missing): {why}")
+
+
+def targets_in(value: Any) -> list[str]:
+    """Every `_target_` value in a config (a nested dict as read from a run folder): code building it imports."""
+    if isinstance(value, dict):
+        own = [str(value["_target_"])] if value.get("_target_") is not None else []
+        return own + [t for item in value.values() for t in targets_in(item)]
+    if isinstance(value, list):
+        return [t for item in value for t in targets_in(item)]
+    return []
 
 
 def _granularity(cfg: RunConfig) -> str:

@@ -21,13 +21,33 @@ def run_lines(results: Results) -> list[str]:
                 f"schedule {pruning.schedule} · target {target}, achieved {pct(pruning.achieved_sparsity)}")
     else:
         what = "strategy: none (dense baseline)"
-    where = (f"dataset {dig(cfg, 'dataset', 'name')} · model {dig(cfg, 'model', 'name')} · seed {run.seed} · "
+    model = (run.model_source or "").removeprefix("progprune:") or dig(cfg, 'model', 'name')
+    where = (f"dataset {dig(cfg, 'dataset', 'name')} · model {model} · seed {run.seed} · "
              f"device {run.device} · torch {run.torch} · {num(run.duration_s)} s")
-    lines = [what, where]
+    lines = [what, where, *_origin_lines(results)]
     if run.overrides:
         lines.append("overrides: " + " ".join(run.overrides))
     if run.dense_reused_from:
         lines.append(f"dense model reused from {run.dense_reused_from}")
+    return lines
+
+
+# What RunInfo.original says the original model is, when it is not a model trained here.
+ORIGINAL = {"loaded": "original: the model as loaded from model.weights (train.epochs=0), not trained here",
+            "untrained": "original: UNTRAINED (train.epochs=0 and no model.weights): initialised at random, so its "
+                         "figures are not those of a trained model"}
+
+
+def _origin_lines(results: Results) -> list[str]:
+    """The weights the model started from, what fitting them to the data changed, and what the original is."""
+    run = results.run
+    lines = []
+    if run.weights is not None:
+        weights = run.weights
+        lines.append(f"weights {weights.file} (sha256 {(weights.sha256 or '?')[:12]})"
+                     + "".join(f"; {note}" for note in weights.adapted))
+    if run.original in ORIGINAL:
+        lines.append(ORIGINAL[run.original])
     return lines
 
 

@@ -340,6 +340,17 @@ class PruningLog(Record):
 # --- the document ----------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class Weights(Record):
+    """The weights a run's model started from (`model.weights`): the file, its SHA-256, and what was changed to fit
+    the data (a classifier of other classes replaced, a first conv of other input channels adapted)."""
+
+    file: str | None = None
+    sha256: str | None = None
+    head_replaced: bool | None = None
+    adapted: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class RunInfo(Record):
     """What was run where: results.json's `run`."""
 
@@ -356,6 +367,12 @@ class RunInfo(Record):
     train_threads: int | None = None
     git_commit: str | None = None
     dense_reused_from: str | None = None
+    # What built the model (progprune:NAME, torchvision:ARCH, timm:ARCH, custom:MODULE.CLASS), the weights it
+    # started from (null: initialised at random), and what the original is: trained, loaded (model.weights with
+    # train.epochs=0) or untrained (train.epochs=0 without weights).
+    model_source: str | None = None
+    weights: Weights | None = None
+    original: str | None = None
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,21 @@ from progprune_cli.stages.cache import reuse_or_train
 
 
 def dense_settings(parts: Parts, epochs: int) -> dict[str, Any]:
-    """Exactly what a dense checkpoint depends on: data, model, optimizer, training settings, seed."""
+    """Exactly what a dense checkpoint depends on: data, model (with the code that builds it and the weights it
+    starts from), optimizer, training settings, seed."""
     cfg = parts.cfg
     train = {k: v for k, v in dataclasses.asdict(cfg.train).items() if k not in ("reuse", "threads")}
+    # The weights by their content, not their path (a file replaced in place is another model; a copy elsewhere is
+    # the same); a user's class by its module's hash, a library's by its version. Left out when there are none, so
+    # the entries of models without them keep their keys.
+    model = {k: v for k, v in dataclasses.asdict(cfg.model).items() if k != "weights"}
+    origin = parts.origin
+    if origin is not None and origin.weights is not None:
+        model["weights_sha256"] = origin.weights.sha256
+    if origin is not None and origin.code is not None:
+        model["code"] = origin.code
     # Device and versions too: a model trained on a GPU, or by other code, must not pass for this one.
-    return {"dataset": dataclasses.asdict(cfg.dataset), "model": dataclasses.asdict(cfg.model),
+    return {"dataset": dataclasses.asdict(cfg.dataset), "model": model,
             "optimizer": dataclasses.asdict(cfg.optimizer), "train": train, "epochs": epochs,
             "seed": cfg.seed, "rewind": cfg.schedule.rewind if cfg.strategy else None,
             "device": parts.device.type, "torch": torch.__version__, "progprune": __version__}
@@ -53,8 +63,7 @@ class Train(Stage):
             io.save("rewind", {"model": model.state_dict()})
         loop = run.loop("train", model, cfg.train, save=lambda: io.save(self.progress_name(),
                                                                         {"loop": loop.state_dict()}))
-        io.log(f"train: {cfg.train.epochs} epochs of the dense {cfg.model.name} on {cfg.dataset.name} "
-               f"({len(parts.data.train)} train samples) on {parts.device}")
+        io.log(train_line(parts))
         resume_loop(run, loop, progress)
 
         def after_epoch(epoch: int) -> None:
@@ -66,3 +75,19 @@ class Train(Stage):
         io.save(self.output, {"model": model.state_dict(), "masks": None, "stage": "train",
                               "epochs": cfg.train.epochs, "rows": loop.rows})
         return model
+
+
+def train_line(parts: Parts) -> str:
+    """What the train stage does, for run.log: with train.epochs=0, what the original is instead."""
+    cfg, origin = parts.cfg, parts.origin
+    source = origin.source.removeprefix("progprune:") if origin is not None else cfg.model.name
+    weights = origin.weights if origin is not None else None
+    start = f" from {weights.file}" if weights is not None else ""
+    if cfg.train.epochs == 0 and weights is not None:
+        return (f"train: train.epochs=0: the original is {source} as loaded from {weights.file} (sha256 "
+                f"{weights.sha256[:12]}), not trained here")
+    if cfg.train.epochs == 0:
+        return (f"train: train.epochs=0 and no model.weights: the original is {source} UNTRAINED (initialised at "
+                "random); its figures are not those of a trained model")
+    return (f"train: {cfg.train.epochs} epochs of the dense {source}{start} on {cfg.dataset.name} "
+            f"({len(parts.data.train)} train samples) on {parts.device}")
