@@ -18,7 +18,7 @@ def import_target(dotted: str, key: str) -> Any:
     that gave it (e.g. dataset._target_), named in every error."""
     module_name, _, attr = str(dotted).rpartition(".")
     if not module_name or not attr or not all(part.isidentifier() for part in str(dotted).split(".")):
-        raise UserError(f"{key}: got {dotted!r}; expected a dotted path module.name, e.g. mydata.make_dataset")
+        raise UserError(f"{key}: got {dotted!r}; expected a dotted path MODULE.NAME (e.g. mynet.Net, mydata.make)")
     _start_folder_importable()
     try:
         module = importlib.import_module(module_name)
@@ -38,7 +38,7 @@ def import_callable(dotted: str, key: str) -> Callable[..., Any]:
     """`import_target`, refused in one line unless it can be called (a function or a class)."""
     target = import_target(dotted, key)
     if not callable(target):
-        raise UserError(f"{key}: {dotted} is a {type(target).__name__}, not a function or class")
+        raise UserError(f"{key}: {dotted} is not a function or class (found {type(target).__name__} {target!r:.40})")
     return target
 
 

@@ -255,9 +255,9 @@ T = "dataset._target_"
 BAD_CASES = [
     ("nosuch.make", f"{T}: no module named 'nosuch' (for nosuch.make); put the module in the folder progprune is "
                     "started in or on PYTHONPATH"),
-    ("baddata", f"{T}: got 'baddata'; expected a dotted path module.name, e.g. mydata.make_dataset"),
+    ("baddata", f"{T}: got 'baddata'; expected a dotted path MODULE.NAME (e.g. mynet.Net, mydata.make)"),
     ("baddata.nosuch", None),  # names the module's file: filled in by the test
-    ("baddata.NOT_CALLABLE", f"{T}: baddata.NOT_CALLABLE is a int, not a function or class"),
+    ("baddata.NOT_CALLABLE", f"{T}: baddata.NOT_CALLABLE is not a function or class (found int 3)"),
     ("baddata.raises", f"{T}: baddata.raises(split='train') raised ValueError: no files for train"),
     ("baddata.a_list", f"{T}: baddata.a_list(split='train') returned a list; expected a map-style "
                        "torch.utils.data.Dataset of (tensor, int) samples"),

@@ -15,7 +15,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from conftest import component, model_of
 
 from progprune_cli.data import DataInfo
-from progprune_cli.errors import UserError
 from progprune_cli.pruning.masks import Masks, apply_masks
 from progprune_cli.pruning.strategies import PruneContext, Strategy, build_strategy
 from progprune_cli.pruning.strategies import channel_graph as cg

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
 import warnings
@@ -227,12 +226,13 @@ def test_bad_user_models_and_weights_are_one_line_before_any_folder(user_folder:
     cases = [
         (["model=custom"], "model._target_: missing; name your model's class, e.g. model._target_=mynet.Net"),
         (["model=custom", "model._target_=nosuch.Net"],
-         f"model._target_=nosuch.Net: no module nosuch in {os.getcwd()} or on PYTHONPATH"),
+         "model._target_: no module named 'nosuch' (for nosuch.Net); put the module in the folder progprune is "
+         "started in or on PYTHONPATH"),
         (["model=custom", "model._target_=mynet.WIDTH"],
-         "model._target_=mynet.WIDTH: WIDTH is not a class or callable (found int 3)"),
+         "model._target_: mynet.WIDTH is not a function or class (found int 3)"),
         ([*USER, "+model.depth=3"], "model.depth: unknown key; mynet.Net takes in_channels, num_classes, width"),
         (["model=custom", "model._target_=mynet.Broken", "+model.width=3"],
-         "model._target_=mynet.Broken: mynet.Broken(width=3) raised ValueError: width must be even, got 3"),
+         "model._target_: mynet.Broken(width=3) raised ValueError: width must be even, got 3"),
         (["model=custom", "model._target_=mynet.Flat"], "model: custom:mynet.Flat returns [2, 64] for 2 inputs in "
                                                         "training mode; expected a tensor of shape [2, 4] (one logit "
                                                         "per class)"),

@@ -5,10 +5,7 @@ module is imported from the folder progprune is started in, or from PYTHONPATH."
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
-import os
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Optional
 
@@ -19,6 +16,7 @@ from progprune_cli.data import DataInfo
 from progprune_cli.errors import UserError, described
 from progprune_cli.models.base import MODELS
 from progprune_cli.models.weights import SourcedConfig
+from progprune_cli.targets import import_callable
 
 # The keyword names torchvision, timm and most models use for the data's sizes, filled in unless given.
 FROM_DATA: dict[str, Callable[[DataInfo], int]] = {
@@ -51,32 +49,9 @@ class CustomConfig(SourcedConfig):
 def constructor(cfg: CustomConfig) -> Callable[..., Any]:
     """What `_target_` names (imported from the folder progprune was started in or PYTHONPATH), or a one-line
     error: no such module or name, or not a class or callable."""
-    target = cfg._target_
-    key = f"model._target_={target}"
-    if target is None:
+    if cfg._target_ is None:
         raise UserError("model._target_: missing; name your model's class, e.g. model._target_=mynet.Net")
-    module_name, _, attribute = target.rpartition(".")
-    if not module_name or not attribute:
-        raise UserError(f"{key}: expected MODULE.CLASS, e.g. mynet.Net (mynet.py in the folder progprune is "
-                        "started in, or on PYTHONPATH)")
-    here = os.getcwd()
-    if here not in sys.path:
-        sys.path.insert(0, here)  # as `python -m` has it; the installed console script starts from its own folder
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name is not None and module_name.startswith(error.name):
-            raise UserError(f"{key}: no module {error.name} in {here} or on PYTHONPATH") from None
-        raise UserError(f"{key}: importing {module_name} failed: {described(error)}") from None
-    except Exception as error:  # the user's module raised while importing: said, not a traceback
-        raise UserError(f"{key}: importing {module_name} failed: {described(error)}") from None
-    if not hasattr(module, attribute):
-        raise UserError(f"{key}: {module_name} ({module.__file__}) has no {attribute}")
-    found = getattr(module, attribute)
-    if not callable(found):
-        raise UserError(f"{key}: {attribute} is not a class or callable (found {type(found).__name__} "
-                        f"{found!r:.40})")
-    return found
+    return import_callable(cfg._target_, "model._target_")
 
 
 def arguments(cfg: CustomConfig, info: DataInfo, make: Callable[..., Any]) -> dict[str, Any]:
@@ -97,7 +72,7 @@ def arguments(cfg: CustomConfig, info: DataInfo, make: Callable[..., Any]) -> di
     try:
         signature.bind(**values)
     except TypeError as error:
-        raise UserError(f"model._target_={cfg._target_}: {error}; {takes} (give one with +model.NAME=VALUE)") \
+        raise UserError(f"model._target_: {cfg._target_}: {error}; {takes} (give one with +model.NAME=VALUE)") \
             from None
     return values
 
@@ -110,8 +85,8 @@ def build(cfg: CustomConfig, info: DataInfo) -> nn.Module:
     try:
         model = make(**values)
     except Exception as error:  # the user's constructor: whatever it raises is said in one line
-        raise UserError(f"model._target_={cfg._target_}: {call} raised {described(error)}") from None
+        raise UserError(f"model._target_: {call} raised {described(error)}") from None
     if not isinstance(model, nn.Module):
-        raise UserError(f"model._target_={cfg._target_}: {call} returned a {type(model).__name__}, not a "
+        raise UserError(f"model._target_: {call} returned a {type(model).__name__}, not a "
                         "torch.nn.Module")
     return model
