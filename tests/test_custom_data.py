@@ -73,6 +73,22 @@ def test_a_run_on_your_own_dataset_completes_with_val_carved_from_train(referenc
     assert results["models"]["original"]["accuracy"]["test"] > 0.5  # learnable: well above 4 classes' 0.25
 
 
+def test_reading_the_run_back_imports_the_factory_only_when_trusted(reference: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from progprune_cli.export import load_model
+
+    monkeypatch.chdir(reference.parent)  # where userdata.py is, as for the run
+    sys.modules.pop("userdata", None)
+    with pytest.raises(UserError) as caught:
+        load_model(reference, "finetuned")
+    assert str(caught.value) == (
+        f"RUN_DIR: {reference}: rebuilding its model or data imports userdata.make (a _target_ in the run's config); "
+        "load it only if you trust that code: trust_targets=True (progprune export --trust-targets)")
+    assert "userdata" not in sys.modules  # refused before anything imported it
+    model = load_model(reference, "finetuned", trust_targets=True)
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 4)
+
+
 def test_a_streamed_run_interrupted_and_resumed_equals_the_in_memory_run(reference: Path, tmp_path: Path) -> None:
     """Loader workers reading the same samples in the same seeded order, SIGTERM mid-run, then resume:
     the same metrics and figures as the uninterrupted in-memory run."""

@@ -129,8 +129,8 @@ def test_load_model_and_export_build_a_users_class_only_when_trusted(sweep: Path
                                                                      tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     job = sweep / "1"  # structured: it has a compacted model
-    refusal = (f"RUN_DIR: {job}: its model is built by importing mynet.Net (a _target_ in the run's config); load "
-               "it only if you trust that code: trust_targets=True (progprune export --trust-targets)")
+    refusal = (f"RUN_DIR: {job}: rebuilding its model or data imports mynet.Net (a _target_ in the run's config); "
+               "load it only if you trust that code: trust_targets=True (progprune export --trust-targets)")
     for which in ("compacted", "finetuned"):
         with pytest.raises(UserError) as caught:
             load_model(job, which)

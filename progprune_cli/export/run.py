@@ -48,12 +48,13 @@ class RunFolder:
         return self.path.resolve().name
 
     def require_trusted(self, trust: bool, more: list[str] | None = None) -> None:
-        """Building this run's model imports the code its config names by `_target_` (a user's class, and `more`
-        such names, e.g. from a compacted checkpoint): refused in one line naming it unless `trust`."""
+        """Building this run's model or data imports the code its config names by `_target_` (a user's class or
+        dataset factory, and `more` such names, e.g. from a compacted checkpoint): refused in one line naming it
+        unless `trust`."""
         found = list(dict.fromkeys([*targets_in(self.config), *(more or [])]))
         if found and not trust:
-            raise UserError(f"RUN_DIR: {self.path}: its model is built by importing {', '.join(found)} (a _target_ "
-                            "in the run's config); load it only if you trust that code: trust_targets=True "
+            raise UserError(f"RUN_DIR: {self.path}: rebuilding its model or data imports {', '.join(found)} (a "
+                            "_target_ in the run's config); load it only if you trust that code: trust_targets=True "
                             "(progprune export --trust-targets)")
 
     def status(self) -> dict[str, Any]:
