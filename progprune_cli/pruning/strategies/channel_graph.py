@@ -5,13 +5,16 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from progprune_cli.errors import described
 from progprune_cli.pruning.masks import Masks
+
+if TYPE_CHECKING:
+    import torch_pruning as tp
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 Shape = tuple[int, ...]  # one sample's shape, without the batch dimension
@@ -101,6 +104,8 @@ def _fold(group: tp.Group, names: dict[nn.Module, str]) -> tuple[int, list[str]]
     """Into how many blocks the grouped convolutions in `group` split its channels (the least common multiple of
     their groups: one block-periodic choice suits all of them), and their names. Depthwise convolutions, whose
     channels torch-pruning couples through, split nothing."""
+    import torch_pruning as tp
+
     grouped = {dep.target.module for dep, _ in group
                if dep.target.type == tp.ops.OPTYPE.CONV and getattr(dep.target.module, "groups", 1) > 1}
     return math.lcm(1, *(m.groups for m in grouped)), sorted(names.get(m, "?") for m in grouped)
@@ -211,6 +216,10 @@ def guess_shape(model: nn.Module, largest: int = 512) -> Shape:
 
 
 def _dependency_graph(model: nn.Module, shape: Shape) -> tp.DependencyGraph:
+    # Imported here: torch-pruning imports timm when it is installed, and timm torchvision (~2.7 s on 2 cores), which
+    # a run of a weight strategy or a dense run never needs.
+    import torch_pruning as tp
+
     param = next(model.parameters())
     example = torch.zeros((1, *shape), dtype=param.dtype, device=param.device)
     with torch.enable_grad():  # torch-pruning traces through autograd
