@@ -126,7 +126,7 @@ def test_compacted_model_round_trips_through_a_tensor_only_file(name: str, tmp_p
     # The model's own keys with their values: the architecture rebuilds without reading any YAML.
     own = {"simple_cnn": {"channels": 32}, "two_conv_cnn": {"channels": 32}, "mlp": {"hidden": [128, 64]},
            "resnet_tiny": {"width": 16}}
-    assert data["model"] == {"name": name, "options": own[name]}
+    assert data["model"] == {"name": name, "options": {"weights": None, **own[name]}}  # every model's weights key
     assert DataInfo(**data["info"]) == INFO
     assert {k: v.tolist() for k, v in data["unit_masks"].items()} == {k: v.tolist() for k, v in masks.items()}
     loaded = rebuild_compacted(read_checkpoint(path), path).eval()
