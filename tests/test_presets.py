@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,12 @@ from rich.console import Console
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from conftest import progprune
 from progprune_cli.config import OptimizerConfig
 from progprune_cli.optim.losses import cross_entropy
 from progprune_cli.stages.io import StageIO
 from progprune_cli.stages.loop import Diverged, Loop
+from test_data_loaders import write_mnist
 
 # (stage, the stage's own lr or None) → the key the hint must name, and the lr it must quote
 LR_KEYS = [
@@ -40,3 +43,21 @@ def test_the_divergence_hint_names_the_key_that_set_the_lr(tmp_path: Path, stage
     assert str(caught.value) == (
         f"{stage} epoch 1, step 1 of 3: the training loss is not finite; training diverged (lower {key}, now "
         f"{shown}, or set optimizer.clip_grad_norm); the last good checkpoint is kept")
+
+
+def test_a_preset_run_on_a_small_mnist_split_records_it_and_is_not_compared(workdir: Path) -> None:
+    """The user's case: an MNIST preset on far fewer training images than the paper's figure assumes."""
+    write_mnist(workdir / "mnist", n_train=40, n_test=10)
+    run_dir = workdir / "run"
+    done = progprune("train", "experiment=lenet300_mnist", f"dataset.root={workdir / 'mnist'}",
+                     "dataset.download=false", "train.epochs=1", "prune.epochs=1", "finetune.epochs=1",
+                     "evaluate.dense_baseline=false", "evaluate.repeats=1", "evaluate.warmup=0",
+                     f"hydra.run.dir={run_dir}", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["run"]["train_samples"] == 36  # 40 images, 10% held out for validation
+    rows = [line for line in (run_dir / "results.md").read_text().splitlines() if "Han et al. 2015" in line]
+    assert [row.rsplit("|", 2)[1].strip() for row in rows] == [
+        "not comparable: trained on 36 images; the figure assumes 54,000",
+        "not comparable: trained on 36 images; the figure assumes 54,000",
+        "reached"]  # weights kept: no data involved

@@ -331,6 +331,7 @@ class RunInfo(Record):
     train_threads: int | None = None
     git_commit: str | None = None
     dense_reused_from: str | None = None
+    train_samples: int | None = None  # samples the run trained on (the training split, after val was carved out)
 
 
 @dataclass(frozen=True)
