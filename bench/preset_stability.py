@@ -139,7 +139,7 @@ def recipe(folder: Path) -> str:
     stages = "; ".join(f"{stage} {cfg[stage]['epochs']} epochs, batch {cfg[stage]['batch_size']}, lr "
                        f"{cfg[stage]['lr'] if cfg[stage]['lr'] is not None else opt['lr']} "
                        f"({cfg[stage]['lr_scheduler']['name']})" for stage in ("train", "prune", "finetune"))
-    return f"optimizer {opt['name']} lr {opt['lr']}, {options}; {stages}"
+    return f"optimizer {opt['name']} lr {opt['lr']}{', ' + options if options else ''}; {stages}"
 
 
 def outcome(preset: str, folder: Path, seconds: float, results: dict | str) -> Outcome:
