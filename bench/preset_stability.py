@@ -40,8 +40,8 @@ from strategies import run  # bench/strategies.py: one `progprune train` in a fo
 CONF = Path(__file__).resolve().parent.parent / "conf"
 MNIST_PRESETS = ("seed_mnist", "lenet300_mnist", "lenet5_mnist")
 CIFAR_PRESETS = ("seed_cifar10", "resnet56_cifar10", "vgg16_cifar10")
-# Epoch overrides per preset: none (the preset's own) where a whole run fits on 2 cores. resnet56/vgg16: their
-# dense epochs take minutes here, and a masked epoch several times that under load.
+# Epoch overrides per preset: none (the preset's own) where a whole run fits on 2 cores; resnet56/vgg16 epochs take
+# 1-8 minutes each here, depending on the machine's load.
 FEW = ["train.epochs=2", "prune.epochs=1", "finetune.epochs=1", "evaluate.dense_baseline=false"]
 SHORT = {"resnet56_cifar10": FEW, "vgg16_cifar10": FEW}
 LIGHT_TIMING = ["evaluate.repeats=2", "evaluate.min_repeats=1", "evaluate.warmup=1", "evaluate.timing_samples=64"]
