@@ -166,7 +166,8 @@ def _run_info(cfg: RunConfig, overrides: list[str], run_dir: Path, started: str,
                    duration_s=round(duration, 3), overrides=tuple(overrides), seed=cfg.seed, device=str(parts.device),
                    torch=torch.__version__, python=platform.python_version(), threads=cfg.evaluate.threads,
                    train_threads=torch.get_num_threads(), git_commit=_git_commit(),
-                   dense_reused_from=dense_reused_from, **_origin(parts))
+                   dense_reused_from=dense_reused_from, train_samples=len(parts.data.train),
+                   **_origin(parts))
 
 
 def _origin(parts: Parts) -> dict[str, Any]:

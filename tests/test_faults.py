@@ -83,7 +83,7 @@ def test_divergence_fails_in_its_stage_and_keeps_the_last_good_checkpoint(workdi
     assert done.returncode == 2
     line = done.stderr.strip()
     assert "\n" not in line and line.startswith("progprune: error: finetune epoch 1, step ")
-    assert "training diverged (lower optimizer.lr" in line and "the last good checkpoint is kept" in line
+    assert "training diverged (lower finetune.lr, now 1e+12" in line and "the last good checkpoint is kept" in line
     status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "failed" and status["stage"] == "finetune"
     assert not (run_dir / "results.json").exists()

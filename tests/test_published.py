@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -51,3 +52,36 @@ def test_a_subset_of_the_data_is_not_comparable(tmp_path: Path) -> None:
 def test_no_expected_figures_no_table(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run")
     assert published_table(Results.from_json(json.loads((run / "results.json").read_text()))) is None
+
+
+def trained_on(tmp_path: Path, samples: int) -> Results:
+    """A run holding one figure that assumes 54,000 training images, which trained on `samples`."""
+    figure = {"source": "Han et al. 2015", "metric": "test_error", "model": "finetuned", "value": 0.06,
+              "tolerance": 0.005, "dataset": "digits", "train_size": 54000}
+    run = make_run(tmp_path / "run", config={"expected": [figure]}, finetuned_acc=0.95)
+    record = Results.from_json(json.loads((run / "results.json").read_text()))
+    return dataclasses.replace(record, run=dataclasses.replace(record.run, train_samples=samples))
+
+
+def test_a_run_on_fewer_training_images_than_the_figure_assumes_is_not_comparable(tmp_path: Path) -> None:
+    table = published_table(trained_on(tmp_path, 7200))
+    assert table is not None
+    assert table.rows[0][3:] == ["6.00% ± 0.50%", "6.00%",
+                                 "not comparable: trained on 7,200 images; the figure assumes 54,000"]
+
+
+def test_a_run_on_as_many_training_images_is_compared(tmp_path: Path) -> None:
+    table = published_table(trained_on(tmp_path, 54000))
+    assert table is not None and table.rows[0][5] == "reached"
+
+
+def test_a_results_file_without_train_samples_is_compared_as_before(tmp_path: Path) -> None:
+    doc = json.loads(trained_on(tmp_path, 7200).dumps())
+    del doc["run"]["train_samples"]  # as an older results.json (same schema_version) has it
+    table = published_table(Results.from_json(doc))
+    assert table is not None and table.rows[0][5] == "reached"
+
+
+def test_train_samples_round_trips_through_results_json(tmp_path: Path) -> None:
+    record = trained_on(tmp_path, 7200)
+    assert Results.from_json(json.loads(record.dumps()), strict=True).run.train_samples == 7200

@@ -174,6 +174,7 @@ class ExpectedFigure:
     tolerance: float = 0.0
     dataset: Optional[str] = None  # the dataset the figure was measured on
     train_epochs: Optional[int] = None  # the recipe's dense epochs; fewer is "not comparable"
+    train_size: Optional[int] = None  # training samples the figure's run trained on; a run on fewer is "not comparable"
     note: str = ""
 
 

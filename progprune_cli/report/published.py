@@ -26,13 +26,17 @@ def _show(value: float | None, percent: bool) -> str:
 
 
 def _not_comparable(figure: dict[str, Any], results: Results) -> str | None:
-    """Why this run cannot be held to the figure (other data, a shorter recipe), or None."""
+    """Why this run cannot be held to the figure (other data, fewer training images, a shorter recipe), or None."""
     cfg = results.config
     dataset = dig(cfg, "dataset", "name")
     if figure.get("dataset") and dataset != figure["dataset"]:
         return f"other data ({dataset}, the figure is on {figure['dataset']})"
     if figure.get("dataset") and dig(cfg, "dataset", "limit") is not None:
         return f"other data (dataset.limit={dig(cfg, 'dataset', 'limit')} of the training set)"
+    # A results.json from before train_samples was recorded cannot tell, and is compared as before.
+    size, samples = figure.get("train_size"), results.run.train_samples
+    if size and isinstance(samples, int) and samples < size:
+        return f"trained on {samples:,} images; the figure assumes {size:,}"
     wanted, trained = figure.get("train_epochs"), dig(cfg, "train", "epochs")
     if wanted and isinstance(trained, int) and trained < wanted:
         return f"fewer epochs ({trained} of the recipe's {wanted} dense epochs)"

@@ -367,6 +367,7 @@ class RunInfo(Record):
     train_threads: int | None = None
     git_commit: str | None = None
     dense_reused_from: str | None = None
+    train_samples: int | None = None  # samples the run trained on (the training split, after val was carved out)
     # What built the model (progprune:NAME, torchvision:ARCH, timm:ARCH, custom:MODULE.CLASS), the weights it
     # started from (null: initialised at random), and what the original is: trained, loaded (model.weights with
     # train.epochs=0) or untrained (train.epochs=0 without weights).

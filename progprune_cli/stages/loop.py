@@ -262,6 +262,13 @@ class Loop:
     def where(self) -> str:
         return f"{self.stage} epoch {self.epoch + 1}, step {self.step_in_epoch} of {self.per_epoch}"
 
+    def lr_key(self) -> str:
+        """The config key that set this loop's lr: the stage's own `lr` when it has one (dense_long trains at
+        train's), else optimizer.lr."""
+        if self.lr is None:
+            return "optimizer.lr"
+        return f"{'train' if self.stage == 'dense_long' else self.stage}.lr"
+
     def _check_finite(self, weights: bool = False, stop: bool = False) -> int:
         """Raise Diverged on a non-finite loss (or weight); returns the stop request's signal (0: none) when
         `stop`. Under torchrun every rank calls it at the same step and the ranks agree in one all-reduce."""
@@ -280,8 +287,8 @@ class Loop:
             problem = "a weight is not finite"
         if problem is not None:
             lr = self.optimizer.param_groups[0]["lr"]
-            raise Diverged(f"{self.where()}: {problem}; training diverged (lower optimizer.lr, now {lr:g}, or set "
-                           "optimizer.clip_grad_norm); the last good checkpoint is kept")
+            raise Diverged(f"{self.where()}: {problem}; training diverged (lower {self.lr_key()}, now {lr:g}, or "
+                           "set optimizer.clip_grad_norm); the last good checkpoint is kept")
         return signum
 
     def _checkpoint(self) -> None:
