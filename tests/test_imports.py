@@ -18,9 +18,10 @@ sys.modules["import_graph"] = graph_tool
 _spec.loader.exec_module(graph_tool)
 
 P = "progprune_cli."
-# Errors, files, checkpoints, signals, the device and the process group: what everything above may use.
+# Errors, files, checkpoints, signals, the device, the process group and importing a user's _target_: what
+# everything above may use.
 LOW_LEVEL = {P + name for name in ("errors", "atomic", "filelock", "reading", "hashing", "checkpoints", "signals",
-                                   "device", "distributed")}
+                                   "device", "distributed", "targets")}
 
 
 @pytest.fixture(scope="module")
