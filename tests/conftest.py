@@ -66,6 +66,21 @@ def progprune(*args: str, cwd: Path, timeout: int = 300) -> subprocess.Completed
     return subprocess.run([PROGPRUNE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+def refused(*args: str, cwd: Path, monkeypatch: pytest.MonkeyPatch,
+            capsys: pytest.CaptureFixture[str]) -> str:
+    """`progprune ARGS` in this process, started in `cwd` (what the pre-run check refuses needs no new process):
+    its stderr, once it exited 2 having printed nothing on stdout. Each table of bad input keeps one case run
+    through the installed command as well, for what only a real process shows."""
+    from progprune_cli import cli
+
+    monkeypatch.chdir(cwd)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(list(args))
+    captured = capsys.readouterr()
+    assert (exit_.value.code, captured.out) == (2, ""), captured.err
+    return captured.err
+
+
 def finished_run(factory: pytest.TempPathFactory, *overrides: str) -> Path:
     """A run of the installed command, finished, in a temp folder of its own (for a module's tests to copy)."""
     work = factory.mktemp("finished")

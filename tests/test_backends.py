@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import PROGPRUNE, progprune
+from conftest import PROGPRUNE, progprune, refused
 from run_fixture import make_run
 from progprune_cli.errors import UserError
 from progprune_cli.measure import onnx_export, onnxruntime_backend
@@ -160,7 +160,9 @@ def test_onnxruntime_missing_is_one_line_before_any_folder(workdir: Path) -> Non
     ("[torch,tensorrt]", "evaluate.backends[1]: got 'tensorrt'; allowed values are torch, onnxruntime"),
     ("[onnxruntime]", "evaluate.backends: got [onnxruntime]; it must include torch (e.g. [torch, onnxruntime])"),
 ])
-def test_a_bad_backend_is_one_line_listing_the_allowed_ones(workdir: Path, value: str, message: str) -> None:
-    result = progprune("train", f"evaluate.backends={value}", cwd=workdir)
-    assert (result.returncode, result.stderr) == (2, f"progprune: error: {message}\n")
+def test_a_bad_backend_is_one_line_listing_the_allowed_ones(workdir: Path, value: str, message: str,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    err = refused("train", f"evaluate.backends={value}", cwd=workdir, monkeypatch=monkeypatch, capsys=capsys)
+    assert err == f"progprune: error: {message}\n"
     assert not (workdir / "runs").exists()

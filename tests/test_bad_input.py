@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROGPRUNE, TINY, progprune
+from conftest import PROGPRUNE, TINY, progprune, refused
 from progprune_cli import preflight
 from progprune_cli.edge import exit_codes
 from progprune_cli.errors import UserError
@@ -40,7 +40,16 @@ CASES = [
 
 
 @pytest.mark.parametrize(("overrides", "message"), CASES, ids=[" ".join(c[0]) for c in CASES])
-def test_bad_input_is_one_line_before_any_folder(overrides: list[str], message: str, tmp_path: Path) -> None:
+def test_bad_input_is_one_line_before_any_folder(overrides: list[str], message: str, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    err = refused("train", *TINY, *overrides, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert err == f"progprune: error: {message}\n"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_hydra_override_the_installed_command_refuses(tmp_path: Path) -> None:
+    overrides, message = CASES[6]  # hydra/launcher=nosuch: refused before Hydra starts
     done = progprune("train", *TINY, *overrides, cwd=tmp_path)
     assert (done.returncode, done.stderr, done.stdout) == (2, f"progprune: error: {message}\n", "")
     assert not (tmp_path / "runs").exists()
@@ -101,12 +110,3 @@ def test_a_closed_stdout_does_not_stop_the_run(tmp_path: Path) -> None:
     assert (proc.returncode, err) == (0, b"")
     assert json.loads((run_dir / "status.json").read_text())["status"] == "complete"
     assert "evaluate: measuring took" in (run_dir / "run.log").read_text()
-
-
-def test_export_to_a_place_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    assert progprune("train", *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
-    done = progprune("export", str(run_dir), "--out", "/proc/nope/x.onnx", cwd=tmp_path)
-    assert done.returncode == 2
-    assert done.stderr.startswith("progprune export: error: --out: cannot write /proc/nope")
-    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROGPRUNE, TINY, progprune
+from conftest import PROGPRUNE, TINY, progprune, refused
 
 
 def run_dirs(workdir: Path) -> list[Path]:
@@ -115,11 +115,19 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize(("args", "message"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
-def test_bad_input_one_line_no_folder(workdir: Path, args: list[str], message: str) -> None:
-    result = progprune("train", *args, cwd=workdir)
-    assert result.returncode == 2
-    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
+def test_bad_input_one_line_no_folder(workdir: Path, args: list[str], message: str, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    err = refused("train", *args, cwd=workdir, monkeypatch=monkeypatch, capsys=capsys)
+    assert err.startswith(message) and err.count("\n") == 1, err
     assert not (workdir / "runs").exists()  # no run folder, no training started
+
+
+def test_bad_input_from_the_installed_command(workdir: Path) -> None:
+    args, message = BAD_INPUT[1]
+    result = progprune("train", *args, cwd=workdir)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
+    assert not (workdir / "runs").exists()
 
 
 def test_cuda_without_cuda(workdir: Path) -> None:

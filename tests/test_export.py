@@ -395,3 +395,9 @@ def test_progprune_export_on_a_real_run(workdir: Path) -> None:
         # The compacted model computes what the masked one does (the runner checked this in float64).
         assert (small(x) - masked(x)).abs().max() <= 1e-5
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in masked.parameters())
+
+    # A place that cannot be written (a folder /proc will not hold) is one line, not a traceback.
+    done = progprune("export", str(run), "--out", "/proc/nope/x.onnx", cwd=workdir)
+    assert done.returncode == 2
+    assert done.stderr.startswith("progprune export: error: --out: cannot write /proc/nope")
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY, finished_run, progprune
+from conftest import TINY, finished_run, progprune, refused
 
 sys.path.insert(0, str(Path(__file__).parent))
 from run_fixture import make_run  # noqa: E402
@@ -85,12 +85,12 @@ def test_a_planted_hydra_callback_is_refused_and_never_runs(run_dir: Path, tmp_p
      "a Hydra setting; resume takes none from a folder (Hydra's settings can run code)"),
 ], ids=["config-dir", "launcher", "group-into-hydra"])
 def test_hydra_overrides_and_flags_from_the_folder_are_refused(run_dir: Path, tmp_path: Path, line: str,
-                                                                reason: str) -> None:
+                                                                reason: str, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
     append(run_dir, line)
     before = snapshot(run_dir)
-    done = progprune("resume", str(run_dir), cwd=tmp_path)
-    assert done.returncode == 2
-    assert done.stderr == f"progprune: error: {run_dir / OVERRIDES}: {line}: {reason}; nothing was run\n"
+    err = refused("resume", str(run_dir), cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert err == f"progprune: error: {run_dir / OVERRIDES}: {line}: {reason}; nothing was run\n"
     assert snapshot(run_dir) == before
 
 

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from conftest import component, progprune
+from conftest import component, progprune, refused
 from progprune_cli.config import load_run_config
 from progprune_cli.data import DataInfo
 from progprune_cli.errors import UserError
@@ -218,7 +218,9 @@ def test_a_sweep_shares_one_dense_model(workdir: Path) -> None:
     (["+strategy=weight", "+strategy.layers_from=missing.yaml"],
      "strategy.layers_from: missing.yaml: cannot read it (No such file or directory)"),
 ])
-def test_bad_input_is_one_line_before_any_folder(workdir: Path, args: list[str], error: str) -> None:
-    result = progprune("sensitivity", *args, cwd=workdir)
-    assert (result.returncode, result.stderr, result.stdout) == (2, f"progprune: error: {error}\n", "")
+def test_bad_input_is_one_line_before_any_folder(workdir: Path, args: list[str], error: str,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    err = refused("sensitivity", *args, cwd=workdir, monkeypatch=monkeypatch, capsys=capsys)
+    assert err == f"progprune: error: {error}\n"
     assert not (workdir / "runs").exists()
