@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from progprune_cli.config import DatasetConfig
 from progprune_cli.data.base import DataInfo, DataSplits, register
 from progprune_cli.data.builtin import carve_val, check_split
-from progprune_cli.data.splits import Augment, Split, TensorSplit, batch_order
+from progprune_cli.data.splits import Augment, Split, TensorSplit, remaining_order
 from progprune_cli.errors import UserError, described
 from progprune_cli.targets import import_callable
 
@@ -122,10 +122,7 @@ class StreamedSplit(Split):
 
     def batches(self, batch_size: int, shuffle: bool, seed: int, device: torch.device,
                 start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = batch_order(len(self), shuffle, seed)
-        if self.indices is not None:
-            order = self.indices[order]
-        tail = order[start * batch_size :].tolist()
+        tail = remaining_order(len(self), shuffle, seed, self.indices, start, batch_size)
         chunks = [tail[k : k + batch_size] for k in range(0, len(tail), batch_size)]
         loaded = iter(DataLoader(self.data, batch_sampler=chunks, num_workers=self.num_workers))
         for chunk in chunks:

@@ -16,7 +16,7 @@ from progprune_cli.data.base import DataInfo, DataSplits, register
 from progprune_cli.data.builtin import carve_val, check_split
 from progprune_cli.data.cache import Decoded
 from progprune_cli.data.fetch import existing_dir, one_line
-from progprune_cli.data.splits import Augment, Split, TensorSplit, batch_order, check_stats, normalize
+from progprune_cli.data.splits import Augment, Split, TensorSplit, check_stats, normalize, remaining_order
 from progprune_cli.config import DatasetConfig
 from progprune_cli.errors import UserError
 
@@ -121,10 +121,7 @@ class StreamingSplit(Split):
 
     def batches(self, batch_size: int, shuffle: bool, seed: int, device: torch.device,
                 start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = batch_order(len(self), shuffle, seed)
-        if self.indices is not None:
-            order = self.indices[order]
-        tail = order[start * batch_size :].tolist()
+        tail = remaining_order(len(self), shuffle, seed, self.indices, start, batch_size)
         for k, (images, labels) in enumerate(self.images.read(tail, batch_size, self.num_workers)):
             yield self.finish(images.to(device, non_blocking=True), labels.to(device, non_blocking=True), seed,
                               start + k)

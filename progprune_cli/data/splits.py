@@ -56,6 +56,15 @@ def batch_order(n: int, shuffle: bool, seed: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
 
 
+def remaining_order(n: int, shuffle: bool, seed: int, indices: torch.Tensor | None, start: int,
+                    batch_size: int) -> list[int]:
+    """The dataset indices of one pass from batch `start` on (a subset's `indices` map its positions to the set's)."""
+    order = batch_order(n, shuffle, seed)
+    if indices is not None:
+        order = indices[order]
+    return order[start * batch_size :].tolist()
+
+
 def check_stats(mean: tuple[float, ...], std: tuple[float, ...], channels: int) -> None:
     """mean/std have one value for all channels or one per channel, and every std is positive."""
     for key, values in (("dataset.mean", mean), ("dataset.std", std)):
