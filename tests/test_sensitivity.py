@@ -199,6 +199,15 @@ def test_sensitivity_then_train_with_its_budget(workdir: Path) -> None:
         budget, key=lambda u: sum(float(r["val_accuracy"]) for r in rows if r["unit"] == u))
     assert f"{budget['1.weight']:.2%}" in table[[line.split("│")[1].strip() for line in table].index("1.weight")]
 
+    md = progprune("report", "--md", str(run), cwd=workdir)
+    assert md.returncode == 0, md.stderr
+    lines = md.stdout.splitlines()
+    assert lines[:2] == [f"# progprune sensitivity {run.name}", ""]
+    assert lines[2] == text.splitlines()[0][2:] + "  "
+    grid = [line for line in lines if line.startswith("| ") and not line.startswith("| unit")]
+    assert [line.split(" | ")[0][2:] for line in grid] == [line.split("│")[1].strip() for line in table]
+    assert grid[0].endswith(f" | {budget[grid[0].split(' | ')[0][2:]]:.2%} |")
+
 
 def test_a_sweep_shares_one_dense_model(workdir: Path) -> None:
     result = progprune("sensitivity", "-m", "+strategy=weight,random", "dataset=synthetic", "model=mlp",

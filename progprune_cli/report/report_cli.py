@@ -77,7 +77,7 @@ def show(shown: str, md: bool, verbose: bool) -> int:
     if os.path.lexists(run_dir / "sensitivity.csv"):  # a `progprune sensitivity` folder: its table and budget
         from progprune_cli.sensitivity.show import print_sensitivity
 
-        return print_sensitivity(run_dir)
+        return print_sensitivity(run_dir, md=md)
     results_path, status_path = run_dir / "results.json", run_dir / "status.json"
     if not run_dir.is_dir() or not (os.path.lexists(results_path) or os.path.lexists(status_path)):
         raise UserError(f"RUN_DIR: {shown} is not a run folder (no status.json or results.json)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from rich.text import Text
 
 from progprune_cli import reading
 from progprune_cli.errors import UserError
-from progprune_cli.report.render import Table
+from progprune_cli.report.render import Table, markdown_text, to_markdown
 from progprune_cli.report.terminal import reader_console, rich_table
 from progprune_cli.sensitivity.table import read_table
 
@@ -20,18 +21,25 @@ def is_sensitivity_folder(run_dir: Path) -> bool:
     return os.path.lexists(run_dir / "sensitivity.csv")  # a symlink too: read, and refused in one line
 
 
-def print_sensitivity(run_dir: Path, console: Console | None = None) -> int:
+_CAPTION = "val accuracy with one unit pruned alone (no retraining), most sensitive first; budget: layers.yaml"
+
+
+def print_sensitivity(run_dir: Path, console: Console | None = None, md: bool = False) -> int:
     """How layers.yaml was derived (its comment), then one row per unit, most sensitive first: val accuracy at
-    every level and the unit's budget. Exit code 0."""
+    every level and the unit's budget; `md`: the same as markdown on stdout. Exit code 0."""
     rows = read_table(run_dir / "sensitivity.csv")
     header, budget = _layers(run_dir / "layers.yaml")
+    title = f"progprune sensitivity {reading.clean_text(run_dir.name)}"
+    if md:
+        lines = [f"# {markdown_text(title)}", "", *(f"{markdown_text(line)}  " for line in header), "", _CAPTION, ""]
+        sys.stdout.write("\n".join(lines) + "\n" + to_markdown(_table(rows, budget)))
+        return 0
     if console is None:
         console = reader_console()
-    console.print(Text(f"progprune sensitivity {reading.clean_text(run_dir.name)}", style="bold"))
+    console.print(Text(title, style="bold"))
     for line in header:
         console.print(Text(line))
-    console.print(Text("val accuracy with one unit pruned alone (no retraining), most sensitive first; budget: "
-                       "layers.yaml"))
+    console.print(Text(_CAPTION))
     console.print(rich_table(_table(rows, budget)))
     return 0
 
