@@ -49,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a booktabs LaTeX tabular (\\usepackage{booktabs})")
     parser.add_argument("--pivot", metavar="ROWS,COLUMNS",
                         help="a paper table: rows and columns are config keys (strategy = strategy.name, target = "
-                             "strategy.target.macs/params, else strategy.sparsity); runs differing only in seed are "
-                             "one cell, mean ± std (n); markdown by default, --csv/--json one cell per row")
+                             "strategy.target.macs/params/latency_ms, else strategy.sparsity); runs differing only "
+                             "in seed are one cell, mean ± std (n); markdown by default, --csv/--json a cell per row")
     parser.add_argument("--metric", metavar="NAME", help=f"--pivot's figure (default {DEFAULT_METRIC}): one of "
                                                          f"{', '.join(METRICS)}")
     mode = parser.add_mutually_exclusive_group()
