@@ -141,18 +141,24 @@ def sort_rows(rows: list[dict[str, Any]], spec: str, known: list[str]) -> list[d
     return present + [row for row in rows if row.get(key) is None]
 
 
+def check_where(where: Sequence[str], rows: list[dict[str, Any]]) -> list[Condition]:
+    """The parsed --where terms; a key that is no column and no config key of `rows` is an error."""
+    conditions = [parse_where(expr) for expr in where]
+    known = set(FIXED + HEADLINE + BASE_COLUMNS).union(*rows)
+    for cond, expr in zip(conditions, where):
+        if cond.key not in known:
+            raise UserError(f"--where {expr!r}: unknown key {cond.key!r}; use a column "
+                            f"({', '.join(FIXED + HEADLINE)}) or a dotted config key (e.g. strategy.sparsity)")
+    return conditions
+
+
 def compare_table(records: list[RunRecord], labels: list[str], *, where: Sequence[str] = (),
                   sort: str | None = None, baseline: RunRecord | None = None,
                   all_params: bool = False) -> Table:
     """Filter, pick columns from the runs left, then sort; errors name what is allowed."""
     base = headline(baseline) if baseline is not None else None
     pairs = [(rec, build_row(rec, label, base)) for rec, label in zip(records, labels)]
-    conditions = [parse_where(expr) for expr in where]
-    known = set(FIXED + HEADLINE + BASE_COLUMNS).union(*(row for _, row in pairs))
-    for cond, expr in zip(conditions, where):
-        if cond.key not in known:
-            raise UserError(f"--where {expr!r}: unknown key {cond.key!r}; use a column "
-                            f"({', '.join(FIXED + HEADLINE)}) or a dotted config key (e.g. strategy.sparsity)")
+    conditions = check_where(where, [row for _, row in pairs])
     pairs = [(rec, row) for rec, row in pairs if all(matches(row, cond) for cond in conditions)]
     columns = [*FIXED, *config_columns([rec for rec, _ in pairs], all_params), *HEADLINE]
     columns += [ORT_COLUMN] if any(ORT_COLUMN in row for _, row in pairs) else []  # only runs that timed it

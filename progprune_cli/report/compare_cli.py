@@ -1,4 +1,5 @@
-"""`progprune compare`: many run folders in one table (rich, --md, --csv, --json), --diff two, --summary a sweep."""
+"""`progprune compare`: many run folders in one table (rich, --md, --csv, --json, --latex), --diff two, --summary a
+sweep, --pivot a paper table."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import NoReturn
 from progprune_cli.errors import UserError
 from progprune_cli.reading import clean_text
 from progprune_cli.report.compare import compare_table, diff_table, headline
+from progprune_cli.report.pivot import DEFAULT_METRIC, METRICS, pivot_tables
 from progprune_cli.report.render import FORMATS, Table
 from progprune_cli.report.runs import RunRecord, find_runs, is_run_dir, is_sweep_dir, read_run, run_labels
 
@@ -43,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--md", dest="format", action="store_const", const="md", help="GitHub markdown table")
     fmt.add_argument("--csv", dest="format", action="store_const", const="csv", help="CSV with full-precision values")
     fmt.add_argument("--json", dest="format", action="store_const", const="json", help="a JSON list of row objects")
+    fmt.add_argument("--latex", dest="format", action="store_const", const="latex",
+                     help="a booktabs LaTeX tabular (\\usepackage{booktabs})")
+    parser.add_argument("--pivot", metavar="ROWS,COLUMNS",
+                        help="a paper table: rows and columns are config keys (strategy = strategy.name, target = "
+                             "strategy.target.macs/params/latency_ms, else strategy.sparsity); runs differing only "
+                             "in seed are one cell, mean ± std (n); markdown by default, --csv/--json a cell per row")
+    parser.add_argument("--metric", metavar="NAME", help=f"--pivot's figure (default {DEFAULT_METRIC}): one of "
+                                                         f"{', '.join(METRICS)}")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--diff", action="store_true", help="two runs side by side: config and result differences")
     mode.add_argument("--summary", action="store_true",
@@ -93,9 +103,23 @@ def _summary(args: argparse.Namespace) -> None:
         print(f"wrote {summary}, {summary.with_name('summary.csv')}, {summary.with_name('pareto.png')}")
 
 
+def _pivot(args: argparse.Namespace, paths: list[Path], records: list[RunRecord]) -> Table:
+    """The grid for markdown (the default) and LaTeX; one cell per row for CSV and JSON."""
+    if args.diff or args.sort or args.baseline or args.all_params:
+        raise UserError("--pivot makes its own rows and columns; it takes no --diff, --sort, --baseline or "
+                        "--all-params (--where filters the runs)")
+    grid, cells = pivot_tables(records, run_labels(paths), args.pivot, args.metric or DEFAULT_METRIC, args.where)
+    args.format = args.format or "md"
+    return cells if args.format in ("csv", "json") else grid
+
+
 def _table(args: argparse.Namespace) -> Table:
+    if args.metric is not None and args.pivot is None:
+        raise UserError(f"--metric {args.metric!r}: chooses --pivot's figure; add --pivot ROWS,COLUMNS")
     paths = find_runs(args.paths)
     records = [read_run(path) for path in paths]
+    if args.pivot is not None:
+        return _pivot(args, paths, records)
     if args.diff:
         if args.where or args.sort or args.baseline:
             raise UserError("--diff shows two runs as given; it takes no --where, --sort or --baseline")
@@ -112,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(_join_sort(sys.argv[1:] if argv is None else list(argv)))
         if args.summary:
+            if args.pivot is not None or args.metric is not None:
+                raise UserError("--summary writes the sweep's own summary; it takes no --pivot or --metric")
             _summary(args)
             return 0
         table = _table(args)

@@ -1,4 +1,4 @@
-"""The one table type of report/ and compare, and its text renderers (markdown, CSV, JSON rows); the terminal's
+"""The one table type of report/ and compare, and its text renderers (markdown, CSV, JSON rows, LaTeX); the terminal's
 are in terminal.py. A new format is one function registered in FORMATS."""
 
 from __future__ import annotations
@@ -124,3 +124,27 @@ def to_csv(table: Table) -> str:
 def to_json(table: Table) -> str:
     """A JSON list of row objects, values as they are."""
     return json.dumps(table.records(), indent=1) + "\n"
+
+
+# LaTeX's special characters, and the symbols the tables print, as text any LaTeX engine typesets.
+_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+          "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "×": r"$\times$",
+          "—": "---", "–": "--", "−": "$-$", "≤": r"$\leq$", "≥": r"$\geq$"}
+
+
+def latex_text(text: str) -> str:
+    return "".join(_LATEX.get(ch, ch) for ch in text.replace("\n", " "))
+
+
+@FORMATS.register("latex")
+def to_latex(table: Table) -> str:
+    """A booktabs `tabular` to paste into a paper's table float: the title as a comment, the footnotes as
+    full-width rows below the rule."""
+    n = len(table.headers)
+    lines = [f"% {latex_text(table.title)}"] if table.title else []
+    lines += [r"\begin{tabular}{" + "".join("r" if table.numeric(i) else "l" for i in range(n)) + "}", r"\toprule",
+              " & ".join(latex_text(h) for h in table.headers) + r" \\", r"\midrule"]
+    lines += [" & ".join(latex_text(table.text(row, i)) for i in range(n)) + r" \\" for row in table.rows]
+    lines.append(r"\bottomrule")
+    lines += [rf"\multicolumn{{{n}}}{{l}}{{\footnotesize {latex_text(note)}}} \\" for note in table.footnotes]
+    return "\n".join([*lines, r"\end{tabular}"]) + "\n"
