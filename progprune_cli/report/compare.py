@@ -60,7 +60,8 @@ def headline(record: RunRecord) -> dict[str, Any]:
     return {key: value for key, value in row.items() if value is not None}
 
 
-def _hashable(value: Any) -> str:
+def comparable_text(value: Any) -> str:
+    """A config value as text that compares equal exactly when the values do (missing and null alike)."""
     return json.dumps(value, sort_keys=True, default=str)
 
 
@@ -72,7 +73,7 @@ def config_columns(records: list[RunRecord], all_params: bool = False) -> list[s
     keys = list(dict.fromkeys(key for config in configs for key in config))
     if all_params:
         return keys
-    return [k for k in keys if len({_hashable(c.get(k)) for c in configs}) > 1]
+    return [k for k in keys if len({comparable_text(c.get(k)) for c in configs}) > 1]
 
 
 def build_row(record: RunRecord, label: str, base: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -177,7 +178,7 @@ def diff_table(a: RunRecord, b: RunRecord, label_a: str, label_b: str) -> Table:
         rows.append({"section": section, "key": key, label_a: va, label_b: vb, "delta": _sub(vb, va)})
 
     for key in dict.fromkeys([*a.config, *b.config]):
-        if _hashable(a.config.get(key)) != _hashable(b.config.get(key)):  # missing and null: both unset
+        if comparable_text(a.config.get(key)) != comparable_text(b.config.get(key)):  # missing and null: both unset
             add("config", key, a.config.get(key), b.config.get(key))
     ha, hb = headline(a), headline(b)
     for key in HEADLINE:

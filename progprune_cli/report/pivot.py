@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from progprune_cli.errors import UserError
-from progprune_cli.report.compare import (HEADLINE, ORT_COLUMN, _hashable, build_row, check_where, headline,
+from progprune_cli.report.compare import (HEADLINE, ORT_COLUMN, comparable_text, build_row, check_where, headline,
                                           matches)
 from progprune_cli.report.render import Table, format_cell
 from progprune_cli.report.runs import RunRecord
@@ -114,7 +114,7 @@ def _check_seeds_only(members: list[tuple[str, RunRecord]]) -> None:
     (name, first), rest = members[0], members[1:]
     for other_name, other in rest:
         keys = dict.fromkeys([*first.config, *other.config])
-        differ = [k for k in keys if k != SEED and _hashable(first.config.get(k)) != _hashable(other.config.get(k))]
+        differ = [k for k in keys if k != SEED and comparable_text(first.config.get(k)) != comparable_text(other.config.get(k))]
         if differ:
             key = differ[0]
             raise UserError(f"--pivot: runs {name} and {other_name} share a cell but differ in {key} "
