@@ -114,7 +114,8 @@ def _check_seeds_only(members: list[tuple[str, RunRecord]]) -> None:
     (name, first), rest = members[0], members[1:]
     for other_name, other in rest:
         keys = dict.fromkeys([*first.config, *other.config])
-        differ = [k for k in keys if k != SEED and comparable_text(first.config.get(k)) != comparable_text(other.config.get(k))]
+        differ = [k for k in keys
+                  if k != SEED and comparable_text(first.config.get(k)) != comparable_text(other.config.get(k))]
         if differ:
             key = differ[0]
             raise UserError(f"--pivot: runs {name} and {other_name} share a cell but differ in {key} "

@@ -54,7 +54,8 @@ def status_line(shown: str, status: dict[str, Any]) -> str:
     """One line for a run that has no results yet: what state it is in, where, and why it stopped."""
     state, stage, error = status.get("status", "unknown"), status.get("stage"), status.get("error")
     if state == "running" and process_gone(status):
-        state, error = "killed", f"pid {status['pid']} on {status['host']} is gone; resume with progprune resume {shown}"
+        state = "killed"
+        error = f"pid {status['pid']} on {status['host']} is gone; resume with progprune resume {shown}"
     line = f"{shown}: {state}" + (f" in stage {stage}" if stage else "")
     line += f": {error}" if error else ""
     line += f" (updated {status['updated']})" if status.get("updated") else ""
