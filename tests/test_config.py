@@ -84,8 +84,8 @@ def test_defaults_are_a_dense_baseline() -> None:
         prune=StageConfig(epochs=5, batch_size=32, lr=None, lr_scheduler=constant),
         finetune=StageConfig(epochs=3, batch_size=32, lr=None, lr_scheduler=constant),
         evaluate=EvaluateConfig(batch_size=256, latency_batch=1, warmup=3, repeats=10, min_repeats=5,
-                                target_spread=0.1, threads=1, dense_baseline=True, sparse_kernels=False,
-                                sparse_min_sparsity=0.9, timing_samples=256, backends=["torch"]),
+                                target_spread=0.1, threads=1, dense_baseline=True, scratch_baseline=False,
+                                sparse_kernels=False, sparse_min_sparsity=0.9, timing_samples=256, backends=["torch"]),
         checkpoint=CheckpointConfig(every_steps=None),
         sensitivity=SensitivityConfig(levels=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], target=0.5),
     )

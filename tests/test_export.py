@@ -159,7 +159,8 @@ def test_load_model_returns_each_saved_model_of_a_run(tmp_path: Path) -> None:
                                  "run did not save it")
     with pytest.raises(UserError) as caught:
         load_model(run, which="best")
-    assert str(caught.value) == "model: got 'best'; choose one of original, pruned, finetuned, compacted, dense_long"
+    assert str(caught.value) == ("model: got 'best'; choose one of original, pruned, finetuned, compacted, dense_long, "
+                                 "scratch")
 
 
 @needs_onnx
@@ -330,7 +331,7 @@ def test_missing_onnxruntime_is_one_line_naming_the_install(monkeypatch: pytest.
 @pytest.mark.parametrize("args, make, expected", [
     (["{run}", "--format", "tflite"], "complete", "--format: got 'tflite'; choose one of onnx"),
     (["{run}", "--model", "best"], "complete",
-     "--model: got 'best'; choose one of original, pruned, finetuned, compacted, dense_long"),
+     "--model: got 'best'; choose one of original, pruned, finetuned, compacted, dense_long, scratch"),
     (["{run}/nope"], "complete", "RUN_DIR: {run}/nope does not exist"),
     (["{tmp}"], "complete", "RUN_DIR: {tmp} is not a run folder (no .hydra/config.yaml)"),
     (["{run}"], "running", "RUN_DIR: {run} is not a complete run (status running in stage prune); "

@@ -148,10 +148,12 @@ def test_records_are_frozen() -> None:
 def test_order_labels_and_stages_have_one_home() -> None:
     from progprune_cli.report import compare, plots, report_cli, runs, tables
 
-    assert schema.MODEL_ORDER == ("original", "pruned", "finetuned", "compacted", "sparse_kernels", "dense_long")
+    assert schema.MODEL_ORDER == ("original", "pruned", "finetuned", "compacted", "sparse_kernels", "dense_long",
+                                  "scratch")
     assert list(schema.MODEL_LABELS) == list(schema.MODEL_ORDER)
     assert schema.MODEL_LABELS["finetuned"] == "pruned+finetuned"
-    assert schema.STATUS_STAGES == ("build", "train", "prune", "finetune", "dense_long", "evaluate", "report")
+    assert schema.STATUS_STAGES == ("build", "train", "prune", "finetune", "dense_long", "scratch", "evaluate",
+                                    "report")
     assert report_cli.SCHEMA_VERSION is schema.SCHEMA_VERSION and runs.STATUSES is schema.STATUSES
     assert plots.STAGES == ("train", "prune", "finetune") and list(plots.SHADES) == list(plots.STAGES)
     assert compare.DEPLOYED_MODELS is schema.DEPLOYED_MODELS and tables.label is schema.model_label

@@ -157,6 +157,7 @@ class EvaluateConfig:
     target_spread: Optional[float] = MISSING  # stop once every model's (p90 − p10) / median is this small
     threads: int = MISSING
     dense_baseline: bool = MISSING
+    scratch_baseline: bool = MISSING
     sparse_kernels: bool = MISSING
     sparse_min_sparsity: float = MISSING
     timing_samples: Optional[int] = MISSING  # latency is timed on this many test inputs (null: the whole split)

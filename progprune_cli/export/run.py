@@ -104,6 +104,8 @@ class RunFolder:
                    "(structured, activation, or granularity=channel)")
         elif which == "dense_long":
             why = "it ran with evaluate.dense_baseline=false"
+        elif which == "scratch":
+            why = "it ran without evaluate.scratch_baseline=true"
         else:
             why = "the run did not save it"
         raise UserError(f"RUN_DIR: {self.path} has no {which} model ({path.relative_to(self.path)} missing): {why}")

@@ -19,19 +19,21 @@ __all__ = ["FORMAT", "VERSION", "load_model", "read_checkpoint", "rebuild_compac
 
 def load_model(run_dir: str | Path, which: str, info: DataInfo | None = None,
                trust_targets: bool = False) -> nn.Module:
-    """The run's `which` model (compacted, finetuned, pruned, original, dense_long), eval mode, on the CPU.
+    """The run's `which` model (results.schema.SAVED_MODELS: compacted, finetuned, ..., scratch), eval mode, on the
+    CPU.
 
     Reads only RUN_DIR/.hydra/config.yaml (yaml.safe_load) and checkpoints/<which>.pt (weights_only=True), and
     builds the architecture from the model registry. `info` is the data's shape; without it the mask-only models
-    build the run's dataset to learn it (the compacted checkpoint carries its own). A model of the user's own
-    class (model._target_) is built only with `trust_targets=True`, which imports its module (from the current
-    folder or PYTHONPATH, as the run did); without it that is refused in one line naming the import.
+    build the run's dataset to learn it (a checkpoint in the compacted format, compacted.pt or scratch.pt, carries
+    its own). A model of the user's own class (model._target_) is built only with `trust_targets=True`, which
+    imports its module (from the current folder or PYTHONPATH, as the run did); without it that is refused in one
+    line naming the import.
     """
     run = RunFolder.open(run_dir)
     run.require_trusted(trust_targets)
     path = run.checkpoint(which)
     data = read_checkpoint(path, which)
-    if which == "compacted":
+    if which == "compacted" or data.get("format") == FORMAT:
         run.require_trusted(trust_targets, targets_in(data.get("model")))  # it names its own model config too
         model = rebuild_compacted(data, path)
     else:

@@ -25,13 +25,13 @@ _PLAIN = (str, int, float, bool, type(None))
 
 
 def save_compacted(path: str | Path, module: nn.Module, unit_masks: Masks, model_cfg: ModelConfig,
-                   info: DataInfo) -> Path:
+                   info: DataInfo, extra: dict[str, Any] | None = None) -> Path:
     """Write the compacted `module` as tensors and plain values only (loads with `torch.load(weights_only=True)`).
 
     The file holds what rebuilds the architecture without unpickling code: the model's registry name and options,
     the data shape, and the unit masks (the channels the strategy removed, by root layer), plus the kept width of
     every conv/linear layer as a check. It is rebuilt and compared with `module` before anything is written, so a
-    file on disk always loads back to the same model.
+    file on disk always loads back to the same model. `extra`: plain values a stage keeps beside it (its rows).
     """
     state = {
         "format": FORMAT,
@@ -42,6 +42,7 @@ def save_compacted(path: str | Path, module: nn.Module, unit_masks: Masks, model
         "unit_masks": {unit: mask.detach().to("cpu", torch.bool) for unit, mask in unit_masks.items()},
         "widths": widths(module),
         "state_dict": {key: value.detach().cpu() for key, value in module.state_dict().items()},
+        **(extra or {}),
     }
     rebuilt = rebuild_compacted(state, Path(path))
     gap = cg.output_gap(module, rebuilt, (info.channels, info.height, info.width))

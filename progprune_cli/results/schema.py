@@ -39,6 +39,7 @@ ROWS = (
     Row("compacted", "compacted"),
     Row("sparse_kernels", "sparse kernels", saved=False),
     Row("dense_long", "dense, same epochs", stage="dense_long", seed_offset=3, line="tab:gray"),
+    Row("scratch", "scratch (compacted arch)", stage="scratch", seed_offset=4, line="tab:purple"),
 )
 MODEL_ORDER = tuple(row.model for row in ROWS)
 MODEL_LABELS = {row.model: row.label for row in ROWS}

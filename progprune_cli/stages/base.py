@@ -109,6 +109,11 @@ class Stage(ABC):
         """Whether a run of `cfg` runs this stage."""
         return True
 
+    @classmethod
+    def refuse(cls, cfg: RunConfig) -> None:
+        """Raise the one-line UserError for a config that asks for this stage where it cannot run (checked before
+        any folder exists); nothing by default."""
+
     def section(self, cfg: RunConfig) -> StageConfig:
         """How long it trains, at which batch size, lr and schedule: its config section by default."""
         return getattr(cfg, self.name)

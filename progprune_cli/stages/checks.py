@@ -9,6 +9,8 @@ from progprune_cli.pruning.strategies import build_strategy
 from progprune_cli.config import RunConfig
 from progprune_cli.device import resolve_device
 from progprune_cli.parts import plan_events
+from progprune_cli.stages import register_all
+from progprune_cli.stages.base import STAGES
 
 
 def check_components(cfg: RunConfig, here: bool = True) -> None:
@@ -24,6 +26,9 @@ def check_components(cfg: RunConfig, here: bool = True) -> None:
         from progprune_cli.measure.onnxruntime_backend import require  # imports onnx only when asked for
 
         require()
+    register_all()
+    for name in STAGES.names():
+        STAGES.get(name).refuse(cfg)
     if cfg.strategy is None:
         return
     build_strategy(cfg.strategy)
