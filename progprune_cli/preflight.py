@@ -185,6 +185,7 @@ def _check_models(configs: list[RunConfig]) -> None:
     from progprune_cli.data import build_data
     from progprune_cli.models.weights import source_of
     from progprune_cli.parts import check_forward, model_for_run, original_kind
+    from progprune_cli.pruning.budget import find_budget
     from progprune_cli.pruning.strategies import build_strategy
 
     seen = set()
@@ -198,7 +199,9 @@ def _check_models(configs: list[RunConfig]) -> None:
             original_kind(cfg, fitted)
             check_forward(model, info, source_of(cfg.model))
             if cfg.strategy is not None:
-                build_strategy(cfg.strategy).check(model, info)
+                strategy = build_strategy(cfg.strategy)
+                strategy.check(model, info)
+                find_budget(strategy, model, info)  # an infeasible budget is one line, before any folder exists
 
 
 def _unique(datasets: Any) -> list[Any]:
