@@ -49,6 +49,19 @@ def test_macs_budget_with_keep_first_prunes_conv2_to_the_nearest_width() -> None
     assert found == BudgetFit("macs", 2.0, 0.55, DENSE_MACS / macs(32, 14), True)
 
 
+def test_an_excluded_layer_stays_at_full_width_in_the_count() -> None:
+    # conv2 excluded, conv1 the only unit: 16 channels give 1.9969× (0.15% off), 15 give 2.1258× (6.3% off).
+    found, _, _ = fit("structured", target={"macs": 2.0}, keep_first=False, exclude=["conv2"])
+    assert found == BudgetFit("macs", 2.0, 0.5, DENSE_MACS / macs(16, 32), True)
+
+
+@pytest.mark.parametrize(("name", "values"), [("activation", {}), ("taylor", {"granularity": "channel"}),
+                                               ("random", {"granularity": "channel"})])
+def test_every_channel_strategy_finds_the_same_ratio(name: str, values: dict[str, str]) -> None:
+    found, _, _ = fit(name, target={"macs": 2.0}, **values)
+    assert found == BudgetFit("macs", 2.0, 0.55, DENSE_MACS / macs(32, 14), True)
+
+
 def test_the_count_at_the_found_sparsity_holds_for_the_strategys_own_scores() -> None:
     """Both convs are units (keep_first=false): 22 channels each give 2.0116× (23 give 1.853×). The strategy's real
     step with its L1 scores at that sparsity, compacted, has exactly the MACs the search counted."""
