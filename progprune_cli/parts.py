@@ -133,7 +133,8 @@ def plan_events(cfg: RunConfig, steps: int) -> list[Event]:
     threshold = strategy.mode == "threshold"
     initial, final = (0.0 if threshold else schedule.initial_sparsity), strategy.final_target
     if initial > final:
-        raise UserError(f"schedule.initial_sparsity: got {initial}; must be <= strategy.sparsity ({final})")
+        found = f", found for strategy.target.{strategy.target.key}" if strategy.target.key is not None else ""
+        raise UserError(f"schedule.initial_sparsity: got {initial}; must be <= strategy.sparsity ({final}{found})")
     if isinstance(schedule.rewind, int) and schedule.rewind > cfg.train.epochs:
         raise UserError(f"schedule.rewind: got {schedule.rewind}; train.epochs is {cfg.train.epochs}")
     per_unit = steps if schedule.unit == "epoch" else 1

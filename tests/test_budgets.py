@@ -119,6 +119,9 @@ RUN = [*TINY, "model=two_conv_cnn"]
      "strategy.target.params: got 1.5; must be in (0, 1) (the fraction of parameters kept)"),
     (["+strategy=structured", "strategy.target.macs=2", "strategy.target.params=0.5"],
      "strategy.target: got macs=2 and params=0.5; set one of them"),
+    # The schedule is checked against the sparsity found (0.55), not strategy.sparsity's 0.5.
+    (["+strategy=structured", "strategy.target.macs=2", "schedule.initial_sparsity=0.6"],
+     "schedule.initial_sparsity: got 0.6; must be <= strategy.sparsity (0.55, found for strategy.target.macs)"),
     (["+strategy=weight", "strategy.threshold=0.1", "strategy.target.params=0.5"],
      "strategy.target.params=0.5: a budget sets strategy.sparsity, so it needs sparsity mode; set "
      "strategy.threshold=null"),
@@ -132,7 +135,8 @@ def test_bad_budgets_are_refused_in_one_line_before_any_folder(
 
 
 def test_a_macs_target_run_compacts_to_that_speedup(tmp_path: Path) -> None:
-    done = progprune("train", *RUN, "+strategy=structured", "strategy.target.macs=2",
+    # initial_sparsity 0.52 is above strategy.sparsity's 0.5 but below the 0.55 found: the schedule ramps to 0.55.
+    done = progprune("train", *RUN, "+strategy=structured", "strategy.target.macs=2", "schedule.initial_sparsity=0.52",
                      f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     results = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -142,6 +146,7 @@ def test_a_macs_target_run_compacts_to_that_speedup(tmp_path: Path) -> None:
     assert results["pruning"]["budget"] == {"key": "macs", "target": 2.0, "sparsity": 0.55,
                                             "achieved": DENSE_MACS / macs(32, 14), "within": True}
     assert results["pruning"]["target"] == 0.55
+    assert [step["target"] for step in results["pruning"]["steps"]] == [0.52, 0.55]
     line = ("strategy.target.macs=2: strategy.sparsity 0.55 gives 2.001× fewer MACs (within 2%; counted before "
             "training, theoretical); it replaces strategy.sparsity")
     assert line in (tmp_path / "run" / "run.log").read_text().splitlines()
