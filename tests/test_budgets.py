@@ -55,6 +55,13 @@ def test_an_excluded_layer_stays_at_full_width_in_the_count() -> None:
     assert found == BudgetFit("macs", 2.0, 0.5, DENSE_MACS / macs(16, 32), True)
 
 
+def test_a_unit_with_its_own_layers_value_keeps_it_and_the_rest_moves() -> None:
+    # conv1 at strategy.layers' 0.5 (16 kept); conv2 moves: 29 kept (3 of 32 go: 0.1) give 2.1753× (1.1% off), 28
+    # give 2.2433× (2.0% off).
+    found, _, _ = fit("structured", target={"macs": 2.2}, keep_first=False, layers={"conv1": 0.5})
+    assert found == BudgetFit("macs", 2.2, 0.1, DENSE_MACS / macs(16, 29), True)
+
+
 @pytest.mark.parametrize(("name", "values"), [("activation", {}), ("taylor", {"granularity": "channel"}),
                                                ("random", {"granularity": "channel"})])
 def test_every_channel_strategy_finds_the_same_ratio(name: str, values: dict[str, str]) -> None:
