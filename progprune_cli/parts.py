@@ -12,6 +12,7 @@ from progprune_cli.data import DataInfo, DataSplits, build_data, steps_per_epoch
 from progprune_cli.optim.losses import LossFn, build_loss
 from progprune_cli.models import build_model
 from progprune_cli.models.weights import Fitted, code_identity, load_weights, source_of
+from progprune_cli.pruning.budget import BudgetFit, find_budget
 from progprune_cli.pruning.schedules import Event, build_events
 from progprune_cli.pruning.strategies import Strategy, build_strategy
 from progprune_cli.config import ModelConfig, RunConfig
@@ -46,6 +47,7 @@ class Parts:
     strategy: Strategy | None
     events: list[Event]
     origin: Origin | None = None
+    budget: BudgetFit | None = None  # strategy.target, and the sparsity found for it (strategy.sparsity now holds it)
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return steps_per_epoch(self.data.train, batch_size)
@@ -66,10 +68,21 @@ def build_parts(cfg: RunConfig, world: World | None = None) -> Parts:
     model, fitted = model_for_run(cfg.model, data.info, cfg.seed)
     origin = Origin(source_of(cfg.model), code_identity(cfg.model), fitted, original_kind(cfg, fitted))
     events: list[Event] = []
+    budget = None
     if strategy is not None:
         strategy.check(model, data.info)
+        budget = apply_budget(cfg, strategy, model, data.info)
         events = plan_events(cfg, steps_per_epoch(data.train, cfg.prune.batch_size))
-    return Parts(cfg, data, device, loss_fn, make_model, strategy, events, origin)
+    return Parts(cfg, data, device, loss_fn, make_model, strategy, events, origin, budget)
+
+
+def apply_budget(cfg: RunConfig, strategy: Strategy, model: nn.Module, info: DataInfo) -> BudgetFit | None:
+    """strategy.target turned into strategy.sparsity on the model as built, so the schedule ramps to that ratio."""
+    budget = find_budget(strategy, model, info)
+    if budget is not None:
+        assert cfg.strategy is not None
+        cfg.strategy.sparsity = budget.sparsity
+    return budget
 
 
 def model_for_run(cfg: ModelConfig, info: DataInfo, seed: int) -> tuple[nn.Module, Fitted | None]:
@@ -120,7 +133,8 @@ def plan_events(cfg: RunConfig, steps: int) -> list[Event]:
     threshold = strategy.mode == "threshold"
     initial, final = (0.0 if threshold else schedule.initial_sparsity), strategy.final_target
     if initial > final:
-        raise UserError(f"schedule.initial_sparsity: got {initial}; must be <= strategy.sparsity ({final})")
+        found = f", found for strategy.target.{strategy.target.key}" if strategy.target.key is not None else ""
+        raise UserError(f"schedule.initial_sparsity: got {initial}; must be <= strategy.sparsity ({final}{found})")
     if isinstance(schedule.rewind, int) and schedule.rewind > cfg.train.epochs:
         raise UserError(f"schedule.rewind: got {schedule.rewind}; train.epochs is {cfg.train.epochs}")
     per_unit = steps if schedule.unit == "epoch" else 1

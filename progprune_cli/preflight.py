@@ -184,21 +184,29 @@ def _check_models(configs: list[RunConfig]) -> None:
     (strategy.layers, layers_from) checked against it: once per (data, model, train.epochs, strategy)."""
     from progprune_cli.data import build_data
     from progprune_cli.models.weights import source_of
-    from progprune_cli.parts import check_forward, model_for_run, original_kind
+    from progprune_cli.parts import check_forward, model_for_run, original_kind, plan_events
+    from progprune_cli.pruning.budget import BudgetFit, find_budget
     from progprune_cli.pruning.strategies import build_strategy
 
-    seen = set()
+    fits: dict[str, BudgetFit | None] = {}
     for cfg in configs:
         parts = [c for c in (cfg.dataset, cfg.model, cfg.strategy) if c is not None]
         key = json.dumps([dataclasses.asdict(c) for c in parts] + [cfg.train.epochs], sort_keys=True, default=str)
-        if key not in seen:
-            seen.add(key)
+        if key not in fits:
+            fits[key] = None
             info = build_data(cfg.dataset, cfg.seed).info
             model, fitted = model_for_run(cfg.model, info, cfg.seed)
             original_kind(cfg, fitted)
             check_forward(model, info, source_of(cfg.model))
             if cfg.strategy is not None:
-                build_strategy(cfg.strategy).check(model, info)
+                strategy = build_strategy(cfg.strategy)
+                strategy.check(model, info)
+                fits[key] = find_budget(strategy, model, info)  # an infeasible budget: one line, before any folder
+        fit = fits[key]
+        if fit is not None and cfg.strategy is not None and cfg.schedule.unit == "epoch":
+            # The schedule ramps to the sparsity found (stages/checks.py left it to here).
+            plan_events(dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, sparsity=fit.sparsity)),
+                        steps=1)
 
 
 def _unique(datasets: Any) -> list[Any]:

@@ -111,6 +111,8 @@ def _locked(cfg: RunConfig, overrides: list[str], attempt: Attempt, console: Con
         torch.set_num_threads(resolve_threads(cfg.train.threads, world.local_world_size))
         parts = build_parts(cfg, world)
         io = StageIO(run_dir, console)
+        if parts.budget is not None:
+            io.log(parts.budget.line())
         if world.distributed:
             io.log(f"torchrun: {world.world_size} ranks ({world.backend}; rank 0 on {world.device}); batch_size is "
                    f"the global batch of every stage, each rank trains on 1/{world.world_size} of it")

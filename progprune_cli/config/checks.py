@@ -143,6 +143,27 @@ def _check_strategy(s: StrategyConfig) -> None:
     for layer, value in s.layers.items():
         _fraction(value, f"strategy.layers.{layer}")
     check_pattern(s)
+    _check_target(s)
+
+
+def _check_target(s: StrategyConfig) -> None:
+    """A budget's range, and what it cannot go with (the strategy's granularity is checked in pruning/budget.py)."""
+    t = s.target
+    if t.macs is not None and t.params is not None:
+        raise UserError(f"strategy.target: got macs={t.macs:g} and params={t.params:g}; set one of them")
+    if t.macs is not None and t.macs <= 1:
+        raise UserError(f"strategy.target.macs: got {t.macs:g}; must be > 1 (dense MACs / pruned MACs)")
+    if t.params is not None and not 0 < t.params < 1:
+        raise UserError(f"strategy.target.params: got {t.params:g}; must be in (0, 1) (the fraction of parameters "
+                        "kept)")
+    if t.key is None:
+        return
+    key = f"strategy.target.{t.key}={getattr(t, t.key):g}"
+    if s.threshold is not None:
+        raise UserError(f"{key}: a budget sets strategy.sparsity, so it needs sparsity mode; set "
+                        "strategy.threshold=null")
+    if s.pattern is not None:
+        raise UserError(f"{key}: strategy.pattern={s.pattern} fixes the sparsity; set strategy.pattern=null")
 
 
 def check_pattern(s: StrategyConfig) -> tuple[int, int] | None:

@@ -57,6 +57,20 @@ class OptimizerConfig:
 
 
 @dataclass
+class TargetConfig:
+    """`strategy.target:` a budget instead of a sparsity: the runner finds the strategy.sparsity that meets it before
+    training (pruning/budget.py), and that ratio replaces strategy.sparsity. At most one of them."""
+
+    macs: Optional[float] = None  # theoretical MAC speedup, dense MACs / compacted MACs (> 1; channel strategies)
+    params: Optional[float] = None  # fraction of the model's parameters kept (0 < params < 1)
+
+    @property
+    def key(self) -> str | None:
+        """The budget set ('macs' or 'params'), None when neither is."""
+        return "macs" if self.macs is not None else "params" if self.params is not None else None
+
+
+@dataclass
 class StrategyConfig:
     """`strategy:` (added with `+strategy=NAME`); no strategy means a dense baseline run."""
 
@@ -69,6 +83,7 @@ class StrategyConfig:
     layers_from: Optional[str] = None  # a YAML file of unit → sparsity (progprune sensitivity's layers.yaml)
     include_bias: bool = False  # biases of layers with weights are pruned too
     pattern: Optional[str] = None  # "N:M", e.g. "2:4": N of every M consecutive input weights kept
+    target: TargetConfig = field(default_factory=TargetConfig)  # a budget; its ratio replaces sparsity
 
     @property
     def mode(self) -> str:

@@ -324,6 +324,19 @@ class PruningStep(Record):
 
 
 @dataclass(frozen=True)
+class Budget(Record):
+    """`pruning.budget`: strategy.target (`key` macs or params, its `target`), the sparsity found for it and what
+    that sparsity gives (`achieved`, theoretical, counted before training); `within` 2% of the target, or the
+    nearest the model reaches."""
+
+    key: str | None = None
+    target: float | None = None
+    sparsity: float | None = None
+    achieved: float | None = None
+    within: bool | None = None
+
+
+@dataclass(frozen=True)
 class PruningLog(Record):
     """results.json's `pruning` (None for a dense run); targets are thresholds when mode is "threshold"."""
 
@@ -336,6 +349,7 @@ class PruningLog(Record):
     achieved_sparsity: float | None = None
     notes: tuple[str, ...] = ()
     steps: tuple[PruningStep, ...] = ()
+    budget: Budget | None = field(default=None, metadata=_OMIT_DEFAULT)  # only when strategy.target was set
 
 
 # --- the document ----------------------------------------------------------------------------------------------

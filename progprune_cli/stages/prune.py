@@ -11,7 +11,7 @@ from torch import nn
 from progprune_cli.config import RunConfig
 from progprune_cli.data import Batches
 from progprune_cli.pruning.strategies import PruneContext
-from progprune_cli.results.schema import PruningLog, PruningStep, StepLayer
+from progprune_cli.results.schema import Budget, PruningLog, PruningStep, StepLayer
 from progprune_cli.stages.base import STAGES, Produced, Pruned, RunContext, Stage, resume_loop, stage_seed
 from progprune_cli.stages.gate import AccuracyGate
 from progprune_cli.stages.io import write_json
@@ -110,6 +110,9 @@ class Prune(Stage):
                    f"{cfg.schedule.name} schedule, {len(parts.events)} steps over {cfg.prune.epochs} epochs")
         loop.run(cfg.prune.epochs, before_step=before_step)
         steps, notes = log["steps"], list(log["notes"])
+        budget = parts.budget
+        if budget is not None:
+            notes.insert(0, budget.line())
         held = sum(1 for s in steps if s.held)
         if held:
             notes.append(f"schedule.max_drop={cfg.schedule.max_drop}: {held} of {len(steps)} steps held because val "
@@ -120,7 +123,10 @@ class Prune(Stage):
         io.write_rows("prune", rows)
         pruning = PruningLog(strategy=cfg.strategy.name, granularity=strategy.granularity, mode=cfg.strategy.mode,
                              target=final, scope=cfg.strategy.scope, schedule=cfg.schedule.name,
-                             achieved_sparsity=loop.achieved_sparsity, notes=tuple(notes), steps=tuple(steps))
+                             achieved_sparsity=loop.achieved_sparsity, notes=tuple(notes), steps=tuple(steps),
+                             budget=None if budget is None else Budget(key=budget.key, target=budget.target,
+                                                                       sparsity=budget.sparsity,
+                                                                       achieved=budget.achieved, within=budget.within))
         write_json(io.run_dir / "pruning.json", pruning.to_json())
         masks = strategy.to_param_masks(model, log["unit_masks"])
         io.save(self.output, {"model": model.state_dict(), "unit_masks": log["unit_masks"], "masks": masks,
