@@ -194,7 +194,7 @@ def test_unknown_top_level_key_is_refused() -> None:
     data["foo"] = 1
     assert load_error(data) == (
         "foo: unknown key; allowed keys are checkpoint, dataset, device, evaluate, expected, finetune, model, "
-        "optimizer, prune, schedule, seed, sensitivity, strategy, train")
+        "optimizer, prune, schedule, search, seed, sensitivity, strategy, train")
 
 
 def test_a_missing_group_and_a_wrong_type() -> None:
