@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from progprune_cli.config.groups import group_options
-from progprune_cli.results.objectives import parse_objectives
+from progprune_cli.config.search import parse_objectives
 
 # Unique per process: two runs started in the same second still get two folders. Under torchrun only rank 0's
 # folder name counts (the others get a scratch folder, then rank 0's path by broadcast; see app.train): the

@@ -10,7 +10,7 @@ from typing import Any
 from progprune_cli.config.schema import RunConfig, ScheduleConfig, StrategyConfig
 from progprune_cli.errors import UserError
 from progprune_cli.reading import Unreadable, read_yaml
-from progprune_cli.results.objectives import parse_objectives
+from progprune_cli.config.search import parse_objectives
 
 
 def check_run_config(cfg: RunConfig) -> None:

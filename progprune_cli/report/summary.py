@@ -13,7 +13,8 @@ from progprune_cli.filelock import FileLock
 from progprune_cli.report.compare import headline
 from progprune_cli.report.render import Table, format_cell, to_csv, to_markdown
 from progprune_cli.report.runs import RunRecord, _natural_key, read_run, sweep_runs
-from progprune_cli.results.objectives import Objective, objective_values, parse_objectives
+from progprune_cli.config.search import Objective, parse_objectives
+from progprune_cli.results.objectives import objective_values
 from progprune_cli.results.records import MULTIRUN, searched, sweep_jobs, sweep_task
 from progprune_cli.results.schema import MODEL_LABELS
 
