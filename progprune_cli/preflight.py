@@ -4,6 +4,7 @@ typed and checked, its data prepared, its folder judged, so bad input fails in o
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import shutil
@@ -50,6 +51,8 @@ def checked(overrides: list[str], multirun: bool,
         raise UserError(f"{next(o.input_line for o in parsed if o.is_sweep_override())}: a sweep needs -m "
                         "(progprune train -m ...)")
     sampled = multirun and _sampling(parsed)
+    if sampled:
+        require_optuna()
     job_lines = (candidates(ours) if sampled else jobs(ours)) if multirun else [[o.input_line for o in ours]]
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         sweeper = _check_hydra(job_lines[0], [o.input_line for o in parsed if is_hydra(o)])
@@ -131,6 +134,14 @@ def _sampling(parsed: list[Override]) -> bool:
     """A sweeper other than Hydra's basic one chosen (hydra/sweeper=progprune_optuna or optuna): it samples values
     from intervals, and optimises what the jobs return."""
     return any(o.key_or_group == "hydra/sweeper" and o.value() != "basic" for o in parsed)
+
+
+def require_optuna(find: Callable[[str], Any] = importlib.util.find_spec) -> None:
+    """hydra/sweeper=progprune_optuna extends the plugin's config: without the plugin, say which extra to install
+    (Hydra would only say that hydra/sweeper/optuna cannot be found)."""
+    if find("hydra_plugins.hydra_optuna_sweeper") is None:
+        raise UserError("hydra/sweeper: a search needs hydra-optuna-sweeper, which is not installed: "
+                        "pip install -e '.[search]' (make installs it)")
 
 
 def check_study_storage(storage: Any, versions: Callable[[str], str] = version) -> None:

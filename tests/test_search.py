@@ -16,7 +16,7 @@ import yaml
 from conftest import TINY, progprune, refused
 from progprune_cli.config.overrides import candidates, parse
 from progprune_cli.errors import UserError
-from progprune_cli.preflight import check_directions, check_study_storage
+from progprune_cli.preflight import check_directions, check_study_storage, require_optuna
 from progprune_cli.report.summary import pareto_front
 from progprune_cli.results.objectives import READERS
 from progprune_cli.config.search import OBJECTIVE_NAMES, Objective, parse_objectives
@@ -152,6 +152,10 @@ def test_directions_and_storage_checks() -> None:
     check_study_storage(None, versions.__getitem__)
     check_study_storage("sqlite:///x.db", {"optuna": "2.10.1", "sqlalchemy": "1.4.54"}.__getitem__)
     check_study_storage("sqlite:///x.db", {"optuna": "3.6.0", "sqlalchemy": "2.1.9"}.__getitem__)
+    require_optuna()  # installed here
+    with pytest.raises(UserError, match=r"^hydra/sweeper: a search needs hydra-optuna-sweeper, which is not "
+                                        r"installed: pip install -e '\.\[search\]' \(make installs it\)$"):
+        require_optuna(lambda name: None)
 
 
 def test_objectives_parse_and_pareto_front_in_any_dimension() -> None:
