@@ -20,9 +20,9 @@ from rich.console import Console
 import progprune_cli.catalog  # noqa: F401  (every component's schema, for Hydra's compose)
 import progprune_cli.resolvers  # noqa: F401  (the resolvers conf/config.yaml uses)
 from progprune_cli.config import RunConfig, load_run_config
+from progprune_cli.config.search import parse_objectives
 from progprune_cli.edge import exit_codes, hydra_argv, job_console
 from progprune_cli.errors import UserError
-from progprune_cli.config.search import parse_objectives
 from progprune_cli.results.objectives import objective_values
 from progprune_cli.results.records import BASIC_SWEEPER
 from progprune_cli.results.schema import Results

@@ -25,8 +25,8 @@ from progprune_cli.config import RunConfig, load_run_config
 from progprune_cli.config.groups import CONFIG_MODULE, group_options
 from progprune_cli.config.load import describe
 from progprune_cli.config.overrides import candidates, is_hydra, jobs, literal_dir, parse
-from progprune_cli.errors import UserError
 from progprune_cli.config.search import parse_objectives
+from progprune_cli.errors import UserError
 
 # Below this much free space a run cannot even write its config and first checkpoint; Hydra would fail with a
 # traceback while writing .hydra/.

@@ -15,11 +15,11 @@ import yaml
 
 from conftest import TINY, progprune, refused
 from progprune_cli.config.overrides import candidates, parse
+from progprune_cli.config.search import OBJECTIVE_NAMES, Objective, parse_objectives
 from progprune_cli.errors import UserError
 from progprune_cli.preflight import check_directions, check_study_storage, require_optuna
 from progprune_cli.report.summary import pareto_front
 from progprune_cli.results.objectives import READERS
-from progprune_cli.config.search import OBJECTIVE_NAMES, Objective, parse_objectives
 
 SQLALCHEMY_2 = int(version("sqlalchemy").split(".")[0]) >= 2
 OBJECTIVES = "search.objectives=[val_accuracy:max,macs:min]"

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from progprune_cli.atomic import replace_atomically, write_atomic
+from progprune_cli.config.search import Objective, parse_objectives
 from progprune_cli.errors import UserError
 from progprune_cli.filelock import FileLock
 from progprune_cli.report.compare import headline
 from progprune_cli.report.render import Table, format_cell, to_csv, to_markdown
 from progprune_cli.report.runs import RunRecord, _natural_key, read_run, sweep_runs
-from progprune_cli.config.search import Objective, parse_objectives
 from progprune_cli.results.objectives import objective_values
 from progprune_cli.results.records import MULTIRUN, searched, sweep_jobs, sweep_task
 from progprune_cli.results.schema import MODEL_LABELS
@@ -74,7 +74,7 @@ def search_objectives(records: list[RunRecord]) -> list[Objective]:
 
 def mark_search(rows: list[dict[str, Any]], records: list[RunRecord], objectives: list[Objective]) -> None:
     """Each row gets its objectives' values, `pareto_objectives` (no other trial at least as good on every
-    objective and better on one) and `best` (single objective: the best value; several: the front)."""
+    objective and better on one) and `best` (the same: for one objective, the best value, ties included)."""
     values = [objective_values(r.document, objectives) if r.document is not None else [None] * len(objectives)
               for r in records]
     points = [tuple(v) if all(x is not None for x in v) else None for v in values]  # type: ignore[misc]
@@ -82,7 +82,7 @@ def mark_search(rows: list[dict[str, Any]], records: list[RunRecord], objectives
     for row, value, point, on in zip(rows, values, points, front):
         row.update({o.name: x for o, x in zip(objectives, value)})
         row["pareto_objectives"] = on if point is not None else None
-        row["best"] = on if point is not None else None  # one objective: the front is the best value (ties too)
+        row["best"] = row["pareto_objectives"]  # shown for one objective only, where the front is the best value
 
 
 def job_table(records: list[RunRecord], objectives: list[Objective] | None = None) -> Table:
