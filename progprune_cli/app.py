@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shutil
 import sys
@@ -19,7 +20,12 @@ from rich.console import Console
 import progprune_cli.catalog  # noqa: F401  (every component's schema, for Hydra's compose)
 import progprune_cli.resolvers  # noqa: F401  (the resolvers conf/config.yaml uses)
 from progprune_cli.config import RunConfig, load_run_config
+from progprune_cli.config.search import parse_objectives
 from progprune_cli.edge import exit_codes, hydra_argv, job_console
+from progprune_cli.errors import UserError
+from progprune_cli.results.objectives import objective_values
+from progprune_cli.results.records import BASIC_SWEEPER
+from progprune_cli.results.schema import Results
 
 
 def _torchrun_rank() -> tuple[int, int] | None:
@@ -80,8 +86,9 @@ def _hydra_task(cfg: DictConfig) -> Any:
             # Rank 0's folder is the run folder of every rank: they read the checkpoints rank 0 writes there.
             source = Path(world.broadcast_object(str(run_dir)))
             cache = Path(hc.runtime.cwd) / "runs" / ".cache"
-            return run(cfg_, container, list(hc.overrides.task), source, console, cache, world=world,
-                       scratch=run_dir)["status"]
+            result = run(cfg_, container, list(hc.overrides.task), source, console, cache, world=world,
+                         scratch=run_dir)
+            return returned(cfg_, result, sampled=_sampling(hc.sweeper)) if multirun else result["status"]
     finally:
         if world is not None:
             from progprune_cli.distributed import finish
@@ -91,6 +98,27 @@ def _hydra_task(cfg: DictConfig) -> Any:
             shutil.rmtree(run_dir, ignore_errors=True)  # this rank's scratch folder
         if multirun:
             _sweep_summary(Path(hc.sweep.dir), console)
+
+
+def _sampling(sweeper: Any) -> bool:
+    """A sweeper that optimises what the jobs return (Optuna), not Hydra's basic one that only lists them."""
+    target = sweeper.get("_target_") if hasattr(sweeper, "get") else None
+    return str(target or BASIC_SWEEPER).rpartition(".")[2] != BASIC_SWEEPER
+
+
+def returned(cfg: RunConfig, result: dict[str, Any], sampled: bool) -> float | list[float] | None:
+    """What a sweep job returns to its sweeper: the finished run's search.objectives values (one float for one
+    objective, else a list in their order). For a sampling sweeper an objective the run did not measure fails the
+    trial (an error is what the Optuna sweeper records as a failed trial; a NaN would stop the whole search)."""
+    objectives = parse_objectives(cfg.search.objectives)
+    values = objective_values(Results.from_json(result), objectives)
+    missing = [str(o) for o, v in zip(objectives, values) if v is None or not math.isfinite(v)]
+    if missing:
+        if sampled:
+            raise UserError(f"search.objectives: {', '.join(missing)}: not measured by this run, so the trial "
+                            "has no score")
+        return None
+    return values[0] if len(values) == 1 else values  # type: ignore[return-value]
 
 
 def _sweep_summary(sweep_dir: Path, console: Console) -> None:

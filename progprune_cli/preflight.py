@@ -4,10 +4,12 @@ typed and checked, its data prepared, its folder judged, so bad input fails in o
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import shutil
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,8 @@ import progprune_cli.resolvers  # noqa: F401  (the resolvers conf/config.yaml us
 from progprune_cli.config import RunConfig, load_run_config
 from progprune_cli.config.groups import CONFIG_MODULE, group_options
 from progprune_cli.config.load import describe
-from progprune_cli.config.overrides import is_hydra, jobs, literal_dir, parse
+from progprune_cli.config.overrides import candidates, is_hydra, jobs, literal_dir, parse
+from progprune_cli.config.search import parse_objectives
 from progprune_cli.errors import UserError
 
 # Below this much free space a run cannot even write its config and first checkpoint; Hydra would fail with a
@@ -47,10 +50,17 @@ def checked(overrides: list[str], multirun: bool,
     if not multirun and any(o.is_sweep_override() for o in parsed):
         raise UserError(f"{next(o.input_line for o in parsed if o.is_sweep_override())}: a sweep needs -m "
                         "(progprune train -m ...)")
-    job_lines = jobs(ours) if multirun else [[o.input_line for o in ours]]
+    sampled = multirun and _sampling(parsed)
+    if sampled:
+        require_optuna()
+    job_lines = (candidates(ours) if sampled else jobs(ours)) if multirun else [[o.input_line for o in ours]]
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        _check_hydra(job_lines[0], [o.input_line for o in parsed if is_hydra(o)])
+        sweeper = _check_hydra(job_lines[0], [o.input_line for o in parsed if is_hydra(o)])
         configs = [_typed(job, here=not multirun) for job in job_lines]
+    if sampled:
+        for cfg, _ in configs:
+            check_directions(sweeper.get("direction"), cfg.search.objectives)
+        check_study_storage(sweeper.get("storage"))
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     given = literal_dir(parsed, key)
     check_writable(given if given is not None else Path("runs"), key)
@@ -111,11 +121,55 @@ def check_sweep_folder(sweep_dir: Path) -> None:
                     "was touched; choose a new or empty folder")
 
 
-def _check_hydra(job: list[str], hydra_overrides: list[str]) -> None:
+def _check_hydra(job: list[str], hydra_overrides: list[str]) -> dict[str, Any]:
     """Hydra's own overrides composed once with a job's: an unknown key or group choice is one line here, not a
-    traceback from Hydra after the folder exists."""
-    if hydra_overrides:
-        _compose([*job, *hydra_overrides], hydra=True)
+    traceback from Hydra after the folder exists. Returns the sweeper's config (unresolved; {} when none given)."""
+    if not hydra_overrides:
+        return {}
+    sweeper = _compose([*job, *hydra_overrides], hydra=True)["hydra"].get("sweeper")
+    return sweeper if isinstance(sweeper, dict) else {}
+
+
+def _sampling(parsed: list[Override]) -> bool:
+    """A sweeper other than Hydra's basic one chosen (hydra/sweeper=progprune_optuna or optuna): it samples values
+    from intervals, and optimises what the jobs return."""
+    return any(o.key_or_group == "hydra/sweeper" and o.value() != "basic" for o in parsed)
+
+
+def require_optuna(find: Callable[[str], Any] = importlib.util.find_spec) -> None:
+    """hydra/sweeper=progprune_optuna extends the plugin's config: without the plugin, say which extra to install
+    (Hydra would only say that hydra/sweeper/optuna cannot be found)."""
+    if find("hydra_plugins.hydra_optuna_sweeper") is None:
+        raise UserError("hydra/sweeper: a search needs hydra-optuna-sweeper, which is not installed: "
+                        "pip install -e '.[search]' (make installs it)")
+
+
+def check_study_storage(storage: Any, versions: Callable[[str], str] = version) -> None:
+    """An SQLite study (the preset's) needs what optuna 2.x's database storage was written for: SQLAlchemy 1.x
+    (with 2.x it fails in the middle of opening the file: `database is locked`, a traceback after Hydra started)."""
+    if not (isinstance(storage, str) and storage.startswith(("sqlite", "${progprune_study_storage"))):
+        return
+    try:
+        optuna, sqlalchemy = versions("optuna"), versions("sqlalchemy")
+    except PackageNotFoundError:
+        return  # the sweeper's own import says what is missing
+    if int(optuna.split(".")[0]) < 3 and int(sqlalchemy.split(".")[0]) >= 2:
+        raise UserError(f"hydra.sweeper.storage: optuna {optuna} keeps a study in SQLite only with SQLAlchemy < 2 "
+                        f"(installed: {sqlalchemy}); pip install 'sqlalchemy<2' (the search extra pins it), or run "
+                        "with hydra.sweeper.storage=null (the study in memory: optimization_results.yaml and the "
+                        "run folders remain)")
+
+
+def check_directions(direction: Any, objectives: list[str]) -> None:
+    """The sweeper's `direction` (one per value a job returns) must be search.objectives' own, in order."""
+    wanted = [o.direction for o in parse_objectives(objectives)]
+    if isinstance(direction, str) and direction.startswith("${"):
+        return  # the preset's: it follows search.objectives
+    given = [getattr(d, "name", d) for d in (direction if isinstance(direction, list) else [direction])]
+    if [str(d) for d in given] != wanted:
+        raise UserError(f"hydra.sweeper.direction: got [{', '.join(map(str, given))}]; search.objectives "
+                        f"[{', '.join(objectives)}] needs [{', '.join(wanted)}] (one per objective, in order; "
+                        "hydra/sweeper=progprune_optuna sets it from search.objectives)")
 
 
 def _typed(job: list[str], here: bool) -> Job:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from progprune_cli.errors import UserError
-from progprune_cli.results.records import MULTIRUN, OVERRIDES, saved_overrides, sweep_jobs, sweep_task
+from progprune_cli.results.records import MULTIRUN, OVERRIDES, saved_overrides, searched, sweep_jobs, sweep_task
 from progprune_cli.results.status import read_status
 
 TRUST = "--trust-targets"
@@ -60,6 +60,12 @@ def _resume_run(run_dir: Path, train: Callable[[list[str]], int], trust: bool) -
 def _sweep_plan(sweep_dir: Path, given: str, trust: bool) -> list[tuple[Path, list[str] | None]]:
     """Every job of the sweep with the overrides to start it with (None: only resumed), all checked before any
     runs: from multirun.yaml's job list, or for an older sweep without one from the job folders that exist."""
+    if searched(sweep_dir):
+        # Its next trials are the study's to choose, and the study is not reopened here (see README, "Search with
+        # Optuna"); resuming only the job folders would leave those trials unfinished in the study.
+        raise UserError(f"{given}: an Optuna search (hydra/sweeper=progprune_optuna); resume continues grid sweeps "
+                        f"only: resume an unfinished trial's run with progprune resume {given}/N, or start the search "
+                        "again")
     task = sweep_task(sweep_dir)
     source = sweep_dir / MULTIRUN
     if task is None:

@@ -22,8 +22,8 @@ from progprune_cli.optim.optimizers import OPTIMIZERS, build_optimizer
 from progprune_cli.pruning.schedules import SCHEDULES
 from progprune_cli.pruning.strategies import STRATEGIES
 from progprune_cli.config import (
-    CheckpointConfig, EvaluateConfig, LRSchedulerConfig, RunConfig, ScheduleConfig, SensitivityConfig, StageConfig,
-    StrategyConfig, TrainConfig, load_run_config,
+    CheckpointConfig, EvaluateConfig, LRSchedulerConfig, RunConfig, ScheduleConfig, SearchConfig, SensitivityConfig,
+    StageConfig, StrategyConfig, TrainConfig, load_run_config,
 )
 from progprune_cli.data.digits import DigitsConfig
 from progprune_cli.models.two_conv_cnn import TwoConvCNNConfig
@@ -88,6 +88,7 @@ def test_defaults_are_a_dense_baseline() -> None:
                                 sparse_kernels=False, sparse_min_sparsity=0.9, timing_samples=256, backends=["torch"]),
         checkpoint=CheckpointConfig(every_steps=None),
         sensitivity=SensitivityConfig(levels=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], target=0.5),
+        search=SearchConfig(objectives=["val_accuracy:max"]),
     )
 
 
@@ -194,7 +195,7 @@ def test_unknown_top_level_key_is_refused() -> None:
     data["foo"] = 1
     assert load_error(data) == (
         "foo: unknown key; allowed keys are checkpoint, dataset, device, evaluate, expected, finetune, model, "
-        "optimizer, prune, schedule, seed, sensitivity, strategy, train")
+        "optimizer, prune, schedule, search, seed, sensitivity, strategy, train")
 
 
 def test_a_missing_group_and_a_wrong_type() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from progprune_cli.config.schema import RunConfig, ScheduleConfig, StrategyConfig
 from progprune_cli.errors import UserError
 from progprune_cli.reading import Unreadable, read_yaml
+from progprune_cli.config.search import parse_objectives
 
 
 def check_run_config(cfg: RunConfig) -> None:
@@ -19,6 +20,7 @@ def check_run_config(cfg: RunConfig) -> None:
     if cfg.strategy is not None:
         fill_layers_from(cfg.strategy)
     _check_ranges(cfg)
+    parse_objectives(cfg.search.objectives)
 
 
 def check_values(value: Any, where: str) -> None:

@@ -61,3 +61,26 @@ def literal_dir(parsed: list[Override], key: str) -> Path | None:
             if isinstance(value, str) and "${" not in value:
                 return Path(value)
     return None
+
+
+def candidates(parsed: list[Override]) -> list[list[str]]:
+    """Jobs that between them give every value a sampling sweeper (Optuna) may choose for each key at least once:
+    all of a choice, both ends of an interval or range; the other keys at their first value (a search samples
+    combinations it does not list, so each value is checked once rather than every product)."""
+    lists: dict[str, list[str]] = {}
+    for override in parsed:
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            lists[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_interval_sweep() or (override.is_range_sweep() and not override.value().shuffle):
+            # Optuna samples a range(start, stop) as a distribution from start to stop inclusive.
+            sweep = override.value()
+            ends = (sweep.start, sweep.end) if override.is_interval_sweep() else (sweep.start, sweep.stop)
+            lists[key] = [f"{key}={value}" for value in dict.fromkeys(ends)]
+        else:
+            lists[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+    first = [values[0] for values in lists.values()]
+    found = [first]
+    for i, values in enumerate(lists.values()):
+        found += [first[:i] + [value] + first[i + 1:] for value in values[1:]]
+    return found

@@ -204,6 +204,14 @@ class SensitivityConfig:
 
 
 @dataclass
+class SearchConfig:
+    """`search:`: what a run returns to a sampling sweeper (hydra/sweeper=progprune_optuna): each objective as
+    `NAME:max|min` (results/objectives.py names them), one value per entry."""
+
+    objectives: list[str] = MISSING
+
+
+@dataclass
 class RunConfig:
     """Everything one run needs: conf/config.yaml's schema (base_config), and the typed config below the CLI."""
 
@@ -220,6 +228,7 @@ class RunConfig:
     evaluate: EvaluateConfig = MISSING
     checkpoint: CheckpointConfig = MISSING
     sensitivity: SensitivityConfig = MISSING
+    search: SearchConfig = MISSING
     expected: list[ExpectedFigure] = field(default_factory=list)
 
 

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from progprune_cli.atomic import replace_atomically, write_atomic
+from progprune_cli.config.search import Objective, parse_objectives
 from progprune_cli.errors import UserError
 from progprune_cli.filelock import FileLock
 from progprune_cli.report.compare import headline
 from progprune_cli.report.render import Table, format_cell, to_csv, to_markdown
 from progprune_cli.report.runs import RunRecord, _natural_key, read_run, sweep_runs
-from progprune_cli.results.records import MULTIRUN, sweep_jobs, sweep_task
+from progprune_cli.results.objectives import objective_values
+from progprune_cli.results.records import MULTIRUN, searched, sweep_jobs, sweep_task
 from progprune_cli.results.schema import MODEL_LABELS
 
 FIGURES = ("test_acc", "test_acc_vs_orig", "test_acc_vs_long", "sparsity", "nonzero", "physical",
@@ -22,6 +24,8 @@ GROUPED = ("test_acc", "test_acc_vs_orig", "test_acc_vs_long", "sparsity", "runt
 FRONTS = ("pareto_sparsity", "pareto_latency")
 _SEED = "seed"
 NOT_STARTED = "not started"  # a job of the sweep's own job list with no run folder yet
+SEARCH_NOTE = ("A search (hydra/sweeper=progprune_optuna): one job per trial run so far, trial i of the study in "
+               "folder i; its objectives' values are columns of the table.")
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, str]:
@@ -39,14 +43,14 @@ def changed(dicts: list[dict[str, str]]) -> list[str]:
     return [k for k in keys if len({d.get(k, "\0missing") for d in dicts}) > 1]
 
 
-def pareto_front(points: list[tuple[float, float] | None],
-                 maximize: tuple[bool, bool] = (True, True)) -> list[bool]:
-    """True where no other point is at least as good on both axes and better on one; None is never on it."""
+def pareto_front(points: list[tuple[float, ...] | None],
+                 maximize: tuple[bool, ...] = (True, True)) -> list[bool]:
+    """True where no other point is at least as good on every axis and better on one; None is never on it."""
     signs = [1 if m else -1 for m in maximize]
-    flipped = [None if p is None else (p[0] * signs[0], p[1] * signs[1]) for p in points]
+    flipped = [None if p is None else tuple(v * sign for v, sign in zip(p, signs)) for p in points]
 
-    def dominated(p: tuple[float, float]) -> bool:
-        return any(q is not None and q != p and q[0] >= p[0] and q[1] >= p[1] for q in flipped)
+    def dominated(p: tuple[float, ...]) -> bool:
+        return any(q is not None and q != p and all(a >= b for a, b in zip(q, p)) for q in flipped)
 
     return [p is not None and not dominated(p) for p in flipped]
 
@@ -56,8 +60,34 @@ def _point(row: dict[str, Any], x: str) -> tuple[float, float] | None:
     return (acc, other) if isinstance(acc, (int, float)) and isinstance(other, (int, float)) else None
 
 
-def job_table(records: list[RunRecord]) -> Table:
-    """One row per job: the overrides that differ, status, figures, and membership of each Pareto front."""
+def search_objectives(records: list[RunRecord]) -> list[Objective]:
+    """The search.objectives the sweep's runs returned (the first complete run's config); [] when none says."""
+    for record in records:
+        entries = record.config.get("search.objectives")
+        if record.document is not None and isinstance(entries, list):
+            try:
+                return parse_objectives(entries)
+            except UserError:
+                return []
+    return []
+
+
+def mark_search(rows: list[dict[str, Any]], records: list[RunRecord], objectives: list[Objective]) -> None:
+    """Each row gets its objectives' values, `pareto_objectives` (no other trial at least as good on every
+    objective and better on one) and `best` (the same: for one objective, the best value, ties included)."""
+    values = [objective_values(r.document, objectives) if r.document is not None else [None] * len(objectives)
+              for r in records]
+    points = [tuple(v) if all(x is not None for x in v) else None for v in values]  # type: ignore[misc]
+    front = pareto_front(points, tuple(o.maximize for o in objectives))
+    for row, value, point, on in zip(rows, values, points, front):
+        row.update({o.name: x for o, x in zip(objectives, value)})
+        row["pareto_objectives"] = on if point is not None else None
+        row["best"] = row["pareto_objectives"]  # shown for one objective only, where the front is the best value
+
+
+def job_table(records: list[RunRecord], objectives: list[Objective] | None = None) -> Table:
+    """One row per job: the overrides that differ, status, figures, and membership of each Pareto front; with
+    `objectives` (a search) also their values, their Pareto front and the best trial."""
     overrides = [parse_overrides(r.overrides) for r in records]
     keys = changed(overrides)
     rows = []
@@ -74,7 +104,13 @@ def job_table(records: list[RunRecord]) -> Table:
         row["pareto_latency"] = on_latency if _point(row, "runtime_median_s") else None
     # vs dense_long only when some job trained one; a column of dashes would only add width.
     figures = [f for f in FIGURES if f != "test_acc_vs_long" or any(r[f] is not None for r in rows)]
-    columns = ["job", *keys, "status", *figures, *FRONTS] + (["error"] if any("error" in r for r in rows) else [])
+    searched_columns: list[str] = []
+    if objectives:
+        mark_search(rows, records, objectives)
+        searched_columns = [o.name for o in objectives if o.name not in figures] + ["pareto_objectives"] + \
+            (["best"] if len(objectives) == 1 else [])
+    columns = ["job", *keys, "status", *figures, *FRONTS, *searched_columns] + \
+        (["error"] if any("error" in r for r in rows) else [])
     return Table.from_records(columns, rows)
 
 
@@ -109,8 +145,30 @@ def seed_table(records: list[RunRecord], jobs: Table) -> Table | None:
     return Table.from_records([*keys, "jobs", *grouped], rows)
 
 
-def render_summary(name: str, jobs: Table, seeds: Table | None, note: str | None = None) -> str:
-    """summary.md; `note` says in one line when the job list is only the folders that exist."""
+def search_section(jobs: Table, objectives: list[Objective]) -> list[str]:
+    """summary.md's account of a search: its objectives, the best trial (one objective) or the Pareto front."""
+    rows = jobs.records()
+    front = [r for r in rows if r.get("pareto_objectives")]
+    named = ", ".join(map(str, objectives))
+
+    def trial(row: dict[str, Any]) -> str:
+        values = ", ".join(f"{o.name} {format_cell(o.name, row[o.name])}" for o in objectives)
+        return f"job {row['job']} ({values})"
+
+    if not front:
+        return ["## Search\n", f"Objectives {named}: no trial has a value yet.\n"]
+    if len(objectives) == 1:
+        return ["## Search\n", f"Objective {named}. Best trial: " + "; ".join(trial(r) for r in front) +
+                " (`best` in the table).\n"]
+    return ["## Search\n", f"Objectives {named}. Pareto front of the objectives ({len(front)} of {len(rows)} jobs; "
+            "none of the others is at least as good on every objective): " + "; ".join(trial(r) for r in front) +
+            " (`pareto_objectives` in the table).\n"]
+
+
+def render_summary(name: str, jobs: Table, seeds: Table | None, note: str | None = None,
+                   objectives: list[Objective] | None = None) -> str:
+    """summary.md; `note` says in one line when the job list is only the folders that exist; `objectives` (a
+    search) adds its best trial or Pareto front."""
     counts: dict[str, int] = {}
     for row in jobs.records():
         counts[row["status"]] = counts.get(row["status"], 0) + 1
@@ -119,6 +177,8 @@ def render_summary(name: str, jobs: Table, seeds: Table | None, note: str | None
              f"model ({MODEL_LABELS['finetuned']}); `test_acc_vs_orig` compares it with the dense original, "
              "`test_acc_vs_long` with dense_long (as many epochs).\n", *([f"{note}\n"] if note else []),
              "## Jobs\n", to_markdown(jobs)]
+    if objectives:
+        parts += search_section(jobs, objectives)
     if seeds is not None:
         parts += ["## Seeds grouped: mean ± std (n)\n", to_markdown(seeds)]
     parts += ["## Pareto fronts\n", "`pareto_sparsity`: no other job has both higher accuracy and higher sparsity. "
@@ -176,6 +236,8 @@ def sweep_records(sweep_dir: Path) -> tuple[list[RunRecord], str | None]:
     """One record per job: the run folders that exist, and a `not started` one for each job of the sweep's own
     job list (multirun.yaml) that has no run folder; with a note when that list cannot be read."""
     records = [read_run(path) for path in sweep_runs(sweep_dir)]
+    if searched(sweep_dir):
+        return records, SEARCH_NOTE
     try:
         task = sweep_task(sweep_dir)
         planned = sweep_jobs(task, sweep_dir / MULTIRUN) if task is not None else None
@@ -195,10 +257,11 @@ def write_sweep_summary(sweep_dir: Path) -> Path:
     sweep_dir = Path(sweep_dir)
     with _locked(sweep_dir):
         records, note = sweep_records(sweep_dir)
-        jobs = job_table(records)
+        objectives = search_objectives(records) if note == SEARCH_NOTE else []
+        jobs = job_table(records, objectives)
         seeds = seed_table(records, jobs)
         write_atomic(sweep_dir / "summary.csv", to_csv(jobs))
         draw_pareto(jobs.records(), sweep_dir / "pareto.png")
         summary = sweep_dir / "summary.md"
-        write_atomic(summary, render_summary(sweep_dir.name, jobs, seeds, note))
+        write_atomic(summary, render_summary(sweep_dir.name, jobs, seeds, note, objectives))
     return summary

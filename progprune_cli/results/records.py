@@ -76,3 +76,17 @@ def sweep_jobs(task: list[str], source: Path) -> list[list[str]]:
     from progprune_cli.config.overrides import jobs, parse
 
     return jobs(parse(task, str(source)))
+
+
+def searched(sweep_dir: Path) -> bool:
+    """Whether the sweep was a search (a sampling sweeper such as Optuna's, which writes no multirun.yaml and picks
+    its jobs as it goes): the sweeper named in its first job's .hydra/hydra.yaml, read as data."""
+    jobs = sorted((p for p in sweep_dir.iterdir() if p.name.isdigit() and p.is_dir() and not p.is_symlink()),
+                  key=lambda p: int(p.name)) if sweep_dir.is_dir() else []
+    for job in jobs[:1]:
+        try:
+            target = _get(read_record(job, ".hydra", "hydra.yaml"), "hydra", "sweeper", "_target_")
+        except (FileNotFoundError, UserError):
+            return False
+        return target is not None and str(target).rpartition(".")[2] != BASIC_SWEEPER
+    return False
