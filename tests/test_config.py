@@ -36,7 +36,7 @@ CONF = Path(str(resources.files("progprune_cli.conf")))
 REGISTRIES = {"dataset": DATASETS, "model": MODELS, "strategy": STRATEGIES, "schedule": SCHEDULES,
               "optimizer": OPTIMIZERS, "lr_scheduler": LR_SCHEDULERS}
 PRESETS = ("experiment",)  # groups of whole-config presets (# @package _global_), not of one component
-STRATEGY_KEYS = "exclude, include_bias, layers, layers_from, name, pattern, scope, sparsity, threshold"
+STRATEGY_KEYS = "exclude, include_bias, layers, layers_from, name, pattern, scope, sparsity, target, threshold"
 
 
 @lru_cache(maxsize=None)

@@ -255,4 +255,4 @@ def test_weight_takes_no_options_of_its_own() -> None:
     with pytest.raises(UserError) as error:
         build_strategy(component("strategy", "weight", thresh=0.3))
     assert str(error.value) == ("strategy.thresh: unknown key; allowed keys are exclude, include_bias, layers, "
-                                "layers_from, name, pattern, scope, sparsity, threshold")
+                                "layers_from, name, pattern, scope, sparsity, target, threshold")
