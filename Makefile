@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # The stamp is remade whenever pyproject.toml changes, so a dependency added there reaches every checkout.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev,launchers,export,models]'
+	$(BIN)/pip install --quiet -e '.[dev,launchers,export,models,trackers]'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -79,9 +79,9 @@ def _hydra_task(cfg: DictConfig) -> Any:
             world = start(cfg_.device)
             # Rank 0's folder is the run folder of every rank: they read the checkpoints rank 0 writes there.
             source = Path(world.broadcast_object(str(run_dir)))
-            cache = Path(hc.runtime.cwd) / "runs" / ".cache"
-            return run(cfg_, container, list(hc.overrides.task), source, console, cache, world=world,
-                       scratch=run_dir)["status"]
+            runs_root = Path(hc.runtime.cwd) / "runs"
+            return run(cfg_, container, list(hc.overrides.task), source, console, runs_root / ".cache", world=world,
+                       scratch=run_dir, runs_root=runs_root)["status"]
     finally:
         if world is not None:
             from progprune_cli.distributed import finish

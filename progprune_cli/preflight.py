@@ -169,7 +169,7 @@ def _check_groups(overrides: list[Override]) -> None:
                             f"lr_scheduler@train.lr_scheduler={override.get_value_element_as_str()} (or "
                             f"@prune.lr_scheduler, @finetune.lr_scheduler); choose one of {', '.join(groups[group])}")
         values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
-        for value in values:
+        for value in [v for value in values for v in (value if isinstance(value, list) else [value])]:
             if isinstance(value, str) and value not in groups[group]:
                 raise UserError(f"{group}={value}: unknown {group}; choose one of {', '.join(groups[group])}")
         if group == "strategy" and not (override.is_add() or override.is_delete() or override.is_force_add()):

@@ -14,6 +14,7 @@ from progprune_cli.config.schema import (
     SensitivityConfig,
     StageConfig,
     StrategyConfig,
+    TrackerConfig,
     TrainConfig,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "SensitivityConfig",
     "StageConfig",
     "StrategyConfig",
+    "TrackerConfig",
     "TrainConfig",
     "load_run_config",
 ]

@@ -9,6 +9,7 @@ from progprune_cli.pruning.strategies import build_strategy
 from progprune_cli.config import RunConfig
 from progprune_cli.device import resolve_device
 from progprune_cli.parts import plan_events
+from progprune_cli.trackers import check_trackers
 
 
 def check_components(cfg: RunConfig, here: bool = True) -> None:
@@ -24,6 +25,7 @@ def check_components(cfg: RunConfig, here: bool = True) -> None:
         from progprune_cli.measure.onnxruntime_backend import require  # imports onnx only when asked for
 
         require()
+    check_trackers(cfg.logger)  # imports each chosen tracker's package: one missing is one line now
     if cfg.strategy is None:
         return
     build_strategy(cfg.strategy)
