@@ -149,6 +149,16 @@ def test_an_unknown_tracker_in_the_list_is_named(tmp_path: Path, monkeypatch: py
     assert said == "progprune: error: logger=wandb: unknown logger; choose one of mlflow, tensorboard\n"
 
 
+def test_a_trackers_key_without_the_tracker_chosen_says_to_choose_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    said = refused("train", "logger=tensorboard", "logger.mlflow.experiment=x", cwd=tmp_path, monkeypatch=monkeypatch,
+                   capsys=capsys)
+    assert said == "progprune: error: logger.mlflow.experiment: logger mlflow is not chosen; add logger=mlflow first\n"
+    said = refused("train", "logger=mlflow", "logger.mlflow.nope=1", cwd=tmp_path, monkeypatch=monkeypatch,
+                   capsys=capsys)
+    assert said == "progprune: error: logger.mlflow.nope: unknown key; allowed keys are experiment, name, tracking_uri\n"
+
+
 def test_a_resumed_run_continues_its_mlflow_run(tmp_path: Path) -> None:
     """An interrupted attempt's MLflow run (found by the run folder's tag) is continued, not doubled."""
     import mlflow
