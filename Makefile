@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # The stamp is remade whenever pyproject.toml changes, so a dependency added there reaches every checkout.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev,launchers,export,models,search]'
+	$(BIN)/pip install --quiet -e '.[dev,launchers,export,models,search,trackers]'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -7,3 +7,4 @@ import progprune_cli.optim.lr_schedulers  # noqa: F401
 import progprune_cli.optim.optimizers  # noqa: F401
 import progprune_cli.pruning.schedules  # noqa: F401
 import progprune_cli.pruning.strategies  # noqa: F401
+import progprune_cli.trackers  # noqa: F401

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import shutil
+import typing
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -24,6 +25,7 @@ import progprune_cli.resolvers  # noqa: F401  (the resolvers conf/config.yaml us
 from progprune_cli.config import RunConfig, load_run_config
 from progprune_cli.config.groups import CONFIG_MODULE, group_options
 from progprune_cli.config.load import describe
+from progprune_cli.config.schema import COMPONENTS
 from progprune_cli.config.overrides import candidates, is_hydra, jobs, literal_dir, parse
 from progprune_cli.config.search import parse_objectives
 from progprune_cli.errors import UserError
@@ -192,23 +194,34 @@ def _compose(job: list[str], hydra: bool = False) -> dict[str, Any]:
 
 
 def _unchosen(job: list[str]) -> str | None:
-    """`strategy.x=1` when no strategy is chosen: the hint that one must be chosen first, or None."""
+    """`strategy.x=1` when no strategy is chosen (or `logger.mlflow.x=1` when mlflow is not among the loggers): the
+    hint that one must be chosen first, or None."""
     groups = group_options()
     for override in parse(job):
         group, _, rest = override.key_or_group.partition(".")
-        if group in groups and rest and not _chosen(group, job):
+        entry = rest.partition(".")[0] if group in _MANY else None
+        if group in groups and rest and not _chosen(group, job, entry):
+            if entry is not None:
+                return f"{override.key_or_group}: {group} {entry} is not chosen; add {group}={entry} first"
             return (f"{override.key_or_group}: no {group} chosen; add +{group}=NAME first "
                     f"(one of {', '.join(groups[group])})")
     return None
 
 
-def _chosen(group: str, job: list[str]) -> bool:
-    """Whether the job, with its keys under `group` left out, still composes a `group` node."""
+def _chosen(group: str, job: list[str], entry: str | None = None) -> bool:
+    """Whether the job, with its keys under `group` left out, still composes a `group` node (holding `entry`)."""
     rest = [line for line in job if not line.lstrip("+~").startswith(f"{group}.")]
     try:
-        return compose(config_name="config", overrides=rest).get(group) is not None
+        node = compose(config_name="config", overrides=rest).get(group)
     except (HydraException, OmegaConfBaseException, AssertionError):
         return True  # the error is elsewhere: describe it
+    return node is not None and (entry is None or entry in node)
+
+
+# Groups of which a run chooses any number (logger=[tensorboard,mlflow]): a RunConfig dict of components by name.
+_MANY = {f.name for f in dataclasses.fields(RunConfig)
+         if typing.get_origin(typing.get_type_hints(RunConfig)[f.name]) is dict
+         and typing.get_args(typing.get_type_hints(RunConfig)[f.name])[-1] in COMPONENTS.values()}
 
 
 def _check_groups(overrides: list[Override]) -> None:
@@ -223,7 +236,7 @@ def _check_groups(overrides: list[Override]) -> None:
                             f"lr_scheduler@train.lr_scheduler={override.get_value_element_as_str()} (or "
                             f"@prune.lr_scheduler, @finetune.lr_scheduler); choose one of {', '.join(groups[group])}")
         values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
-        for value in values:
+        for value in [v for value in values for v in (value if isinstance(value, list) else [value])]:
             if isinstance(value, str) and value not in groups[group]:
                 raise UserError(f"{group}={value}: unknown {group}; choose one of {', '.join(groups[group])}")
         if group == "strategy" and not (override.is_add() or override.is_delete() or override.is_force_add()):

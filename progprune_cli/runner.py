@@ -26,6 +26,8 @@ from progprune_cli.signals import Interrupted, StopRequest
 from progprune_cli.stages import register_all
 from progprune_cli.stages.base import STAGES, Produced, RunContext, Stage
 from progprune_cli.stages.io import StageIO
+from progprune_cli.trackers import RunFinished, RunStarted, Trackers
+from progprune_cli.trackers.base import figures_of, flat_params
 
 register_all()
 
@@ -38,10 +40,12 @@ def pipeline(cfg: RunConfig) -> list[Stage]:
 
 
 def run(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_dir: Path, console: Console,
-        cache_dir: Path | None, world: World | None = None, scratch: Path | None = None) -> dict[str, Any]:
+        cache_dir: Path | None, world: World | None = None, scratch: Path | None = None,
+        runs_root: Path | None = None) -> dict[str, Any]:
     """Run (or resume) the whole pipeline in `run_dir`, holding its lock; returns the results.json dict. Under
     torchrun (`world`) only rank 0 does that; every other rank trains alongside it, reading `run_dir` and writing
-    only into its own `scratch` folder (see _follow)."""
+    only into its own `scratch` folder (see _follow). `runs_root` (default ./runs) is where a tracker's local store
+    goes."""
     world = World() if world is None else world
     if not world.is_main:
         assert scratch is not None
@@ -57,7 +61,8 @@ def run(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_d
         raise
     world.broadcast_object(None)
     try:
-        return _locked(cfg, overrides, attempt, console, cache_dir, world)
+        return _locked(cfg, overrides, attempt, console, cache_dir, world,
+                       Path("runs").absolute() if runs_root is None else runs_root)
     finally:
         attempt.release()
 
@@ -90,7 +95,7 @@ def _follow(cfg: RunConfig, run_dir: Path, scratch: Path, world: World) -> dict[
     with no lock, status, results or report, and the dense cache off as on rank 0."""
     torch.set_num_threads(resolve_threads(cfg.train.threads, world.local_world_size))
     parts = build_parts(cfg, world)
-    io = _FollowerIO(scratch, Console(quiet=True), run_dir)
+    io = _FollowerIO(scratch, Console(quiet=True), source=run_dir)
     stop = StopRequest()
 
     def phase(name: str) -> None:  # status.json is rank 0's: here a phase only names where a stop lands
@@ -102,7 +107,7 @@ def _follow(cfg: RunConfig, run_dir: Path, scratch: Path, world: World) -> dict[
 
 
 def _locked(cfg: RunConfig, overrides: list[str], attempt: Attempt, console: Console, cache_dir: Path | None,
-            world: World) -> dict[str, Any]:
+            world: World, runs_root: Path) -> dict[str, Any]:
     run_dir, started = attempt.run_dir, time.perf_counter()
     # Under torchrun a signal acts only inside the training loops, where the ranks agree on it in one all-reduce
     # (a rank that stopped alone elsewhere would leave the others waiting in a collective for ever).
@@ -111,27 +116,52 @@ def _locked(cfg: RunConfig, overrides: list[str], attempt: Attempt, console: Con
         torch.set_num_threads(resolve_threads(cfg.train.threads, world.local_world_size))
         parts = build_parts(cfg, world)
         io = StageIO(run_dir, console)
-        if parts.budget is not None:
-            io.log(parts.budget.line())
-        if world.distributed:
-            io.log(f"torchrun: {world.world_size} ranks ({world.backend}; rank 0 on {world.device}); batch_size is "
-                   f"the global batch of every stage, each rank trains on 1/{world.world_size} of it")
-            if cache_dir is not None and cfg.train.reuse:
-                # Every rank would have to find (or store) the same entry at the same moment; train instead.
-                io.log("train.reuse: off under torchrun; the dense model is trained (and not cached)")
-            cache_dir = None
-        results = _stages(RunContext(parts, io, attempt.stop, cache_dir, world), attempt.phase)
-        assert attempt.status is not None
-        record = results.with_run(_run_info(cfg, overrides, run_dir, attempt.status.started,
-                                            time.perf_counter() - started, parts, results.run.dense_reused_from),
-                                  attempt.config)
-        text = record.dumps()  # strict JSON: a NaN or Infinity fails here, before anything is drawn from it
-        attempt.phase("report")
-        _report(record, run_dir, console)
-        with attempt.finishing():
-            # Last, so a results.json always means a finished run (a crash before it leaves a resumable folder).
-            write_atomic(run_dir / "results.json", text)
+        trackers = Trackers(cfg.logger, io.log)
+        io.on_metrics = trackers.rows
+        trackers.start(RunStarted(run_dir, runs_root, flat_params(attempt.config)))
+        status = "failed"
+        try:
+            record = _measured(cfg, overrides, attempt, console, cache_dir, world, parts, io, started)
+            status = "complete"
+            trackers.finish(RunFinished(figures_of(record.to_json()["models"]), _REPORT_FILES,
+                                        tuple(sorted(p.relative_to(run_dir) for p in run_dir.glob("plots/*.png")))))
+        except Interrupted:
+            status = "interrupted"
+            raise
+        finally:
+            trackers.close(status)
     return record.to_json()  # run() still returns the results.json dict (app.py reads its "status")
+
+
+# The report files a tracker keeps (its plots besides), relative to the run folder.
+_REPORT_FILES = (Path("results.json"), Path("results.md"), Path("run.log"))
+
+
+def _measured(cfg: RunConfig, overrides: list[str], attempt: Attempt, console: Console, cache_dir: Path | None,
+              world: World, parts: Parts, io: StageIO, started: float) -> Results:
+    """The stages, then results.json and the report: the run's results record."""
+    run_dir = attempt.run_dir
+    if parts.budget is not None:
+        io.log(parts.budget.line())
+    if world.distributed:
+        io.log(f"torchrun: {world.world_size} ranks ({world.backend}; rank 0 on {world.device}); batch_size is "
+               f"the global batch of every stage, each rank trains on 1/{world.world_size} of it")
+        if cache_dir is not None and cfg.train.reuse:
+            # Every rank would have to find (or store) the same entry at the same moment; train instead.
+            io.log("train.reuse: off under torchrun; the dense model is trained (and not cached)")
+        cache_dir = None
+    results = _stages(RunContext(parts, io, attempt.stop, cache_dir, world), attempt.phase)
+    assert attempt.status is not None
+    record = results.with_run(_run_info(cfg, overrides, run_dir, attempt.status.started,
+                                        time.perf_counter() - started, parts, results.run.dense_reused_from),
+                              attempt.config)
+    text = record.dumps()  # strict JSON: a NaN or Infinity fails here, before anything is drawn from it
+    attempt.phase("report")
+    _report(record, run_dir, console)
+    with attempt.finishing():
+        # Last, so a results.json always means a finished run (a crash before it leaves a resumable folder).
+        write_atomic(run_dir / "results.json", text)
+    return record
 
 
 def _stages(run: RunContext, phase: Callable[[str], None]) -> Results:

@@ -105,7 +105,7 @@ BAD_INPUT = [
     (["optimizer=adam", "optimizer.momentum=0.9"],
      "progprune: error: optimizer.momentum: unknown key; allowed keys are amsgrad, betas, clip_grad_norm, eps, "),
     (["trian.epochs=1"], "progprune: error: trian: unknown key; allowed keys are checkpoint, dataset, device, "
-                         "evaluate, expected, finetune, model, optimizer, prune, schedule, search, seed, "),
+                         "evaluate, expected, finetune, logger, model, optimizer, prune, schedule, search, seed, "),
     (["lr_scheduler=cosine"], "progprune: error: lr_scheduler=cosine: a learning-rate schedule is set per stage: "
                               "lr_scheduler@train.lr_scheduler=cosine (or @prune.lr_scheduler, "),
     (["finetune.lr=0"], "progprune: error: finetune.lr: got 0.0; must be > 0 or null (null: optimizer.lr)"),

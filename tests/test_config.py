@@ -21,6 +21,7 @@ from progprune_cli.optim.lr_schedulers import LR_SCHEDULERS
 from progprune_cli.optim.optimizers import OPTIMIZERS, build_optimizer
 from progprune_cli.pruning.schedules import SCHEDULES
 from progprune_cli.pruning.strategies import STRATEGIES
+from progprune_cli.trackers import TRACKERS
 from progprune_cli.config import (
     CheckpointConfig, EvaluateConfig, LRSchedulerConfig, RunConfig, ScheduleConfig, SearchConfig, SensitivityConfig,
     StageConfig, StrategyConfig, TrainConfig, load_run_config,
@@ -34,7 +35,7 @@ from progprune_cli.preflight import check
 
 CONF = Path(str(resources.files("progprune_cli.conf")))
 REGISTRIES = {"dataset": DATASETS, "model": MODELS, "strategy": STRATEGIES, "schedule": SCHEDULES,
-              "optimizer": OPTIMIZERS, "lr_scheduler": LR_SCHEDULERS}
+              "optimizer": OPTIMIZERS, "lr_scheduler": LR_SCHEDULERS, "logger": TRACKERS}
 PRESETS = ("experiment",)  # groups of whole-config presets (# @package _global_), not of one component
 STRATEGY_KEYS = "exclude, include_bias, layers, layers_from, name, pattern, scope, sparsity, target, threshold"
 
@@ -194,7 +195,7 @@ def test_unknown_top_level_key_is_refused() -> None:
     data = composed()
     data["foo"] = 1
     assert load_error(data) == (
-        "foo: unknown key; allowed keys are checkpoint, dataset, device, evaluate, expected, finetune, model, "
+        "foo: unknown key; allowed keys are checkpoint, dataset, device, evaluate, expected, finetune, logger, model, "
         "optimizer, prune, schedule, search, seed, sensitivity, strategy, train")
 
 

@@ -15,6 +15,7 @@ from progprune_cli.config.schema import (
     SensitivityConfig,
     StageConfig,
     StrategyConfig,
+    TrackerConfig,
     TrainConfig,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "SensitivityConfig",
     "StageConfig",
     "StrategyConfig",
+    "TrackerConfig",
     "TrainConfig",
     "load_run_config",
 ]

@@ -68,13 +68,26 @@ def _shaped(cls: type, data: Any, where: str) -> tuple[DictConfig, Any]:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         hint, value = _plain(hints[f.name]), data.get(f.name)
+        key = f"{where}.{f.name}" if where else f.name
+        entries = typing.get_args(hint)[-1] if typing.get_origin(hint) is dict else None
+        if entries in COMPONENTS.values() and isinstance(value, Mapping):
+            node[f.name], data[f.name] = _shaped_entries(entries, value, key)
+            continue
         if not (isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, Mapping)):
             continue
-        key = f"{where}.{f.name}" if where else f.name
         group = next((g for g, base in COMPONENTS.items() if hint is base), None)
         schema = hint if group is None else component_schema(group, value.get("name"), key)
         node[f.name], data[f.name] = _shaped(schema, value, key)
     return node, data
+
+
+def _shaped_entries(base: type, data: Mapping[str, Any], where: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A dict of components (`logger`: one entry per chosen tracker), each entry shaped by the schema its `name`
+    chooses."""
+    group = next(g for g, b in COMPONENTS.items() if b is base)
+    shaped = {k: _shaped(component_schema(group, v.get("name") if isinstance(v, Mapping) else None, f"{where}.{k}"),
+                         v, f"{where}.{k}") for k, v in data.items()}
+    return {k: node for k, (node, _) in shaped.items()}, {k: value for k, (_, value) in shaped.items()}
 
 
 def open_keys_folded(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:

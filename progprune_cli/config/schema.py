@@ -127,6 +127,14 @@ class LRSchedulerConfig:
     warmup_factor: float = 0.1
 
 
+@dataclass
+class TrackerConfig:
+    """`logger.<name>:` (group conf/logger; any number of them: logger=[tensorboard,mlflow]); a tracker's own keys
+    are fields of its subclass (trackers/<name>.py)."""
+
+    name: str = MISSING
+
+
 # --- the top-level sections (their values live in conf/config.yaml) ----------------------------------------------
 
 @dataclass
@@ -230,8 +238,11 @@ class RunConfig:
     sensitivity: SensitivityConfig = MISSING
     search: SearchConfig = MISSING
     expected: list[ExpectedFigure] = field(default_factory=list)
+    logger: dict[str, TrackerConfig] = field(default_factory=dict)  # by name: the trackers a run reports to
 
 
-# The component groups: a RunConfig field (or a stage's `lr_scheduler`) whose node is a subclass chosen by `name`.
+# The component groups: a RunConfig field (or a stage's `lr_scheduler`, or each entry of `logger`) whose node is a
+# subclass chosen by `name`.
 COMPONENTS = {"dataset": DatasetConfig, "model": ModelConfig, "optimizer": OptimizerConfig,
-              "strategy": StrategyConfig, "schedule": ScheduleConfig, "lr_scheduler": LRSchedulerConfig}
+              "strategy": StrategyConfig, "schedule": ScheduleConfig, "lr_scheduler": LRSchedulerConfig,
+              "logger": TrackerConfig}

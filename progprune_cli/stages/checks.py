@@ -11,6 +11,7 @@ from progprune_cli.device import resolve_device
 from progprune_cli.parts import plan_events
 from progprune_cli.stages import register_all
 from progprune_cli.stages.base import STAGES
+from progprune_cli.trackers import check_trackers
 
 
 def check_components(cfg: RunConfig, here: bool = True) -> None:
@@ -29,6 +30,7 @@ def check_components(cfg: RunConfig, here: bool = True) -> None:
     register_all()
     for name in STAGES.names():
         STAGES.get(name).refuse(cfg)
+    check_trackers(cfg.logger)  # imports each chosen tracker's package: one missing is one line now
     if cfg.strategy is None:
         return
     build_strategy(cfg.strategy)

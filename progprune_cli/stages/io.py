@@ -31,6 +31,8 @@ class StageIO:
 
     run_dir: Path
     console: Console
+    # Given metrics.csv's rows (as text) each time it is rewritten: the run's trackers (trackers/guard.py).
+    on_metrics: Callable[[list[dict[str, str]]], None] | None = None
 
     def __post_init__(self) -> None:
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -97,6 +99,8 @@ class StageIO:
         for name in TRAINING_STAGES:
             merged += self.read_rows(name) or []
         write_atomic(self.run_dir / "metrics.csv", _csv(merged))
+        if self.on_metrics is not None:
+            self.on_metrics(merged)
 
     def read_rows(self, stage: str) -> list[dict[str, Any]] | None:
         """logs/<stage>.csv as rows, or None when it is missing or is not a metrics table (corrupt, truncated)."""
