@@ -156,7 +156,8 @@ def test_a_trackers_key_without_the_tracker_chosen_says_to_choose_it(tmp_path: P
     assert said == "progprune: error: logger.mlflow.experiment: logger mlflow is not chosen; add logger=mlflow first\n"
     said = refused("train", "logger=mlflow", "logger.mlflow.nope=1", cwd=tmp_path, monkeypatch=monkeypatch,
                    capsys=capsys)
-    assert said == "progprune: error: logger.mlflow.nope: unknown key; allowed keys are experiment, name, tracking_uri\n"
+    assert said == ("progprune: error: logger.mlflow.nope: unknown key; allowed keys are experiment, name, "
+                    "tracking_uri\n")
 
 
 def test_a_resumed_run_continues_its_mlflow_run(tmp_path: Path) -> None:
