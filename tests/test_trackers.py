@@ -181,3 +181,14 @@ def test_a_resumed_run_continues_its_mlflow_run(tmp_path: Path) -> None:
     assert found.info.status == "FINISHED"
     assert [(m.step, m.value) for m in client.get_metric_history(found.info.run_id, "train/epoch/val_acc")] == \
         [(4, 0.25), (8, 0.5)]
+
+
+def test_choosing_a_tracker_changes_no_config_hash() -> None:
+    """A run folder from before `logger` existed, or one resumed with a tracker added, still resumes."""
+    from progprune_cli.results.status import config_hash
+
+    before = {"seed": 0, "train": {"epochs": 1}}
+    assert config_hash({**before, "logger": {}}) == config_hash(before)
+    assert config_hash({**before, "logger": {"tensorboard": {"name": "tensorboard", "flush_secs": 5}}}) == \
+        config_hash(before)
+    assert config_hash({**before, "train": {"epochs": 2}}) != config_hash(before)

@@ -21,8 +21,8 @@ from progprune_cli.reading import STATUS_LIMIT, read_json
 from progprune_cli.signals import Interrupted
 
 # Sections that may change between an interrupted attempt and its resume without changing any result (`search`:
-# which figures a finished run returns to a search).
-_NOT_HASHED = ("evaluate", "checkpoint", "hydra", "search")
+# which figures a finished run returns to a search; `logger`: where else its figures are sent).
+_NOT_HASHED = ("evaluate", "checkpoint", "hydra", "search", "logger")
 # What may already be in a folder Hydra prepared for a run before progprune wrote anything.
 _HYDRA_ONLY = {".hydra", ".lock"}
 CONFIG_FILE = "config.json"  # the resolved config of the first attempt, never rewritten
