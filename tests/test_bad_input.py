@@ -19,7 +19,7 @@ from progprune_cli.pruning.strategies import STRATEGIES
 
 LAUNCHERS = "basic, joblib, parallel, slurm, submitit_local, submitit_slurm"
 STRUCTURED_KEYS = ("exclude, include_bias, keep_first, layers, layers_from, name, norm, pattern, scope, sparsity, "
-                   "threshold")
+                   "target, threshold")
 LAYERS = "conv1, conv1.weight, conv2, conv2.weight, fc, fc.weight"
 
 CASES = [
@@ -28,8 +28,8 @@ CASES = [
     (["optimizer.lr=nan"], "optimizer.lr: got nan; expected a finite number"),
     (["+strategy=weight", "+strategy.layers.nosuch=0.3"],
      f"strategy.layers.nosuch: no such prunable layer; choose from {LAYERS}"),
-    (["+strategy=structured", "strategy.target.macs=2"],
-     f"strategy.target: unknown key; allowed keys are {STRUCTURED_KEYS}"),
+    (["+strategy=structured", "strategy.budget.macs=2"],
+     f"strategy.budget: unknown key; allowed keys are {STRUCTURED_KEYS}"),
     (["hydra.run.dir='unterminated"],
      "hydra.run.dir='unterminated: not an override; write KEY=VALUE, +KEY=VALUE or GROUP=NAME"),
     (["hydra/launcher=nosuch"], f"hydra/launcher=nosuch: unknown hydra/launcher; choose one of {LAUNCHERS}"),
