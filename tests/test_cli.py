@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import PROGPRUNE, TINY, progprune, refused
+from conftest import PROGPRUNE, TINY, finished_run, progprune, refused
 
 
 def run_dirs(workdir: Path) -> list[Path]:
@@ -152,13 +153,20 @@ def test_two_runs_started_together_get_two_folders(workdir: Path) -> None:
     assert all((r / "results.json").exists() for r in runs)
 
 
+WEIGHT = ["+strategy=weight", *TINY, "train.reuse=false"]
+
+
+@pytest.fixture(scope="module")
+def weight_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return finished_run(tmp_path_factory, *WEIGHT)
+
+
 @pytest.mark.slow
-def test_same_seed_same_results(workdir: Path) -> None:
+def test_same_seed_same_results(weight_run: Path, workdir: Path) -> None:
     figures = []
-    for _ in range(2):
-        result = progprune("train", "+strategy=weight", *TINY, "train.reuse=false", cwd=workdir)
-        assert result.returncode == 0, result.stderr
-    for run in run_dirs(workdir):
+    result = progprune("train", *WEIGHT, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    for run in [weight_run, *run_dirs(workdir)]:
         results = json.loads((run / "results.json").read_text())
         figures.append({
             "pruning": results["pruning"], "layers": results["layers"],
@@ -180,10 +188,10 @@ def test_finished_run_folder_is_never_overwritten(workdir: Path) -> None:
 
 
 @pytest.mark.slow
-def test_interrupted_run_resumes_from_its_checkpoints(workdir: Path) -> None:
+def test_interrupted_run_resumes_from_its_checkpoints(weight_run: Path, workdir: Path) -> None:
     target = workdir / "run"
-    args = ["train", "+strategy=weight", *TINY, "train.reuse=false", f"hydra.run.dir={target}"]
-    assert progprune(*args, cwd=workdir).returncode == 0
+    args = ["train", *WEIGHT, f"hydra.run.dir={target}"]
+    shutil.copytree(weight_run, target)
     first = json.loads((target / "results.json").read_text())
     # Make it look like the run died during finetune: no finetuned checkpoint, no results.
     (target / "results.json").unlink()

@@ -7,6 +7,7 @@ import errno
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -17,7 +18,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from rich.console import Console
 
-from conftest import PROGPRUNE, TINY, progprune
+from conftest import PROGPRUNE, TINY, finished_run, progprune, resumable_copy
 from progprune_cli import atomic, checkpoints
 from progprune_cli.config import load_run_config
 from progprune_cli.errors import UserError
@@ -45,15 +46,21 @@ def plant(path: Path, marker: Path) -> None:
     path.write_bytes(buffer.getvalue())
 
 
-def test_a_run_folder_in_use_is_refused(workdir: Path) -> None:
-    run_dir = workdir / "run"
-    first = progprune("train", *FAST, f"hydra.run.dir={run_dir}", cwd=workdir)
-    assert first.returncode == 0
-    (run_dir / "results.json").unlink()  # make it resumable again, then hold its lock as a running run would
+WEIGHT = [*FAST, "+strategy=weight"]
+
+
+@pytest.fixture(scope="module")
+def weight_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished weight run; its folder's runs/.cache holds the dense model of FAST's settings."""
+    return finished_run(tmp_path_factory, *WEIGHT)
+
+
+def test_a_run_folder_in_use_is_refused(weight_run: Path, workdir: Path) -> None:
+    run_dir = resumable_copy(weight_run, workdir)  # resumable, then its lock held as a running run would
     lock = RunLock(run_dir)
     lock.acquire()
     try:
-        second = progprune("train", *FAST, f"hydra.run.dir={run_dir}", cwd=workdir)
+        second = progprune("train", *WEIGHT, f"hydra.run.dir={run_dir}", cwd=workdir)
     finally:
         lock.release()
     assert second.returncode == 2
@@ -151,11 +158,8 @@ def test_a_truncated_final_checkpoint_means_the_stage_runs_again(tmp_path: Path)
     assert all(torch.equal(again[k], expected[k]) for k in expected)
 
 
-def test_a_planted_pickle_in_an_interrupted_run_is_refused_and_never_runs(workdir: Path) -> None:
-    run_dir = workdir / "run"
-    first = progprune("train", *FAST, "+strategy=weight", f"hydra.run.dir={run_dir}", cwd=workdir)
-    assert first.returncode == 0
-    (run_dir / "results.json").unlink()
+def test_a_planted_pickle_in_an_interrupted_run_is_refused_and_never_runs(weight_run: Path, workdir: Path) -> None:
+    run_dir = resumable_copy(weight_run, workdir)
     marker = workdir / "pwned"
     plant(run_dir / "checkpoints" / "pruned.pt", marker)
     resumed = progprune("resume", str(run_dir), cwd=workdir)
@@ -168,9 +172,10 @@ def test_a_planted_pickle_in_an_interrupted_run_is_refused_and_never_runs(workdi
     assert not marker.exists()
 
 
-def test_a_planted_pickle_in_the_dense_cache_is_refused_and_never_runs(workdir: Path) -> None:
+def test_a_planted_pickle_in_the_dense_cache_is_refused_and_never_runs(weight_run: Path, workdir: Path) -> None:
     dense = [*FAST, "train.epochs=1"]
-    assert progprune("train", *dense, cwd=workdir).returncode == 0
+    # The finished run's dense cache entry (the key leaves the strategy out): a dense run of FAST would reuse it.
+    shutil.copytree(weight_run.parent / "runs" / ".cache", workdir / "runs" / ".cache")
     (entry,) = (workdir / "runs" / ".cache").glob("*/checkpoint.pt")
     marker = workdir / "pwned"
     plant(entry, marker)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, progprune
+from conftest import TINY, progprune, refused
 
 pytestmark = pytest.mark.slow
 
@@ -59,21 +59,22 @@ def test_failed_job_shows_as_failed(workdir: Path) -> None:
     assert [(r["finetune.lr"], r["status"]) for r in rows] == [("0.01", "complete"), ("1000000000000.0", "failed")]
 
 
-def test_a_job_that_cannot_run_fails_the_sweep_before_any_folder(workdir: Path) -> None:
+def test_a_job_that_cannot_run_fails_the_sweep_before_any_folder(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     # mlp has no conv1: the pre-run check builds every job's model and refuses the sweep before anything is made.
-    result = progprune("train", "-m", "model=two_conv_cnn,mlp", "+strategy=weight", "+strategy.layers.conv1=0.3",
-                       *TINY, cwd=workdir)
-    assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr == ("progprune: error: strategy.layers.conv1: no such prunable layer; choose from 1, "
-                             "1.weight, 3, 3.weight, 5, 5.weight\n")
+    said = refused("train", "-m", "model=two_conv_cnn,mlp", "+strategy=weight", "+strategy.layers.conv1=0.3", *TINY,
+                   cwd=workdir, monkeypatch=monkeypatch, capsys=capsys)
+    assert said == ("progprune: error: strategy.layers.conv1: no such prunable layer; choose from 1, 1.weight, 3, "
+                    "3.weight, 5, 5.weight\n")
     assert not (workdir / "runs").exists()
 
 
-def test_a_sweep_whose_data_is_missing_fails_before_any_folder(workdir: Path) -> None:
+def test_a_sweep_whose_data_is_missing_fails_before_any_folder(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     # Data is prepared (and checked) once, before Hydra makes the sweep folder, for every job's dataset.
-    result = progprune("train", "-m", "dataset=mnist,fashion_mnist", "dataset.download=false", *TINY[1:], cwd=workdir)
-    assert result.returncode == 2
-    assert result.stderr.startswith("progprune: error: dataset.root: ") and result.stderr.count("\n") == 1
+    said = refused("train", "-m", "dataset=mnist,fashion_mnist", "dataset.download=false", *TINY[1:], cwd=workdir,
+                   monkeypatch=monkeypatch, capsys=capsys)
+    assert said.startswith("progprune: error: dataset.root: ") and said.count("\n") == 1
     assert not (workdir / "runs").exists()
 
 
