@@ -38,7 +38,8 @@ def test_train_help_lists_each_groups_yamls_not_the_schemas_beside_them(workdir:
 def test_unknown_command(workdir: Path) -> None:
     result = progprune("prune", cwd=workdir)
     assert result.returncode == 2
-    assert result.stderr == "progprune: error: unknown command 'prune'; choose one of train, sensitivity, resume, compare, report, export\n"
+    assert result.stderr == ("progprune: error: unknown command 'prune'; choose one of train, sensitivity, resume, "
+                             "compare, report, export\n")
 
 
 @pytest.mark.slow
@@ -183,7 +184,8 @@ def test_finished_run_folder_is_never_overwritten(workdir: Path) -> None:
     before = (target / "results.json").read_bytes()
     again = progprune("train", *TINY, "train.epochs=0", f"hydra.run.dir={target}", cwd=workdir)
     assert again.returncode == 2
-    assert again.stderr == f"progprune: error: hydra.run.dir: {target} already holds a finished run; choose a new folder\n"
+    assert again.stderr == (f"progprune: error: hydra.run.dir: {target} already holds a finished run; choose a new "
+                            "folder\n")
     assert (target / "results.json").read_bytes() == before
 
 
