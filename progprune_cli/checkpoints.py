@@ -49,16 +49,21 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch's notes on a foreign file's pickle protocol: not for the user
                 return torch.load(handle, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
+        except Exception as error:
             handle.seek(0)
-            if names_a_callable(handle):
+            if isinstance(error, pickle.UnpicklingError) and names_a_callable(handle):
                 raise CodeRefused(f"{path}: refused to load: it holds pickled objects that would run code when "
                                   "read, not plain tensors; delete it (or the run folder) if you did not put it "
                                   "there") from None
-            raise NotACheckpoint(path, "UnpicklingError: neither a torch archive nor a pickle of plain values") \
-                from None
-        except Exception as error:  # a truncated zip, random bytes, ...: one line either way
-            raise NotACheckpoint(path, f"{type(error).__name__}: {first_line(error)}") from None
+            handle.seek(0)
+            if handle.read(4) == _ZIP_MAGIC:  # a damaged torch archive (truncated, say): torch's reason names it
+                raise NotACheckpoint(path, f"{type(error).__name__}: {first_line(error)}") from None
+            # Anything else: the unpickler trips on whichever byte comes first (UnpicklingError, UnicodeDecodeError,
+            # EOFError, ... for random bytes), so one reason for all of them.
+            raise NotACheckpoint(path, "neither a torch archive nor a pickle of plain values") from None
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # how every torch.save archive (a zip file) starts
 
 
 # Opcodes that import a name or call one: a pickle of plain values (dicts, lists, numbers, strings) has none.

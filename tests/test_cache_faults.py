@@ -5,7 +5,7 @@ checkpoints, and a checkpoint of random bytes is unreadable (redone), not "code"
 from __future__ import annotations
 
 import io
-import os
+import random
 import shutil
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import torch
 from conftest import TINY, dataset_splits, finished_run, progprune, resumable_copy
 from progprune_cli.errors import UserError
 from progprune_cli.export import load_model
-from progprune_cli.checkpoints import load_checkpoint
+from progprune_cli.checkpoints import NotACheckpoint, load_checkpoint
 from test_data_loaders import write_mnist
 
 FAST = [*TINY, "evaluate.dense_baseline=false"]
@@ -84,7 +84,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_corrupt_metric_logs_are_rebuilt_from_the_checkpoints_on_resume(finished: Path, tmp_path: Path) -> None:
     run = resumable_copy(finished, tmp_path)
     for stage in ("train", "prune", "finetune"):
-        (run / "logs" / f"{stage}.csv").write_bytes(os.urandom(300))
+        (run / "logs" / f"{stage}.csv").write_bytes(random.Random(stage).randbytes(300))
     (run / "metrics.csv").write_text("garbage\n")
     done = progprune("train", *FAST, "+strategy=weight", "train.reuse=false", f"hydra.run.dir={run}",
                      cwd=tmp_path)
@@ -97,15 +97,31 @@ def test_corrupt_metric_logs_are_rebuilt_from_the_checkpoints_on_resume(finished
 def test_random_bytes_in_a_checkpoint_are_unreadable_not_code(finished: Path, tmp_path: Path) -> None:
     run = resumable_copy(finished, tmp_path)
     expected = load_checkpoint(run / "checkpoints" / "finetuned.pt")["model"]
-    (run / "checkpoints" / "finetuned.pt").write_bytes(os.urandom(5000))
+    (run / "checkpoints" / "finetuned.pt").write_bytes(random.Random(0).randbytes(5000))
     with pytest.raises(UserError) as caught:
         load_model(run, which="finetuned")
     assert str(caught.value) == (f"{run / 'checkpoints' / 'finetuned.pt'}: not a readable torch checkpoint "
-                                 "(UnpicklingError: neither a torch archive nor a pickle of plain values)")
+                                 "(neither a torch archive nor a pickle of plain values)")
     done = progprune("train", *FAST, "+strategy=weight", "train.reuse=false", f"hydra.run.dir={run}",
                      cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert ("checkpoints/finetuned.pt is unreadable (UnpicklingError: neither a torch archive nor a pickle of plain "
-            "values); not using it") in (run / "run.log").read_text()
+    assert ("checkpoints/finetuned.pt is unreadable (neither a torch archive nor a pickle of plain values); not "
+            "using it") in (run / "run.log").read_text()
     again = load_checkpoint(run / "checkpoints" / "finetuned.pt")["model"]
     assert all(torch.equal(again[k], expected[k]) for k in expected)
+
+
+def test_any_random_bytes_get_the_same_one_line_reason(tmp_path: Path) -> None:
+    """Whichever byte the unpickler trips on first (UnpicklingError, UnicodeDecodeError, EOFError, ...), random bytes
+    read as one reason; a damaged torch archive keeps torch's own."""
+    path = tmp_path / "x.pt"
+    for seed in range(300):
+        path.write_bytes(random.Random(seed).randbytes(64 + seed))
+        with pytest.raises(NotACheckpoint) as caught:
+            load_checkpoint(path)
+        assert caught.value.reason == "neither a torch archive nor a pickle of plain values", seed
+    _save(path, {"w": torch.ones(2)})
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(NotACheckpoint) as caught:
+        load_checkpoint(path)
+    assert caught.value.reason.startswith("RuntimeError: PytorchStreamReader failed reading zip archive")
