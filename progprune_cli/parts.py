@@ -110,20 +110,21 @@ def original_kind(cfg: RunConfig, fitted: Fitted | None) -> str:
 def check_forward(model: nn.Module, info: DataInfo, source: str) -> None:
     """One batch of two zero inputs of the data's shape through `model`, in training and in eval mode: a model that
     cannot take the data, or returns something other than one logit per class, is one line before any run."""
-    x = torch.zeros(2, info.channels, info.height, info.width)
+    x = info.example(2)
+    expected = info.output_shape(2)
     for training in (True, False):
         model.train(training)
         try:
             with torch.no_grad():
                 out = model(x)
         except Exception as error:  # the model's own code, whatever it raises: one line
-            raise UserError(f"model: {source} does not run on the data's {info.channels}×{info.height}×"
-                            f"{info.width} inputs ({'training' if training else 'eval'} mode): {described(error)}") \
-                from None
-        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, info.num_classes):
+            raise UserError(f"model: {source} does not run on the data's {info.describe} inputs "
+                            f"({'training' if training else 'eval'} mode): {described(error)}") from None
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
             got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            what = "one logit per token and position" if info.vocab else "one logit per class"
             raise UserError(f"model: {source} returns {got} for 2 inputs in {'training' if training else 'eval'} "
-                            f"mode; expected a tensor of shape [2, {info.num_classes}] (one logit per class)")
+                            f"mode; expected a tensor of shape {list(expected)} ({what})")
 
 
 def plan_events(cfg: RunConfig, steps: int) -> list[Event]:

@@ -24,6 +24,35 @@ class DataInfo:
     width: int
     num_classes: int
     classes: tuple[str, ...] = ()  # label i is classes[i]; empty when a caller builds a DataInfo by hand
+    # Text: a sample is `width` token ids in [0, vocab) and its target the next `width` ids (num_classes == vocab,
+    # channels == height == 1); 0 for images.
+    vocab: int = 0
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One sample's shape without the batch dim: (channels, height, width), or (block,) of token ids."""
+        return (self.width,) if self.vocab else (self.channels, self.height, self.width)
+
+    @property
+    def describe(self) -> str:
+        """The inputs in words, for messages: `3×32×32` or `sequences of 64 tokens (vocabulary 97)`."""
+        if self.vocab:
+            return f"sequences of {self.width} tokens (vocabulary {self.vocab})"
+        return f"{self.channels}×{self.height}×{self.width}"
+
+    def example(self, n: int, seed: int | None = None) -> torch.Tensor:
+        """`n` inputs of the data's shape and dtype: zeros, or seeded random values (token ids for text)."""
+        if self.vocab:
+            if seed is None:
+                return torch.zeros((n, *self.shape), dtype=torch.long)
+            return torch.randint(self.vocab, (n, *self.shape), generator=torch.Generator().manual_seed(seed))
+        if seed is None:
+            return torch.zeros((n, *self.shape))
+        return torch.randn((n, *self.shape), generator=torch.Generator().manual_seed(seed))
+
+    def output_shape(self, n: int) -> tuple[int, ...]:
+        """What a model must return for `n` inputs: one logit per class, or per token and position."""
+        return (n, self.width, self.vocab) if self.vocab else (n, self.num_classes)
 
 
 @dataclass(frozen=True)

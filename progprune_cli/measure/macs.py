@@ -22,8 +22,9 @@ def layer_macs(module: nn.Module, output: torch.Tensor) -> int:
     return positions * module.out_features * module.in_features
 
 
-def _measure_calls(model: nn.Module, input_shape: tuple[int, ...]) -> dict[nn.Module, int]:
-    """Dense MACs per layer from one forward pass on zeros, so output sizes are measured, not derived by hand."""
+def _measure_calls(model: nn.Module, input_shape: tuple[int, ...] | torch.Tensor) -> dict[nn.Module, int]:
+    """Dense MACs per layer from one forward pass on zeros (or on the given batch-1 `input_shape` tensor, e.g. token
+    ids), so output sizes are measured, not derived by hand."""
     macs: dict[nn.Module, int] = {}
 
     def hook(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
@@ -31,8 +32,12 @@ def _measure_calls(model: nn.Module, input_shape: tuple[int, ...]) -> dict[nn.Mo
         macs[module] = macs.get(module, 0) + layer_macs(module, output)
 
     first = next(model.parameters(), None)
-    x = torch.zeros((1, *input_shape), device=first.device if first is not None else None,
-                    dtype=first.dtype if first is not None and first.is_floating_point() else None)
+    device = first.device if first is not None else None
+    if isinstance(input_shape, torch.Tensor):
+        x = input_shape.to(device)
+    else:
+        x = torch.zeros((1, *input_shape), device=device,
+                        dtype=first.dtype if first is not None and first.is_floating_point() else None)
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, MEASURED)]
     try:
         # Eval mode: BatchNorm in training mode rejects a batch of one.
@@ -44,9 +49,9 @@ def _measure_calls(model: nn.Module, input_shape: tuple[int, ...]) -> dict[nn.Mo
     return macs
 
 
-def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict]:
+def layer_table(model: nn.Module, input_shape: tuple[int, ...] | torch.Tensor) -> list[dict]:
     """One row per Conv2d/Linear in module order (the `layers` list of results.json); `input_shape` has no
-    batch dim. Counts cover the weight only. A layer the forward pass never reaches reports 0 MACs."""
+    batch dim (or is one batch-1 input, DataInfo.example(1)). Counts cover the weight only. A layer the forward pass never reaches reports 0 MACs."""
     macs = _measure_calls(model, input_shape)
     rows = []
     for name, module in model.named_modules():

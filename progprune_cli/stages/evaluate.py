@@ -118,7 +118,7 @@ def measure_model(parts: Parts, io: StageIO, name: str, model: nn.Module, epochs
         return Measured(replace(record, params=same.params, macs=same.macs, size_bytes=same.size_bytes),
                         same_weights_as.layers)
     info = data.info
-    rows = layer_table(model, (info.channels, info.height, info.width))
+    rows = layer_table(model, info.example(1))
     sizes = _sizes(io, name, model, compacted=not mask_only and name == "compacted")
     # strict: a key the measuring code adds but the schema lacks is an error here, not silently dropped.
     record = replace(record, params=Params.from_json(count_params(model, dense_total=dense_total), strict=True),

@@ -39,16 +39,17 @@ class Diverged(UserError):
 @torch.inference_mode()
 def evaluate(model: nn.Module, dataset: Dataset, loss_fn: LossFn, device: torch.device, batch_size: int = 512, *,
              world: World) -> tuple[float, float]:
-    """Top-1 accuracy and mean loss of `model` on `dataset`. Under torchrun (a distributed `world`; World() is one
+    """Top-1 accuracy and mean loss of `model` on `dataset` (per token for a language model). Under torchrun (a distributed `world`; World() is one
     process) each rank evaluates its share of every batch and the sums are all-reduced, so every rank returns the
     figures of the whole dataset; every rank must call it."""
     model.eval()
     correct, loss_sum, count = 0, 0.0, 0
     for x, y in Batches(dataset, batch_size, device=device, shard=world.shard):
         logits = model(x)
-        loss_sum += float(loss_fn(logits, y)) * len(y)
-        correct += int((logits.argmax(1) == y).sum())
-        count += len(y)
+        # A language model's targets are (batch, block) tokens: every position counts once.
+        loss_sum += float(loss_fn(logits, y)) * y.numel()
+        correct += int((logits.argmax(-1) == y).sum())
+        count += y.numel()
     if world.distributed:
         # The loss sum is added in another order than one process would.
         totals = sum_over_ranks(world, [correct, loss_sum, count], device)
@@ -231,9 +232,9 @@ class Loop:
         self.scheduler.step()
         loss = loss.detach()
         # Summed on the device and read once per epoch: a per-step .item() would sync a GPU every step.
-        self._loss_sum += loss * len(y)
-        self._correct += (logits.argmax(1) == y).sum()
-        self._count += len(y)
+        self._loss_sum += loss * y.numel()
+        self._correct += (logits.argmax(-1) == y).sum()
+        self._count += y.numel()
         self._finite &= torch.isfinite(loss)
         self.iteration += 1
         self.step_in_epoch += 1
