@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from progprune_cli.errors import UserError
 
 # The figures of a finished run's final model a search can optimise (results/objectives.py reads each one).
-OBJECTIVE_NAMES = ("test_accuracy", "val_accuracy", "latency_ms", "macs", "params", "sparsity")
+OBJECTIVE_NAMES = ("test_accuracy", "val_accuracy", "test_perplexity", "val_perplexity", "latency_ms", "macs",
+                   "params", "sparsity")
 _WAYS = {"max": True, "min": False}
 
 

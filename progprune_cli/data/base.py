@@ -63,6 +63,9 @@ class DataSplits:
     val: Dataset
     test: Dataset
     info: DataInfo
+    # The data's content by hash where its config alone does not fix it (a text file the user may edit): the dense
+    # cache keys on it, so an edited file never reuses a model trained on the old one.
+    fingerprint: str | None = None
 
     @property
     def train_eval(self) -> Dataset:

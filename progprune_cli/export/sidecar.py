@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from progprune_cli import __version__
-from progprune_cli.data import DataSplits
+from progprune_cli.data import DataInfo, DataSplits
 from progprune_cli.export.run import RunFolder
 from progprune_cli.pruning.compacted import component_keys
 from progprune_cli.measure.onnx_export import BATCH, INPUT, OUTPUT, Checked, Exported
@@ -42,10 +42,11 @@ def describe(run: RunFolder, which: str, data: DataSplits, out: Path, exported: 
         "exporter": exported.exporter,
         "model": which,
         "architecture": {"name": run.cfg.model.name, "options": component_keys(run.cfg.model)},
-        "input": {"name": INPUT, "shape": [BATCH, info.channels, info.height, info.width], "dtype": "float32",
-                  "pixel_range": [0.0, 1.0] if dataset.name in UNIT_RANGE else None,
-                  "normalization": normalization},
-        "output": {"name": OUTPUT, "shape": [BATCH, info.num_classes], "meaning": "class logits (argmax = class)"},
+        **(_text_io(info) if info.vocab else {
+            "input": {"name": INPUT, "shape": [BATCH, *info.shape], "dtype": "float32",
+                      "pixel_range": [0.0, 1.0] if dataset.name in UNIT_RANGE else None,
+                      "normalization": normalization},
+            "output": {"name": OUTPUT, "shape": [BATCH, info.num_classes], "meaning": "class logits (argmax = class)"}}),
         "class_names": class_names(dataset.name, data),
         "dataset": dataset.name,
         "run_id": run.id,
@@ -55,6 +56,14 @@ def describe(run: RunFolder, which: str, data: DataSplits, out: Path, exported: 
         "exported": dt.datetime.now().isoformat(timespec="seconds"),
         "versions": {"progprune": __version__, "torch": torch.__version__, **_runtime_versions()},
     }
+
+
+def _text_io(info: DataInfo) -> dict[str, Any]:
+    """A language model's input and output: token ids (class_names maps an id to its symbol), next-token logits."""
+    return {"input": {"name": INPUT, "shape": [BATCH, *info.shape], "dtype": "int64",
+                      "meaning": "token ids; class_names[i] is token i"},
+            "output": {"name": OUTPUT, "shape": [BATCH, info.width, info.vocab],
+                       "meaning": "next-token logits at every position (argmax = the predicted next token)"}}
 
 
 def class_names(dataset_name: str, data: DataSplits) -> list[str] | None:

@@ -92,7 +92,7 @@ def export_onnx(model: nn.Module, inputs: torch.Tensor, out: Path) -> tuple[Expo
     """Export `model`, check it on `inputs`, then write it to `out` atomically; a model that disagrees with
     PyTorch by more than TOLERANCE is refused and nothing is written."""
     model = model.cpu().float().eval()
-    inputs = inputs.cpu().float()
+    inputs = inputs.cpu().float() if inputs.is_floating_point() else inputs.cpu()  # token ids stay int64
     # Two samples at least: torch.export specializes a dimension it only ever saw as 1.
     example = inputs[:2] if len(inputs) >= 2 else inputs.repeat(2, *([1] * (inputs.dim() - 1)))
     exported = to_onnx(model, example)

@@ -13,7 +13,7 @@ from progprune_cli.errors import UserError
 from progprune_cli.report.render import Table, is_number
 from progprune_cli.report.runs import RunRecord
 from progprune_cli.report.tables import ORT
-from progprune_cli.results.schema import DEPLOYED_MODELS
+from progprune_cli.results.schema import DEPLOYED_MODELS, Splits
 
 FIXED = ("run", "status")
 HEADLINE = ("test_acc", "val_acc", "test_acc_vs_orig", "sparsity", "nonzero", "physical",
@@ -45,7 +45,9 @@ def headline(record: RunRecord) -> dict[str, Any]:
     models = doc.models
     fin = models[final]
     deployed = models[next(m for m in (*DEPLOYED_MODELS, final) if m in models)]
-    row = {"test_acc": fin.accuracy.test, "val_acc": fin.accuracy.val, "sparsity": fin.params.sparsity,
+    ppl = fin.perplexity or Splits()  # language models only
+    row = {"test_acc": fin.accuracy.test, "val_acc": fin.accuracy.val, "test_ppl": ppl.test, "val_ppl": ppl.val,
+           "sparsity": fin.params.sparsity,
            "nonzero": fin.params.nonzero, "physical": deployed.params.physical, "macs_effective": fin.macs.effective,
            "theoretical_speedup": fin.macs.theoretical_speedup,
            "measured_speedup": deployed.latency.measured_speedup,

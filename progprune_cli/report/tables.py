@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from progprune_cli.report.render import Table
-from progprune_cli.results.schema import DEPLOYED_MODELS, Latency, ModelRecord, PruningStep, Results, Spread
+from progprune_cli.results.schema import DEPLOYED_MODELS, Latency, ModelRecord, PruningStep, Results, Splits, Spread
 from progprune_cli.results.schema import model_label as label
 
 DENSE_LINE = "dense baseline: no strategy given (add +strategy=NAME to prune)"
@@ -61,7 +62,48 @@ def mb(n: int | None) -> str:
     return NA if n is None else f"{n / 1e6:,.1f}"
 
 
+def is_language_model(results: Results) -> bool:
+    """Whether the run's models are language models (their records carry perplexity)."""
+    return any(m.perplexity is not None for m in results.models.values())
+
+
+def ppl(x: float | None) -> str:
+    return NA if x is None else f"{x:.2f}" if x < 1e6 else f"{x:.3g}"
+
+
+def ppl_gap(a: float | None, b: float | None) -> str:
+    return NA if a is None or b is None else f"{a - b:+.2f}" if max(a, b) < 1e6 else f"{a - b:+.3g}"
+
+
+def bits(loss: float | None) -> str:
+    """Bits per token: the mean loss (nats per token) over ln 2."""
+    return NA if loss is None else f"{loss / math.log(2):.3f}"
+
+
+def perplexity_table(results: Results) -> Table:
+    """accuracy_table for language models: perplexity on each split, bits per token and next-token accuracy."""
+    models = results.models
+    none = Splits()
+    base = (models["original"].perplexity or none).test if "original" in models else None
+    rows = []
+    for key, m in results.ordered_models():
+        p = m.perplexity or none
+        delta = NA if key == "original" else ppl_gap(p.test, base)
+        rows.append([label(key, m), ppl(p.train), ppl(p.val), ppl(p.test), bits(m.loss.test), pct(m.accuracy.test),
+                     delta])
+    notes = ["perplexity: exp of the mean loss per token (lower is better); bits per token: that loss / ln 2"]
+    fin = (models["finetuned"].perplexity or none).test if "finetuned" in models else None
+    long = (models["dense_long"].perplexity or none).test if "dense_long" in models else None
+    if fin is not None and long is not None:
+        notes.append(f"finetune vs a dense model trained as long: {ppl_gap(fin, long)} test perplexity "
+                     f"({models['dense_long'].epochs} epochs; the honest recovery figure)")
+    return Table(["model", "train ppl", "val ppl", "test ppl", "test bits/token", "test acc (next token)",
+                  "Δ test ppl vs original"], rows, title="Perplexity", footnotes=notes)
+
+
 def accuracy_table(results: Results) -> Table:
+    if is_language_model(results):
+        return perplexity_table(results)
     models = results.models
     base = models["original"].accuracy.test if "original" in models else None
     rows = []
@@ -137,6 +179,10 @@ def speed_table(results: Results) -> Table:
     notes.append("measured speedup = original median runtime / this median; "
                  "theoretical = dense MACs / effective MACs (not measured)")
     notes += [backend_setup(results)] if ort else []
+    block = dig(results.config, "dataset", "block_size")
+    if is_language_model(results) and isinstance(block, int):
+        notes.append(f"a sample is one sequence of {block} tokens: tokens/s = throughput × {block}; "
+                     "batch-1 latency is per sequence")
     notes += list(results.notes)  # the evaluate stage's notes: a row or a backend figure it could not make, and why
     return Table(["model", "eval runtime (s)", "batch-1 latency (ms)", "throughput (samples/s)",
                   *(["peak GPU memory (MB)"] if memory else []), "measured speedup", "MAC speedup (theoretical)",
@@ -204,12 +250,21 @@ def answers(results: Results) -> list[str]:
         return [DENSE_LINE]
     models = results.models
     orig, fin = models.get("original", ModelRecord()), models.get("finetuned", ModelRecord())
-    test, base = fin.accuracy.test, orig.accuracy.test
-    cost = (f"accuracy cost of pruning: {label('finetuned', fin)} {pct(test)} test vs original {pct(base)} "
-            f"({gap(test, base)} points)")
-    if "dense_long" in models:
-        long = models["dense_long"].accuracy.test
-        cost += f"; vs a dense model trained as long {pct(long)} ({gap(test, long)} points)"
+    if is_language_model(results):
+        none = Splits()
+        test, base = (fin.perplexity or none).test, (orig.perplexity or none).test
+        cost = (f"perplexity cost of pruning: {label('finetuned', fin)} {ppl(test)} test vs original {ppl(base)} "
+                f"({ppl_gap(test, base)})")
+        if "dense_long" in models:
+            long = (models["dense_long"].perplexity or none).test
+            cost += f"; vs a dense model trained as long {ppl(long)} ({ppl_gap(test, long)})"
+    else:
+        test, base = fin.accuracy.test, orig.accuracy.test
+        cost = (f"accuracy cost of pruning: {label('finetuned', fin)} {pct(test)} test vs original {pct(base)} "
+                f"({gap(test, base)} points)")
+        if "dense_long" in models:
+            long = models["dense_long"].accuracy.test
+            cost += f"; vs a dense model trained as long {pct(long)} ({gap(test, long)} points)"
     p = fin.params
     left = (f"parameters left: {count(p.nonzero)} of {count(p.total)} nonzero "
             f"({pct(1 - p.sparsity) if p.sparsity is not None else NA}), "

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from progprune_cli.config.search import Objective
-from progprune_cli.results.schema import DEPLOYED_MODELS, ModelRecord, Results
+from progprune_cli.results.schema import DEPLOYED_MODELS, ModelRecord, Results, Splits
 
 
 def _deployed(doc: Results, final: str) -> ModelRecord:
@@ -19,6 +19,9 @@ def _deployed(doc: Results, final: str) -> ModelRecord:
 READERS: dict[str, Callable[[Results, str], float | int | None]] = {
     "test_accuracy": lambda doc, final: doc.models[final].accuracy.test,
     "val_accuracy": lambda doc, final: doc.models[final].accuracy.val,
+    # A classifier has no perplexity: None, which a search reports as a failed trial, never as a score.
+    "test_perplexity": lambda doc, final: (doc.models[final].perplexity or Splits()).test,
+    "val_perplexity": lambda doc, final: (doc.models[final].perplexity or Splits()).val,
     "latency_ms": lambda doc, final: _deployed(doc, final).latency.batch1_ms.median,
     "macs": lambda doc, final: doc.models[final].macs.effective,
     "params": lambda doc, final: doc.models[final].params.nonzero,

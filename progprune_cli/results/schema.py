@@ -277,6 +277,9 @@ class ModelRecord(Record):
     latency: Latency = field(default_factory=Latency)
     size_bytes: Sizes = field(default_factory=Sizes)
     mask_only: bool | None = None
+    # A language model's exp(mean loss per token) on each split (its `accuracy` is next-token accuracy). Left out of
+    # the JSON for classifiers, so their files read the same.
+    perplexity: Splits | None = field(default=None, metadata=_OMIT_DEFAULT)
     # evaluate.backends beyond torch: backend name → the model timed there (`measured_speedup` is vs the original
     # in the same backend). Left out of the JSON when only torch timed the run, so older files read the same.
     backends: dict[str, Latency] | None = field(default=None, metadata=_OMIT_DEFAULT)

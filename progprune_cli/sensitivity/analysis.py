@@ -68,8 +68,8 @@ def analyse(model: nn.Module, strategy: Strategy, levels: tuple[float, ...], mea
     masks = strategy.initial_masks(model, info)
     # Scored once, on the dense model: every unit is judged against the same network.
     scores = strategy.scores(model, masks, ctx)
-    shape = (info.channels, info.height, info.width)
-    dense_macs = _effective_macs(model, shape)
+    example = info.example(1)  # token ids for a language model
+    dense_macs = _effective_macs(model, example)
     dense_accuracy, dense_loss = measure(model)
     points: list[Point] = []
     # Units left dense are not in `masks`; their notes say why they are missing from the table.
@@ -80,7 +80,7 @@ def analyse(model: nn.Module, strategy: Strategy, levels: tuple[float, ...], mea
             notes += [f"level {level:g}: {note}" for note in guarded]
             with masked(model, strategy.to_param_masks(model, {**masks, unit: keep[unit]})) as removed:
                 accuracy, loss = measure(model)
-                macs = dense_macs - _effective_macs(model, shape)
+                macs = dense_macs - _effective_macs(model, example)
             points.append(Point(unit, level, accuracy, loss, removed, macs))
         log(f"sensitivity: {unit} ({masks[unit].numel()} {strategy.granularity}s): val accuracy "
             + ", ".join(f"{p.val_accuracy:.2%} at {p.level:g}" for p in points[-len(levels):])
@@ -111,5 +111,5 @@ def masked(model: nn.Module, masks: Masks) -> Iterator[int]:
                 params[name].copy_(value)
 
 
-def _effective_macs(model: nn.Module, shape: tuple[int, ...]) -> int:
-    return sum(row["macs_effective"] for row in layer_table(model, shape))
+def _effective_macs(model: nn.Module, example: torch.Tensor) -> int:
+    return sum(row["macs_effective"] for row in layer_table(model, example))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -111,8 +112,10 @@ def measure_model(parts: Parts, io: StageIO, name: str, model: nn.Module, epochs
     accuracy, loss = {}, {}
     for split, dataset in (("train", data.train_eval), ("val", data.val), ("test", data.test)):
         accuracy[split], loss[split] = accuracy_and_loss(model, dataset, parts.loss_fn, parts.device, world=world)
+    # Perplexity is exp of the mean loss per token; only the loss itself is summed, so the two agree exactly.
+    perplexity = Splits(**{k: _exp(v) for k, v in loss.items()}) if data.info.vocab else None
     record = ModelRecord(label=MODEL_LABELS[name], epochs=epochs, accuracy=Splits(**accuracy), loss=Splits(**loss),
-                         mask_only=mask_only)
+                         mask_only=mask_only, perplexity=perplexity)
     if same_weights_as is not None:
         same = same_weights_as.record
         return Measured(replace(record, params=same.params, macs=same.macs, size_bytes=same.size_bytes),
@@ -125,6 +128,12 @@ def measure_model(parts: Parts, io: StageIO, name: str, model: nn.Module, epochs
                      macs=Macs.from_json(macs_summary(rows), strict=True), size_bytes=sizes)
     return Measured(record, tuple(LayerRow.from_json(row, strict=True, path=f"layers[{i}]")
                                   for i, row in enumerate(rows)))
+
+
+def _exp(loss: float) -> float:
+    """exp(loss), capped near float's largest value: an untrained model's huge loss is a huge perplexity, not inf
+    (results.json holds finite numbers only)."""
+    return math.exp(min(loss, 709.0))
 
 
 def time_models(parts: Parts, models: dict[str, nn.Module], inputs: torch.Tensor,

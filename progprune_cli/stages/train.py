@@ -28,7 +28,10 @@ def dense_settings(parts: Parts, epochs: int) -> dict[str, Any]:
     if origin is not None and origin.code is not None:
         model["code"] = origin.code
     # Device and versions too: a model trained on a GPU, or by other code, must not pass for this one.
-    return {"dataset": dataclasses.asdict(cfg.dataset), "model": model,
+    dataset = dataclasses.asdict(cfg.dataset)
+    if parts.data.fingerprint is not None:  # left out otherwise, so other datasets' entries keep their keys
+        dataset["content"] = parts.data.fingerprint
+    return {"dataset": dataset, "model": model,
             "optimizer": dataclasses.asdict(cfg.optimizer), "train": train, "epochs": epochs,
             "seed": cfg.seed, "rewind": cfg.schedule.rewind if cfg.strategy else None,
             "device": parts.device.type, "torch": torch.__version__, "progprune": __version__}

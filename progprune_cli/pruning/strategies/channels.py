@@ -204,8 +204,12 @@ class ChannelStrategy(Strategy):
         return ", ".join(unit_masks) + " together", problem
 
     def _remember(self, info: DataInfo | None) -> None:
+        if info is not None and info.vocab:
+            # The dependency graph and the output check feed float images; token ids need another tracer input.
+            raise UserError(f"strategy={self.cfg.name}: removing channels of a language model is not supported; "
+                            f"prune its weights (+strategy=weight, wanda or sparsegpt, or strategy.granularity=weight)")
         if info is not None:
-            self.shape = (info.channels, info.height, info.width)
+            self.shape = info.shape
 
     def _shape_of(self, model: nn.Module) -> cg.Shape:
         if self.shape is None:
