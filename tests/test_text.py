@@ -15,23 +15,6 @@ import torch
 
 from conftest import PROGPRUNE, component, composed, dataset_splits, progprune, refused
 
-# A language model any test can import by path (model=custom): embedding → Linear → ReLU → Linear head over the
-# vocabulary; one logit per token and position, like every language model the runner takes.
-TINY_LM = '''
-import torch
-from torch import nn
-
-
-class TinyLM(nn.Module):
-    def __init__(self, num_classes):
-        super().__init__()
-        self.emb = nn.Embedding(num_classes, 16)
-        self.mix = nn.Linear(16, 16)
-        self.head = nn.Linear(16, num_classes)
-
-    def forward(self, x):
-        return self.head(torch.relu(self.mix(self.emb(x))))
-'''
 TEXT = "the quick brown fox jumps over the lazy dog. " * 40  # 1,800 characters
 
 
@@ -102,7 +85,7 @@ def test_bad_text_is_one_line_before_any_run(make, expected: str, tmp_path: Path
     data = tmp_path / "data"
     data.mkdir()
     root = make(data)
-    err = refused("train", "dataset=text", f"dataset.root={root}", "model=custom", "model._target_=x.Y",
+    err = refused("train", "dataset=text", f"dataset.root={root}", "model=gpt",
                   cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
     assert err == f"progprune: error: {expected.format(d=data)}\n"
     assert not (tmp_path / "runs").exists()
@@ -142,10 +125,10 @@ def test_the_perplexity_table_and_answer(tmp_path: Path) -> None:
 
 
 # A language-model run small enough for the suite: 4 optimizer steps per epoch, a checkpoint every 2.
-def lm_run(where: Path, corpus: Path) -> list[str]:
-    (where / "tinylm.py").write_text(TINY_LM)
+def lm_run(corpus: Path) -> list[str]:
     return ["dataset=text", f"dataset.root={corpus}", "dataset.block_size=16", "dataset.val_fraction=0.1",
-            "dataset.test_fraction=0.1", "train.batch_size=22", "model=custom", "model._target_=tinylm.TinyLM",
+            "dataset.test_fraction=0.1", "train.batch_size=22", "model=gpt", "model.n_layer=1", "model.n_embd=16",
+            "model.n_head=2",
             "+strategy=weight", "train.epochs=2", "prune.epochs=2", "finetune.epochs=2", "checkpoint.every_steps=2",
             "train.reuse=false", "evaluate.dense_baseline=false", "evaluate.repeats=2", "evaluate.warmup=1"]
 
@@ -153,7 +136,7 @@ def lm_run(where: Path, corpus: Path) -> list[str]:
 def test_a_language_model_run_reports_perplexity_and_resumes_byte_identical(tmp_path: Path) -> None:
     corpus = text_file(tmp_path, TEXT * 1)
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    overrides = lm_run(tmp_path, corpus)
+    overrides = lm_run(corpus)
     done = progprune("train", *overrides, f"hydra.run.dir={reference}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "Perplexity" in done.stdout and "perplexity cost of pruning" in done.stdout
@@ -172,6 +155,7 @@ def test_a_language_model_run_reports_perplexity_and_resumes_byte_identical(tmp_
     proc.wait()
     resumed = progprune("resume", str(killed), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "prune: resumed from checkpoints/prune.progress.pt at epoch" in (killed / "run.log").read_text()
     ours, theirs = (json.loads((d / "results.json").read_text())["models"] for d in (killed, reference))
     assert {k: (v["loss"], v["perplexity"]) for k, v in ours.items()} == \
         {k: (v["loss"], v["perplexity"]) for k, v in theirs.items()}
@@ -183,8 +167,7 @@ def test_a_language_model_run_reports_perplexity_and_resumes_byte_identical(tmp_
 def test_channel_strategies_refuse_a_language_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     corpus = text_file(tmp_path)
-    overrides = [o for o in lm_run(tmp_path, corpus) if not o.startswith("+strategy")]
-    monkeypatch.syspath_prepend(str(tmp_path))
+    overrides = [o for o in lm_run(corpus) if not o.startswith("+strategy")]
     err = refused("train", *overrides, "+strategy=structured", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
     assert err == ("progprune: error: strategy=structured: removing channels of a language model is not supported; "
                    "prune its weights (+strategy=weight, wanda or sparsegpt, or strategy.granularity=weight)\n")

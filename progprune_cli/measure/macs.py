@@ -51,7 +51,8 @@ def _measure_calls(model: nn.Module, input_shape: tuple[int, ...] | torch.Tensor
 
 def layer_table(model: nn.Module, input_shape: tuple[int, ...] | torch.Tensor) -> list[dict]:
     """One row per Conv2d/Linear in module order (the `layers` list of results.json); `input_shape` has no
-    batch dim (or is one batch-1 input, DataInfo.example(1)). Counts cover the weight only. A layer the forward pass never reaches reports 0 MACs."""
+    batch dim (or is one batch-1 input, DataInfo.example(1)). Counts cover the weight only. A layer the forward
+    pass never reaches reports 0 MACs."""
     macs = _measure_calls(model, input_shape)
     rows = []
     for name, module in model.named_modules():

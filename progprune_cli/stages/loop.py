@@ -39,9 +39,9 @@ class Diverged(UserError):
 @torch.inference_mode()
 def evaluate(model: nn.Module, dataset: Dataset, loss_fn: LossFn, device: torch.device, batch_size: int = 512, *,
              world: World) -> tuple[float, float]:
-    """Top-1 accuracy and mean loss of `model` on `dataset` (per token for a language model). Under torchrun (a distributed `world`; World() is one
-    process) each rank evaluates its share of every batch and the sums are all-reduced, so every rank returns the
-    figures of the whole dataset; every rank must call it."""
+    """Top-1 accuracy and mean loss of `model` on `dataset` (per token for a language model). Under torchrun (a
+    distributed `world`; World() is one process) each rank evaluates its share of every batch and the sums are
+    all-reduced, so every rank returns the figures of the whole dataset; every rank must call it."""
     model.eval()
     correct, loss_sum, count = 0, 0.0, 0
     for x, y in Batches(dataset, batch_size, device=device, shard=world.shard):
