@@ -182,9 +182,29 @@ def test_end_before_start() -> None:
     assert fails("linear", start=3, end=2) == "schedule.end: got 2; must be >= schedule.start (3)"
 
 
-def test_no_prune_units() -> None:
-    assert fails("cubic", units=0) == ("prune.epochs: got 0; a strategy needs at least 1 prune epoch "
-                                       "(or drop +strategy)")
+def test_no_prune_units_is_one_shot_pruning_to_the_final_target_before_any_training() -> None:
+    assert events("oneshot", units=0) == ([0], [0.8])
+    assert events("cubic", units=0, initial=0.1) == ([0], [0.8])  # one step: straight to the final target
+    assert fails("oneshot", units=0, start=1) == ("schedule.start: got 1; prune.epochs=0 prunes once, at 0, before "
+                                                  "any training")
+    assert fails("linear", units=0, end=2) == ("schedule.end: got 2; prune.epochs=0 prunes once, at 0, before any "
+                                               "training")
+    assert fails("iterative", units=0, options={"rate": 0.5}).startswith("schedule.rate: 0.5 per round: ")
+
+
+def test_one_shot_without_retraining_has_no_dense_long_row_and_says_so() -> None:
+    from conftest import composed
+    from progprune_cli.config.load import load_run_config
+    from progprune_cli.report.tables import answers
+    from progprune_cli.results.schema import SCHEMA_VERSION, Results
+    from progprune_cli.stages.dense_long import DenseLong
+
+    oneshot = composed("+strategy=weight", "schedule=oneshot", "prune.epochs=0", "finetune.epochs=0")
+    assert not DenseLong.applies(load_run_config(oneshot))
+    assert DenseLong.applies(load_run_config(composed("+strategy=weight", "prune.epochs=0")))
+    results = Results.from_json({"schema_version": SCHEMA_VERSION, "models": {}, "pruning": {"strategy": "weight"},
+                                 "config": oneshot})
+    assert answers(results)[0].endswith("; no retraining (finetune.epochs=0, prune.epochs=0: one-shot)")
 
 
 # --- option errors -----------------------------------------------------------------------------------------------

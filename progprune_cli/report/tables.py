@@ -271,6 +271,9 @@ def answers(results: Results) -> list[str]:
             f"{count(p.physical)} physical" + (" (zeros still stored)" if fin.mask_only else ""))
     if "compacted" in models:
         left += f"; compacted: {count(models['compacted'].params.physical)} physical"
+    if dig(results.config, "finetune", "epochs") == 0:
+        cost += "; no retraining (finetune.epochs=0" + (", prune.epochs=0: one-shot)" if dig(
+            results.config, "prune", "epochs") == 0 else ")")
     keys = [k for k in ("finetuned", *DEPLOYED_MODELS) if k in models]
     speed = "did it get faster: " + ("; ".join(faster(k, models[k], orig) for k in keys) or "no pruned model measured")
     return [cost, left, speed]

@@ -23,7 +23,8 @@ class DenseLong(Stage):
 
     @classmethod
     def applies(cls, cfg: RunConfig) -> bool:
-        return cfg.strategy is not None and cfg.evaluate.dense_baseline
+        # With no prune or finetune epochs (one-shot, no retraining) it would be the original again.
+        return cfg.strategy is not None and cfg.evaluate.dense_baseline and cfg.prune.epochs + cfg.finetune.epochs > 0
 
     def section(self, cfg: RunConfig) -> StageConfig:
         """prune + finetune epochs at the finetune batch size, with the train stage's lr and schedule."""

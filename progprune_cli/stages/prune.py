@@ -108,6 +108,8 @@ class Prune(Stage):
         if progress is None:
             io.log(f"prune: {cfg.strategy.name} ({cfg.strategy.mode} mode, {cfg.strategy.scope} scope), "
                    f"{cfg.schedule.name} schedule, {len(parts.events)} steps over {cfg.prune.epochs} epochs")
+        if cfg.prune.epochs == 0 and not log["steps"]:
+            before_step(0)  # one-shot: the single step, with no optimizer step after it in this stage
         loop.run(cfg.prune.epochs, before_step=before_step)
         steps, notes = log["steps"], list(log["notes"])
         budget = parts.budget

@@ -49,7 +49,7 @@ def build_events(cfg: ScheduleConfig, units: int, initial: float, final: float,
     """The events for a prune stage of `units` epochs (or steps); `what` says whether targets are sparsities
     or thresholds. Fails before training on a bad horizon."""
     if units < 1:
-        raise UserError("prune.epochs: got 0; a strategy needs at least 1 prune epoch (or drop +strategy)")
+        return _at_once(cfg, initial, final, what)
     end = units - 1 if cfg.end is None else cfg.end
     if cfg.start > units - 1:
         raise UserError(f"schedule.start: got {cfg.start}; the prune stage has {cfg.unit}s 0..{units - 1}")
@@ -59,3 +59,16 @@ def build_events(cfg: ScheduleConfig, units: int, initial: float, final: float,
         raise UserError(f"schedule.end: got {end}; must be >= schedule.start ({cfg.start})")
     horizon = Horizon(cfg.start, end, cfg.frequency)
     return SCHEDULES.get(cfg.name)(horizon, initial, final, cfg, what)
+
+
+def _at_once(cfg: ScheduleConfig, initial: float, final: float, what: str) -> list[Event]:
+    """prune.epochs=0 (one-shot pruning, no training while pruning): the schedule's single step, before anything
+    trains; a schedule that makes more than one step needs prune epochs to spread them over."""
+    if cfg.start != 0 or cfg.end not in (None, 0):
+        key, value = ("schedule.start", cfg.start) if cfg.start != 0 else ("schedule.end", cfg.end)
+        raise UserError(f"{key}: got {value}; prune.epochs=0 prunes once, at 0, before any training")
+    events = SCHEDULES.get(cfg.name)(Horizon(0, 0, cfg.frequency), initial, final, cfg, what)
+    if len(events) != 1 or events[0].target != final:
+        raise UserError(f"prune.epochs: got 0; schedule={cfg.name} makes {len(events)} pruning steps, and with no "
+                        f"prune epochs only one step to the final target can be taken (schedule=oneshot)")
+    return events
