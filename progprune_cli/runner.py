@@ -199,6 +199,7 @@ def _run_info(cfg: RunConfig, overrides: list[str], run_dir: Path, started: str,
                    torch=torch.__version__, python=platform.python_version(), threads=cfg.evaluate.threads,
                    train_threads=torch.get_num_threads(), git_commit=_git_commit(),
                    dense_reused_from=dense_reused_from, train_samples=len(parts.data.train),
+                   train_eval_samples=min(len(parts.data.train), cfg.evaluate.train_samples or len(parts.data.train)),
                    **_origin(parts))
 
 

@@ -116,8 +116,9 @@ def _check_ranges(cfg: RunConfig) -> None:
         raise UserError(f"evaluate.target_spread: got {ev.target_spread}; must be > 0 (e.g. 0.05) or null (always "
                         "evaluate.repeats timed passes)")
     _at_least(ev.warmup, 0, "evaluate.warmup")
-    if ev.timing_samples is not None:
-        _at_least(ev.timing_samples, 1, "evaluate.timing_samples")
+    for key in ("timing_samples", "train_samples"):
+        if getattr(ev, key) is not None:
+            _at_least(getattr(ev, key), 1, f"evaluate.{key}")
     if "torch" not in ev.backends:  # the torch timings are the results' own; other backends are timed beside them
         raise UserError(f"evaluate.backends: got [{', '.join(ev.backends)}]; it must include torch (e.g. "
                         "[torch, onnxruntime])")

@@ -184,6 +184,7 @@ class EvaluateConfig:
     sparse_kernels: bool = MISSING
     sparse_min_sparsity: float = MISSING
     timing_samples: Optional[int] = MISSING  # latency is timed on this many test inputs (null: the whole split)
+    train_samples: Optional[int] = MISSING  # train accuracy/loss on this many training samples, seeded (null: all)
     backends: list[str] = items("torch", "onnxruntime")  # onnxruntime: also exported and timed there
 
 

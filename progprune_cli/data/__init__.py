@@ -10,6 +10,7 @@ from progprune_cli.data.base import (
     build_data,
     inputs,
     prepare_data,
+    sample_of,
     steps_per_epoch,
 )
 from progprune_cli.data.splits import TensorSplit
@@ -18,4 +19,4 @@ from progprune_cli.registry import import_all
 import_all(__name__, __path__)  # importing a module registers its dataset
 
 __all__ = ["DATASETS", "Batches", "DataInfo", "DataSplits", "TensorSplit", "build_data", "inputs", "prepare_data",
-           "steps_per_epoch"]
+           "sample_of", "steps_per_epoch"]

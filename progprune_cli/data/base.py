@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from progprune_cli.config import DatasetConfig
 from progprune_cli.data.splits import Split
@@ -201,6 +201,17 @@ def inputs(dataset: Dataset, limit: int | None = None) -> torch.Tensor:
         return dataset.inputs(limit)
     count = len(dataset) if limit is None else min(limit, len(dataset))  # type: ignore[arg-type]
     return torch.stack([dataset[i][0] for i in range(count)])  # type: ignore[index]
+
+
+def sample_of(dataset: Dataset, count: int | None, seed: int) -> Dataset:
+    """`count` samples of `dataset` chosen by a seeded permutation, in index order (all of it when None or when it
+    has no more): every model is measured on the same ones."""
+    size = len(dataset)  # type: ignore[arg-type]
+    if count is None or count >= size:
+        return dataset
+    chosen = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:count].sort().values
+    subset = getattr(dataset, "subset", None)  # an in-memory split copies its rows and keeps its fast batches
+    return subset(chosen) if subset is not None else Subset(dataset, chosen.tolist())
 
 
 def steps_per_epoch(dataset: Dataset, batch_size: int) -> int:

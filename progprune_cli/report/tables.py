@@ -80,6 +80,15 @@ def bits(loss: float | None) -> str:
     return NA if loss is None else f"{loss / math.log(2):.3f}"
 
 
+def train_subset_note(results: Results) -> list[str]:
+    """Where the train figures come from a sample of the training split (evaluate.train_samples), say so."""
+    run = results.run
+    if run.train_eval_samples is None or run.train_samples is None or run.train_eval_samples >= run.train_samples:
+        return []
+    return [f"train figures on {run.train_eval_samples:,} of the {run.train_samples:,} training samples (seeded, the "
+            f"same for every model; evaluate.train_samples); val and test on every sample"]
+
+
 def perplexity_table(results: Results) -> Table:
     """accuracy_table for language models: perplexity on each split, bits per token and next-token accuracy."""
     models = results.models
@@ -91,7 +100,8 @@ def perplexity_table(results: Results) -> Table:
         delta = NA if key == "original" else ppl_gap(p.test, base)
         rows.append([label(key, m), ppl(p.train), ppl(p.val), ppl(p.test), bits(m.loss.test), pct(m.accuracy.test),
                      delta])
-    notes = ["perplexity: exp of the mean loss per token (lower is better); bits per token: that loss / ln 2"]
+    notes = ["perplexity: exp of the mean loss per token (lower is better); bits per token: that loss / ln 2",
+             *train_subset_note(results)]
     fin = (models["finetuned"].perplexity or none).test if "finetuned" in models else None
     long = (models["dense_long"].perplexity or none).test if "dense_long" in models else None
     if fin is not None and long is not None:
@@ -111,7 +121,7 @@ def accuracy_table(results: Results) -> Table:
         delta = NA if key == "original" else gap(m.accuracy.test, base)
         rows.append([label(key, m), pct(m.accuracy.train), pct(m.accuracy.val), pct(m.accuracy.test),
                      num(m.loss.test), delta])
-    notes: list[str] = []
+    notes: list[str] = train_subset_note(results)
     fin = models["finetuned"].accuracy.test if "finetuned" in models else None
     long = models["dense_long"].accuracy.test if "dense_long" in models else None
     if fin is not None and long is not None:

@@ -386,6 +386,8 @@ class RunInfo(Record):
     git_commit: str | None = None
     dense_reused_from: str | None = None
     train_samples: int | None = None  # samples the run trained on (the training split, after val was carved out)
+    # How many of them the train accuracy/loss figures were measured on (evaluate.train_samples); absent in older files.
+    train_eval_samples: int | None = field(default=None, metadata=_OMIT_DEFAULT)
     # What built the model (progprune:NAME, torchvision:ARCH, timm:ARCH, custom:MODULE.CLASS), the weights it
     # started from (null: initialised at random), and what the original is: trained, loaded (model.weights with
     # train.epochs=0) or untrained (train.epochs=0 without weights).

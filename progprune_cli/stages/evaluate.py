@@ -22,7 +22,7 @@ from progprune_cli.measure import (
     save_sparse,
 )
 from progprune_cli.pruning.pattern import SEMI_STRUCTURED
-from progprune_cli.data import inputs
+from progprune_cli.data import inputs, sample_of
 from progprune_cli.distributed import World
 from progprune_cli.config import RunConfig, StageConfig
 from progprune_cli.parts import Parts
@@ -110,7 +110,8 @@ def measure_model(parts: Parts, io: StageIO, name: str, model: nn.Module, epochs
     data = parts.data
     model = model.to(parts.device).eval()
     accuracy, loss = {}, {}
-    for split, dataset in (("train", data.train_eval), ("val", data.val), ("test", data.test)):
+    train = sample_of(data.train_eval, parts.cfg.evaluate.train_samples, parts.cfg.seed)
+    for split, dataset in (("train", train), ("val", data.val), ("test", data.test)):
         accuracy[split], loss[split] = accuracy_and_loss(model, dataset, parts.loss_fn, parts.device, world=world)
     # Perplexity is exp of the mean loss per token; only the loss itself is summed, so the two agree exactly.
     perplexity = Splits(**{k: _exp(v) for k, v in loss.items()}) if data.info.vocab else None
