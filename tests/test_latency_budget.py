@@ -6,6 +6,7 @@ search stored in the run folder and reused on resume without timing again, bad v
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -18,7 +19,7 @@ from progprune_cli.config.load import load_run_config
 from progprune_cli.errors import UserError
 from progprune_cli.measure import latency
 from progprune_cli.parts import build_parts, candidate_timer, timing_setup
-from progprune_cli.pruning.budget import BudgetFit
+from progprune_cli.pruning.budget import BudgetFit, Probe
 from progprune_cli.pruning.latency_budget import search_latency
 from progprune_cli.pruning.strategies import build_strategy
 from progprune_cli.stored_budget import FILE, keep_search, stored_search, to_record
@@ -148,3 +149,37 @@ def test_bad_latency_budgets_are_refused_in_one_line_before_any_folder(
                   capsys=capsys)
     assert err == f"progprune: error: {message}\n"
     assert list(tmp_path.iterdir()) == []
+
+
+FIT = BudgetFit("latency_ms", 0.25, 0.43, 0.24, True, SETUP, (Probe(0.43, 0.24, 0.23, 0.25, 5, True),))
+
+
+def budgeted_run(path: Path, target: float, compacted_ms: float) -> Path:
+    """A finished run folder (tests/run_fixture) of a latency budget: its search and a compacted row."""
+    from run_fixture import make_run, model_entry
+
+    run = make_run(path, config={"strategy.name": "structured", "strategy.target.latency_ms": target})
+    data = json.loads((run / "results.json").read_text())
+    entry = model_entry("compacted", 0.95, 5429, 0.005, physical=5429, mask_only=False)
+    entry["latency"]["batch1_ms"] = {"median": compacted_ms, "p10": compacted_ms, "p90": compacted_ms}
+    data["models"]["compacted"] = entry
+    data["pruning"]["budget"] = to_record(replace(FIT, target=target)).to_json()
+    (run / "results.json").write_text(json.dumps(data))
+    return run
+
+
+def test_target_and_achieved_latency_in_the_speed_table_and_compare(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from progprune_cli.report.compare_cli import main
+    from progprune_cli.report.tables import speed_table
+    from progprune_cli.results.schema import Results
+
+    runs = [budgeted_run(tmp_path / "a", 0.25, 0.26), budgeted_run(tmp_path / "b", 0.3, 0.28)]
+    results = Results.from_json(json.loads((runs[0] / "results.json").read_text()))
+    assert results.pruning is not None and results.pruning.budget == to_record(FIT)  # read back as written
+    assert ("strategy.target.latency_ms=0.25: target at most 0.25 ms per sample; the search measured 0.24 ms at "
+            "strategy.sparsity 0.43 before training, compacted 0.26 ms here (batch-1 latency; other load on the "
+            "machine between the two timings moves it)") in speed_table(results).footnotes
+    assert main([str(run) for run in runs] + ["--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(row["strategy.target.latency_ms"], row["latency_ms"]) for row in rows] == [(0.25, 0.26), (0.3, 0.28)]
