@@ -34,10 +34,10 @@ def stored_search(run_dir: Path, cfg: RunConfig) -> BudgetFit | None:
     if target is None or target.key != "latency_ms" or not os.path.lexists(path):
         return None
     try:
-        record = Budget.from_json(read_json(path), strict=True, path=FILE)
-        fit = _fit(record)
+        fit = _fit(Budget.from_json(read_json(path), strict=True, path=FILE))
     except (Unreadable, SchemaError, TypeError, ValueError) as error:
-        raise UserError(f"{path}: the stored latency search cannot be used ({error}); remove the file to time the "
+        why = error.why if isinstance(error, Unreadable) else str(error)
+        raise UserError(f"{path}: the stored latency search cannot be used ({why}); remove the file to time the "
                         "candidates again") from None
     if fit.key != "latency_ms" or fit.target != target.latency_ms:
         raise UserError(f"{path}: holds a search for strategy.target.{fit.key}={fit.target:g}, but the run asks for "

@@ -183,3 +183,18 @@ def test_target_and_achieved_latency_in_the_speed_table_and_compare(tmp_path: Pa
     assert main([str(run) for run in runs] + ["--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [(row["strategy.target.latency_ms"], row["latency_ms"]) for row in rows] == [(0.25, 0.26), (0.3, 0.28)]
+
+
+@pytest.mark.parametrize(("plant", "why"), [
+    (lambda path: path.symlink_to(path.with_name("elsewhere.json")), "a symbolic link (never followed)"),
+    (lambda path: path.write_text(json.dumps({**to_record(FIT).to_json(), "probes": "fast"})),
+     "budget.json.probes: expected a list, found a string 'fast'"),
+    (lambda path: path.write_text(json.dumps({**to_record(FIT).to_json(), "sparsity": None})), "a field is missing"),
+])
+def test_a_damaged_or_planted_stored_search_is_one_line(plant: object, why: str, tmp_path: Path) -> None:
+    (tmp_path / "elsewhere.json").write_text(json.dumps(to_record(FIT).to_json()))
+    plant(tmp_path / FILE)  # type: ignore[operator]
+    with pytest.raises(UserError) as refusal:
+        stored_search(tmp_path, config("strategy.target.latency_ms=0.25"))  # type: ignore[arg-type]
+    assert str(refusal.value) == (f"{tmp_path / FILE}: the stored latency search cannot be used ({why}); remove the "
+                                  "file to time the candidates again")
