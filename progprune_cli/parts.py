@@ -8,14 +8,16 @@ from typing import Callable
 import torch
 from torch import nn
 
-from progprune_cli.data import DataInfo, DataSplits, build_data, steps_per_epoch
+from progprune_cli.data import DataInfo, DataSplits, build_data, inputs, steps_per_epoch
 from progprune_cli.optim.losses import LossFn, build_loss
 from progprune_cli.models import build_model
 from progprune_cli.models.weights import Fitted, code_identity, load_weights, source_of
+from progprune_cli.measure.latency import per_sample_ms
 from progprune_cli.pruning.budget import BudgetFit, find_budget
+from progprune_cli.pruning.latency_budget import Timer, search_latency
 from progprune_cli.pruning.schedules import Event, build_events
 from progprune_cli.pruning.strategies import Strategy, build_strategy
-from progprune_cli.config import ModelConfig, RunConfig
+from progprune_cli.config import EvaluateConfig, ModelConfig, RunConfig
 from progprune_cli.config.checks import check_precision
 from progprune_cli.device import resolve_device
 from progprune_cli.distributed import World
@@ -53,9 +55,10 @@ class Parts:
         return steps_per_epoch(self.data.train, batch_size)
 
 
-def build_parts(cfg: RunConfig, world: World | None = None) -> Parts:
+def build_parts(cfg: RunConfig, world: World | None = None, stored: BudgetFit | None = None) -> Parts:
     """Build and check every part; any bad value fails here, before a single training step. Under torchrun the
-    device is the rank's own (`world.device`)."""
+    device is the rank's own (`world.device`). A latency budget's search is timed here, once per run, unless the
+    run folder keeps it (`stored`, read by the runner: a resumed run reuses it rather than time again)."""
     device = world.device if world is not None and world.device is not None else resolve_device(cfg.device)
     check_precision(cfg.train.precision, device.type)
     loss_fn = build_loss(cfg.train.loss, cfg.train.label_smoothing)
@@ -71,18 +74,45 @@ def build_parts(cfg: RunConfig, world: World | None = None) -> Parts:
     budget = None
     if strategy is not None:
         strategy.check(model, data.info)
-        budget = apply_budget(cfg, strategy, model, data.info)
+        if stored is None and cfg.strategy is not None and cfg.strategy.target.key == "latency_ms":
+            if world is not None and world.distributed:
+                raise UserError(f"strategy.target.latency_ms={cfg.strategy.target.latency_ms:g}: not under torchrun "
+                                "(every rank would time candidates at once on shared hardware); search it in a "
+                                "single-process run and pass the strategy.sparsity it finds")
+            sample = inputs(data.test, cfg.evaluate.timing_samples)  # the inputs the evaluate stage times
+            stored = search_latency(strategy, model, data.info, candidate_timer(cfg.evaluate, sample, device),
+                                    timing_setup(cfg.evaluate, device))
+        budget = apply_budget(cfg, strategy, model, data.info, stored)
         events = plan_events(cfg, steps_per_epoch(data.train, cfg.prune.batch_size))
     return Parts(cfg, data, device, loss_fn, make_model, strategy, events, origin, budget)
 
 
-def apply_budget(cfg: RunConfig, strategy: Strategy, model: nn.Module, info: DataInfo) -> BudgetFit | None:
-    """strategy.target turned into strategy.sparsity on the model as built, so the schedule ramps to that ratio."""
-    budget = find_budget(strategy, model, info)
+def apply_budget(cfg: RunConfig, strategy: Strategy, model: nn.Module, info: DataInfo,
+                 searched: BudgetFit | None = None) -> BudgetFit | None:
+    """strategy.target turned into strategy.sparsity on the model as built (or as `searched` found it: a latency
+    budget), so the schedule ramps to that ratio."""
+    budget = searched if searched is not None else find_budget(strategy, model, info)
     if budget is not None:
         assert cfg.strategy is not None
         cfg.strategy.sparsity = budget.sparsity
     return budget
+
+
+def candidate_timer(ev: EvaluateConfig, sample: torch.Tensor, device: torch.device) -> Timer:
+    """A latency candidate's milliseconds per sample on `device`, timed as the Speed table times batch-1 latency
+    (`sample`: the evaluate stage's timing inputs; evaluate.latency_batch, threads, warm-up and stopping rule)."""
+
+    def timer(model: nn.Module) -> dict[str, float]:
+        timed = per_sample_ms({"candidate": model.to(device)}, sample, ev.latency_batch, ev.warmup, ev.repeats,
+                              ev.threads, device, min_repeats=ev.min_repeats, target_spread=ev.target_spread)
+        return timed["candidate"]
+
+    return timer
+
+
+def timing_setup(ev: EvaluateConfig, device: torch.device) -> str:
+    """How the candidates are timed, for the budget's lines."""
+    return f"at evaluate.latency_batch={ev.latency_batch} on {device}, {ev.threads} thread(s), as the Speed table"
 
 
 def model_for_run(cfg: ModelConfig, info: DataInfo, seed: int) -> tuple[nn.Module, Fitted | None]:

@@ -24,6 +24,7 @@ from progprune_cli.results.attempt import Attempt
 from progprune_cli.results.schema import ROWS, Results, RunInfo, Weights
 from progprune_cli.signals import Interrupted, StopRequest
 from progprune_cli.stages import register_all
+from progprune_cli.stored_budget import keep_search, stored_search
 from progprune_cli.stages.base import STAGES, Produced, RunContext, Stage
 from progprune_cli.stages.io import StageIO
 from progprune_cli.trackers import RunFinished, RunStarted, Trackers
@@ -114,8 +115,10 @@ def _locked(cfg: RunConfig, overrides: list[str], attempt: Attempt, console: Con
     with attempt.running(agreed_stops=world.distributed):
         attempt.phase("build")
         torch.set_num_threads(resolve_threads(cfg.train.threads, world.local_world_size))
-        parts = build_parts(cfg, world)
+        stored = stored_search(run_dir, cfg)
+        parts = build_parts(cfg, world, stored)
         io = StageIO(run_dir, console)
+        keep_search(run_dir, parts.budget, stored is not None, io.log)
         trackers = Trackers(cfg.logger, io.log)
         io.on_metrics = trackers.rows
         trackers.start(RunStarted(run_dir, runs_root, flat_params(attempt.config)))

@@ -125,7 +125,7 @@ RUN = [*TINY, "model=two_conv_cnn"]
     (["+strategy=weight", "strategy.target.params=1.5"],
      "strategy.target.params: got 1.5; must be in (0, 1) (the fraction of parameters kept)"),
     (["+strategy=structured", "strategy.target.flops=2"],
-     "strategy.target.flops: unknown key; allowed keys are macs, params"),
+     "strategy.target.flops: unknown key; allowed keys are latency_ms, macs, params"),
     (["+strategy=structured", "strategy.target.macs=2", "strategy.target.params=0.5"],
      "strategy.target: got macs=2 and params=0.5; set one of them"),
     # The schedule is checked against the sparsity found (0.55), not strategy.sparsity's 0.5.

@@ -152,13 +152,17 @@ def _check_strategy(s: StrategyConfig) -> None:
 def _check_target(s: StrategyConfig) -> None:
     """A budget's range, and what it cannot go with (the strategy's granularity is checked in pruning/budget.py)."""
     t = s.target
-    if t.macs is not None and t.params is not None:
-        raise UserError(f"strategy.target: got macs={t.macs:g} and params={t.params:g}; set one of them")
+    if len(t.keys) > 1:
+        raise UserError(f"strategy.target: got {' and '.join(f'{k}={getattr(t, k):g}' for k in t.keys)}; set one of "
+                        "them")
     if t.macs is not None and t.macs <= 1:
         raise UserError(f"strategy.target.macs: got {t.macs:g}; must be > 1 (dense MACs / pruned MACs)")
     if t.params is not None and not 0 < t.params < 1:
         raise UserError(f"strategy.target.params: got {t.params:g}; must be in (0, 1) (the fraction of parameters "
                         "kept)")
+    if t.latency_ms is not None and t.latency_ms <= 0:  # NaN and infinity: check_values' line
+        raise UserError(f"strategy.target.latency_ms: got {t.latency_ms:g}; must be > 0 (milliseconds per sample at "
+                        "evaluate.latency_batch, measured on the run's device)")
     if t.key is None:
         return
     key = f"strategy.target.{t.key}={getattr(t, t.key):g}"

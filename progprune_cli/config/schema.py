@@ -63,11 +63,18 @@ class TargetConfig:
 
     macs: Optional[float] = None  # theoretical MAC speedup, dense MACs / compacted MACs (> 1; channel strategies)
     params: Optional[float] = None  # fraction of the model's parameters kept (0 < params < 1)
+    # measured milliseconds per sample at evaluate.latency_batch on the run's device (> 0; channel strategies)
+    latency_ms: Optional[float] = None
+
+    @property
+    def keys(self) -> list[str]:
+        """The budgets set, in field order."""
+        return [key for key in ("macs", "params", "latency_ms") if getattr(self, key) is not None]
 
     @property
     def key(self) -> str | None:
-        """The budget set ('macs' or 'params'), None when neither is."""
-        return "macs" if self.macs is not None else "params" if self.params is not None else None
+        """The budget set ('macs', 'params' or 'latency_ms'; the first when several are), None when none is."""
+        return next(iter(self.keys), None)
 
 
 @dataclass

@@ -119,6 +119,23 @@ def peak_memory(models: dict[str, nn.Module], inputs: torch.Tensor, batch_size: 
     return peaks
 
 
+PER_SAMPLE_INPUTS = 64  # batch1_ms is timed on the first this-many timing inputs
+
+
+def per_sample_ms(models: dict[str, nn.Module], inputs: torch.Tensor, latency_batch: int, warmup: int, repeats: int,
+                  threads: int, device: torch.device, *, min_repeats: int | None = None,
+                  target_spread: float | None = None) -> dict[str, dict]:
+    """Milliseconds per sample of each model (`{"median", "p10", "p90", "repeats"}`): the first PER_SAMPLE_INPUTS
+    of `inputs` fed `latency_batch` at a time, timed by `measure_interleaved` (the Speed table's batch-1 latency;
+    strategy.target.latency_ms times its candidates with it too)."""
+    few = inputs[:PER_SAMPLE_INPUTS]
+    per_pass = measure_interleaved(models, few, latency_batch, warmup, repeats, threads, device,
+                                   min_repeats=min_repeats, target_spread=target_spread)
+    # Scaling by a positive constant keeps the order, so these are still the per-sample median/p10/p90.
+    return {name: {**{key: timed[key] * 1000.0 / len(few) for key in ("median", "p10", "p90")},
+                   "repeats": len(timed["samples"])} for name, timed in per_pass.items()}
+
+
 def latency_report(model: nn.Module, inputs: torch.Tensor, eval_batch_size: int, latency_batch: int, warmup: int,
                    repeats: int, threads: int, device: torch.device, *, min_repeats: int | None = None,
                    target_spread: float | None = None) -> dict:
@@ -142,20 +159,17 @@ def latency_reports(models: dict[str, nn.Module], inputs: torch.Tensor, eval_bat
     settings = {"warmup": warmup, "repeats": repeats, "threads": threads, "device": device,
                 "min_repeats": min_repeats, "target_spread": target_spread}
     runtime = measure_interleaved(models, inputs, eval_batch_size, **settings)
-    few = inputs[:64]
-    per_pass = measure_interleaved(models, few, latency_batch, **settings)
+    per_sample = per_sample_ms(models, inputs, latency_batch, **settings)
     peaks = peak_memory(models, inputs, eval_batch_size, device)
     reports = {}
     for name in models:
-        # Scaling by a positive constant keeps the order, so these are still the per-sample median/p10/p90.
-        per_sample_ms = {key: per_pass[name][key] * 1000.0 / len(few) for key in ("median", "p10", "p90")}
         median = runtime[name]["median"]
         reports[name] = {
             "device": str(device),
             "threads": threads,
             "warmup": warmup,
             "repeats": len(runtime[name]["samples"]),  # timed passes made (the stopping rule may end early)
-            "batch1_repeats": len(per_pass[name]["samples"]),
+            "batch1_repeats": per_sample[name]["repeats"],
             "min_repeats": fewest_repeats(repeats, min_repeats, target_spread),
             "max_repeats": repeats,
             "target_spread": target_spread,  # null: exactly max_repeats passes
@@ -164,7 +178,7 @@ def latency_reports(models: dict[str, nn.Module], inputs: torch.Tensor, eval_bat
             "latency_batch": latency_batch,  # batch1_ms is per-sample time at this batch size (1 by default)
             "timing": "interleaved",  # every model timed in turns within each repeat
             "eval_runtime_s": {key: runtime[name][key] for key in ("median", "p10", "p90")},
-            "batch1_ms": per_sample_ms,
+            "batch1_ms": {key: per_sample[name][key] for key in ("median", "p10", "p90")},
             "throughput_sps": len(inputs) / median if median > 0 else None,
         }
         if peaks[name] is not None:

@@ -19,6 +19,9 @@ FIXED = ("run", "status")
 HEADLINE = ("test_acc", "val_acc", "test_acc_vs_orig", "sparsity", "nonzero", "physical",
             "theoretical_speedup", "measured_speedup", "runtime_median_s")
 ORT_COLUMN = "ort_speedup"  # shown only when a run timed its models in onnxruntime (evaluate.backends)
+# The deployed model's measured ms per sample (evaluate.latency_batch), beside strategy.target.latency_ms: shown only
+# when a run had that budget, so other tables stay as they were.
+LATENCY_COLUMN = "latency_ms"
 # --baseline: differences (run - base) for these; runtime becomes a ratio, speedup_vs_base (measured).
 BASE_DIFFS = ("test_acc", "val_acc", "sparsity", "nonzero")
 BASE_COLUMNS = tuple(f"{key}_vs_base" for key in BASE_DIFFS) + ("speedup_vs_base",)
@@ -57,6 +60,9 @@ def headline(record: RunRecord) -> dict[str, Any]:
     timed = next((models[m] for m in (*DEPLOYED_MODELS, final) if m in models and models[m].backends), None)
     ort = (timed.backends or {}).get(ORT) if timed is not None else None
     row[ORT_COLUMN] = ort.measured_speedup if ort is not None else None
+    budget = doc.pruning.budget if doc.pruning is not None else None
+    if budget is not None and budget.key == "latency_ms":
+        row[LATENCY_COLUMN] = deployed.latency.batch1_ms.median
     for suffix, other in (("orig", "original"), ("long", "dense_long")):
         row[f"test_acc_vs_{suffix}"] = _sub(row["test_acc"], models[other].accuracy.test if other in models else None)
     return {key: value for key, value in row.items() if value is not None}
@@ -165,6 +171,7 @@ def compare_table(records: list[RunRecord], labels: list[str], *, where: Sequenc
     pairs = [(rec, row) for rec, row in pairs if all(matches(row, cond) for cond in conditions)]
     columns = [*FIXED, *config_columns([rec for rec, _ in pairs], all_params), *HEADLINE]
     columns += [ORT_COLUMN] if any(ORT_COLUMN in row for _, row in pairs) else []  # only runs that timed it
+    columns += [LATENCY_COLUMN] if any(LATENCY_COLUMN in row for _, row in pairs) else []  # a latency budget's
     columns += list(BASE_COLUMNS) if baseline is not None else []
     columns += ["error"] if any("error" in row for _, row in pairs) else []
     rows = [row for _, row in pairs]

@@ -193,11 +193,35 @@ def speed_table(results: Results) -> Table:
     if is_language_model(results) and isinstance(block, int):
         notes.append(f"a sample is one sequence of {block} tokens: tokens/s = throughput × {block}; "
                      "batch-1 latency is per sequence")
+    notes += budget_notes(results, ("macs", "latency_ms"))
     notes += list(results.notes)  # the evaluate stage's notes: a row or a backend figure it could not make, and why
     return Table(["model", "eval runtime (s)", "batch-1 latency (ms)", "throughput (samples/s)",
                   *(["peak GPU memory (MB)"] if memory else []), "measured speedup", "MAC speedup (theoretical)",
                   *([f"{ORT} runtime (s)", f"{ORT} speedup"] if ort else []), "note"], rows,
                  title="Speed", footnotes=notes)
+
+
+def budget_notes(results: Results, keys: tuple[str, ...]) -> list[str]:
+    """strategy.target (when its key is one of `keys`) against what the deployed model (compacted, else the final
+    one) achieved in this run's own measurement."""
+    budget = results.pruning.budget if results.pruning is not None else None
+    final = results.final_model()
+    if budget is None or budget.key not in keys or budget.target is None or final is None:
+        return []
+    name = next(m for m in (*DEPLOYED_MODELS, final) if m in results.models)
+    m, where = results.models[name], f"strategy.target.{budget.key}={budget.target:g}"
+    if budget.key == "macs":
+        return [f"{where}: target {times(budget.target)} fewer MACs, {label(name, m)} "
+                f"{times(m.macs.theoretical_speedup)} (theoretical)"]
+    if budget.key == "params":
+        original = results.models.get("original")
+        kept = m.params.nonzero if m.mask_only else m.params.physical
+        share = kept / original.params.physical if original and kept is not None and original.params.physical else None
+        return [f"{where}: target {pct(budget.target)} of the parameters kept, {label(name, m)} {pct(share)}"]
+    return [f"{where}: target at most {num(budget.target)} ms per sample; the search measured {num(budget.achieved)} "
+            f"ms at strategy.sparsity {num(budget.sparsity)} before training, {label(name, m)} "
+            f"{num(m.latency.batch1_ms.median)} ms here (batch-1 latency; other load on the machine between the two "
+            "timings moves it)"]
 
 
 def params_table(results: Results) -> Table:
@@ -207,7 +231,7 @@ def params_table(results: Results) -> Table:
         rows.append([label(key, m), count(p.total), count(p.nonzero), count(p.physical), pct(p.sparsity),
                      times(p.compression), " / ".join(kb(n) for n in (size.dense, size.sparse, size.compacted))])
     notes = ["nonzero = weights the mask keeps; physical = numbers actually stored (smaller only after compaction)",
-             "compression = total / nonzero; size on disk in KB of 1000 bytes"]
+             "compression = total / nonzero; size on disk in KB of 1000 bytes", *budget_notes(results, ("params",))]
     return Table(["model", "params", "nonzero", "physical", "sparsity", "compression",
                   "size KB (dense / sparse / compacted)"], rows, title="Parameters", footnotes=notes)
 

@@ -327,16 +327,33 @@ class PruningStep(Record):
 
 
 @dataclass(frozen=True)
+class BudgetProbe(Record):
+    """One candidate the latency budget's search timed: the model compacted at `sparsity`, its measured
+    milliseconds per sample (median, p10, p90 of `repeats` timed passes) and whether the median meets the target."""
+
+    sparsity: float | None = None
+    median_ms: float | None = None
+    p10_ms: float | None = None
+    p90_ms: float | None = None
+    repeats: int | None = None
+    meets: bool | None = None
+
+
+@dataclass(frozen=True)
 class Budget(Record):
-    """`pruning.budget`: strategy.target (`key` macs or params, its `target`), the sparsity found for it and what
-    that sparsity gives (`achieved`, theoretical, counted before training); `within` 2% of the target, or the
-    nearest the model reaches."""
+    """`pruning.budget`: strategy.target (`key` macs, params or latency_ms, its `target`), the sparsity found for it
+    and what that sparsity gives (`achieved`: counted before training, theoretical for macs; latency_ms: the
+    measured median of its probe); `within` 2% of the target, or the nearest the model reaches (latency_ms: the
+    median is at most the target). A latency budget also keeps how it was timed (`setup`) and every probe, in the
+    order timed; the run folder's budget.json holds the same record, so a resumed run reuses it."""
 
     key: str | None = None
     target: float | None = None
     sparsity: float | None = None
     achieved: float | None = None
     within: bool | None = None
+    setup: str | None = field(default=None, metadata=_OMIT_DEFAULT)
+    probes: tuple[BudgetProbe, ...] = field(default=(), metadata=_OMIT_DEFAULT)
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,11 @@ from torch import nn
 from progprune_cli.config import RunConfig
 from progprune_cli.data import Batches
 from progprune_cli.pruning.strategies import PruneContext
-from progprune_cli.results.schema import Budget, PruningLog, PruningStep, StepLayer
+from progprune_cli.results.schema import PruningLog, PruningStep, StepLayer
 from progprune_cli.stages.base import STAGES, Produced, Pruned, RunContext, Stage, resume_loop, stage_seed
 from progprune_cli.stages.gate import AccuracyGate
 from progprune_cli.stages.io import write_json
+from progprune_cli.stored_budget import to_record
 
 
 @STAGES.register("prune")
@@ -126,9 +127,7 @@ class Prune(Stage):
         pruning = PruningLog(strategy=cfg.strategy.name, granularity=strategy.granularity, mode=cfg.strategy.mode,
                              target=final, scope=cfg.strategy.scope, schedule=cfg.schedule.name,
                              achieved_sparsity=loop.achieved_sparsity, notes=tuple(notes), steps=tuple(steps),
-                             budget=None if budget is None else Budget(key=budget.key, target=budget.target,
-                                                                       sparsity=budget.sparsity,
-                                                                       achieved=budget.achieved, within=budget.within))
+                             budget=None if budget is None else to_record(budget))
         write_json(io.run_dir / "pruning.json", pruning.to_json())
         masks = strategy.to_param_masks(model, log["unit_masks"])
         io.save(self.output, {"model": model.state_dict(), "unit_masks": log["unit_masks"], "masks": masks,
