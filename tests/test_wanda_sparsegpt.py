@@ -12,6 +12,7 @@ from conftest import TINY, component, progprune, refused
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from progprune_cli.data import DataInfo
 from progprune_cli.errors import UserError
 from progprune_cli.pruning.strategies import PruneContext, Strategy, build_strategy
 from progprune_cli.pruning.strategies.sparsegpt import fasterprune
@@ -239,17 +240,20 @@ class _SelfAttention(nn.Module):
         self.mha = mha
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(len(x), -1, 4)  # an image batch as sequences of 4 features
         return self.mha(x, x, x)[0]
 
 
 def test_a_layer_whose_forward_never_runs_is_refused_naming_it() -> None:
-    model = nn.MultiheadAttention(4, 2, batch_first=True).double()  # out_proj's weight is used, its forward is not
+    model = _SelfAttention(nn.MultiheadAttention(4, 2, batch_first=True))  # out_proj's weight used, its forward not
     wanda = strategy("wanda", batches=1)
-    with pytest.raises(UserError) as error:
-        wanda.step(_SelfAttention(model), {"mha.out_proj.weight": torch.ones(4, 4, dtype=torch.bool)}, 0.5, 1.0,
-                   ctx(torch.randn(2, 3, 4, dtype=torch.float64)))
-    assert str(error.value) == ("strategy.exclude: mha.out_proj.weight saw no input in the calibration batches (its "
-                                "layer's forward is never called); add it to strategy.exclude")
+    message = ("strategy.exclude: mha.out_proj.weight is used by no forward call of its own layer, so it has no "
+               "inputs to weigh; add it to strategy.exclude")
+    with pytest.raises(UserError) as before_training:
+        wanda.check(model, DataInfo(channels=1, height=3, width=4, num_classes=4))
+    with pytest.raises(UserError) as when_pruning:
+        wanda.step(model, wanda.initial_masks(model), 0.5, 1.0, ctx(torch.randn(2, 3, 4)))
+    assert str(before_training.value) == str(when_pruning.value) == message
 
 
 def test_a_bad_percdamp_is_refused_before_the_run(workdir: Path, monkeypatch: pytest.MonkeyPatch,

@@ -11,7 +11,7 @@ Wanda or SparseGPT; both papers prune only the linear layers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -54,22 +54,30 @@ def columns(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def observe(model: nn.Module, units: list[str], ctx: PruneContext, count: int,
             record: Callable[[str, torch.Tensor], None], *, stop_after: bool = False) -> None:
     """`record(unit, columns)` for every input each unit's layer sees on `count` calibration batches, in eval mode
-    without gradients; `stop_after`: one unit, and each batch's forward ends at its layer. A unit whose layer saw no
-    input (its weight used by another module's forward) is refused, since it cannot be scored."""
+    without gradients; `stop_after`: one unit, and each batch's forward ends at its layer."""
+    inputs = (x for x, _ in batches(ctx, count))
+    _forward(model, units, inputs, lambda unit, layer, x: record(unit, columns(layer, x)), stop_after)
+
+
+def _forward(model: nn.Module, units: list[str], inputs: Iterable[torch.Tensor],
+             on_input: Callable[[str, nn.Module, torch.Tensor], None], stop_after: bool = False) -> None:
+    """`model` run on `inputs` with `on_input` hooked before each unit's layer; a unit whose layer never ran (its
+    weight used by another module's forward, as nn.MultiheadAttention uses out_proj's) is refused: it has no
+    inputs to weigh."""
     seen: set[str] = set()
 
-    def hook(unit: str, layer: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+    def hook(unit: str, layer: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         seen.add(unit)
-        record(unit, columns(layer, inputs[0].detach()))
+        on_input(unit, layer, args[0].detach())
         if stop_after:
             raise _Enough
 
-    hooks = [layer_of(model, u).register_forward_pre_hook(lambda m, i, u=u: hook(u, m, i)) for u in units]
+    hooks = [layer_of(model, u).register_forward_pre_hook(lambda m, a, u=u: hook(u, m, a)) for u in units]
     training = model.training
     model.eval()  # calibration must not move batch-norm statistics
     try:
         with torch.no_grad():
-            for x, _ in batches(ctx, count):
+            for x in inputs:
                 try:
                     model(x)
                 except _Enough:
@@ -80,8 +88,8 @@ def observe(model: nn.Module, units: list[str], ctx: PruneContext, count: int,
             h.remove()
     for unit in units:
         if unit not in seen:
-            raise UserError(f"strategy.exclude: {unit} saw no input in the calibration batches (its layer's forward "
-                            "is never called); add it to strategy.exclude")
+            raise UserError(f"strategy.exclude: {unit} is used by no forward call of its own layer, so it has no "
+                            "inputs to weigh; add it to strategy.exclude")
 
 
 class Calibrated(Strategy):
@@ -111,6 +119,8 @@ class Calibrated(Strategy):
             if isinstance(layer, nn.Conv2d) and layer.groups != 1:
                 raise UserError(f"strategy={self.cfg.name}: {unit} is a grouped convolution (groups={layer.groups}), "
                                 "which is not supported; add it to strategy.exclude")
+        if info is not None:  # before training: a layer whose forward never runs would fail only when pruning
+            _forward(model, self.units(model), [info.example(2)], lambda unit, layer, x: None)
 
     def unit_targets(self, masks: Masks, target: float, progress: float) -> dict[str, float]:
         """Each unit's sparsity at this step: the step's target, or its strategy.layers entry scaled by progress."""
