@@ -94,6 +94,7 @@ class Prune(Stage):
             log["notes"].extend(fresh)
             what = f"threshold {event.target:.4g}" if threshold_mode else f"target {event.target:.2%}"
             done = "nothing removed" if report.removed == 0 else f"removed {report.removed}"
+            done += ", kept weights updated" if strategy.updates_weights and report.removed else ""
             io.log(f"prune step {len(steps)} (epoch {epoch}, {what}): {done}, sparsity now {report.achieved:.2%}"
                    + ("; weights rewound" if rewind_state is not None else ""))
             for note in fresh:

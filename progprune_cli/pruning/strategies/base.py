@@ -46,6 +46,9 @@ class Strategy(ABC):
     """Scores entries of prunable units; `step` turns scores into masks the same way for every strategy."""
 
     granularity: ClassVar[str] = "weight"
+    # True where `step` also writes the kept weights of the model it is given (sparsegpt): the prune stage's model
+    # then trains, is checkpointed and evaluated from those weights.
+    updates_weights: ClassVar[bool] = False
 
     def __init__(self, cfg: StrategyConfig) -> None:
         self.cfg: Any = cfg  # its registered schema's object: the common keys and the strategy's own
