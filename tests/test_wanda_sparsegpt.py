@@ -221,17 +221,19 @@ class Mixed(nn.Module):
         self.embed, self.conv, self.fc = nn.Embedding(5, 4), nn.Conv2d(4, 4, 1, groups=groups), nn.Linear(4, 2)
 
 
-@pytest.mark.parametrize(("model", "exclude", "message"), [
-    (Mixed(), [], "strategy=wanda: embed.weight is not the weight of a Linear or Conv2d layer, so it has no input "
-                  "columns to weigh; add it to strategy.exclude"),
-    (Mixed(groups=2), ["embed"], "strategy=wanda: conv.weight is a grouped convolution (groups=2), which is not "
-                                 "supported; add it to strategy.exclude"),
-])
-def test_units_without_input_columns_are_refused_naming_them(model: nn.Module, exclude: list[str],
-                                                             message: str) -> None:
+def test_weights_without_input_columns_stay_dense_and_are_named() -> None:
+    wanda = strategy("wanda")
+    assert wanda.units(Mixed()) == ["conv.weight", "fc.weight"]
+    assert wanda.dense_notes(Mixed()) == ["left dense: embed.weight (not the weight of a Linear or Conv2d layer: "
+                                          "wanda weighs a weight by its input column)"]
+    assert strategy("sparsegpt", exclude=["embed"]).dense_notes(Mixed()) == []
+
+
+def test_a_grouped_convolution_is_refused_naming_it() -> None:
     with pytest.raises(UserError) as error:
-        strategy("wanda", exclude=exclude).check(model)
-    assert str(error.value) == message
+        strategy("wanda").check(Mixed(groups=2))
+    assert str(error.value) == ("strategy=wanda: conv.weight is a grouped convolution (groups=2), which is not "
+                                "supported; add it to strategy.exclude")
 
 
 class _SelfAttention(nn.Module):

@@ -109,13 +109,20 @@ class Calibrated(Strategy):
             raise UserError(f"strategy.include_bias: {name} weighs weights by their inputs, and a bias has none; set "
                             "strategy.include_bias=false")
 
+    def units(self, model: nn.Module) -> list[str]:
+        """The weights of Linear and Conv2d layers among the common units: the layers both papers prune. Others (an
+        embedding table, an LSTM's matrices) have no input columns to weigh and stay dense, said in the notes."""
+        return [u for u in super().units(model) if _weighable(model, u)]
+
+    def dense_notes(self, model: nn.Module) -> list[str]:
+        left = [u for u in super().units(model) if not _weighable(model, u)]
+        return [f"left dense: {', '.join(left)} (not the weight of a Linear or Conv2d layer: {self.cfg.name} weighs "
+                "a weight by its input column)"] if left else []
+
     def check(self, model: nn.Module, info: DataInfo | None = None) -> None:
         super().check(model, info)
         for unit in self.units(model):
             layer = layer_of(model, unit)
-            if not isinstance(layer, (nn.Linear, nn.Conv2d)) or unit.rsplit(".", 1)[1] != "weight":
-                raise UserError(f"strategy={self.cfg.name}: {unit} is not the weight of a Linear or Conv2d layer, so "
-                                "it has no input columns to weigh; add it to strategy.exclude")
             if isinstance(layer, nn.Conv2d) and layer.groups != 1:
                 raise UserError(f"strategy={self.cfg.name}: {unit} is a grouped convolution (groups={layer.groups}), "
                                 "which is not supported; add it to strategy.exclude")
@@ -127,6 +134,10 @@ class Calibrated(Strategy):
         layers = {k: v * progress for k, v in self.cfg.layers.items()}
         how = Selection(sparsity=target, layers=layers)
         return {unit: _target_of(unit, how, target) for unit in masks}
+
+
+def _weighable(model: nn.Module, unit: str) -> bool:
+    return isinstance(layer_of(model, unit), (nn.Linear, nn.Conv2d)) and unit.rsplit(".", 1)[1] == "weight"
 
 
 def _target_of(unit: str, how: Selection, target: float) -> float:

@@ -153,7 +153,7 @@ class SparseGPT(Calibrated):
                                                                  self.pattern[1]))
         params = dict(model.named_parameters())
         new: Masks = dict(masks)
-        notes: list[str] = []
+        notes: list[str] = self.dense_notes(model)
         for unit, mask in masks.items():
             if self.pattern is not None:
                 n, m = self.pattern

@@ -67,7 +67,7 @@ class Wanda(Calibrated):
         scores = self.scores(model, masks, ctx)
         targets = self.unit_targets(masks, target, progress)
         new: Masks = {}
-        notes = []
+        notes = self.dense_notes(model)
         for unit, s in scores.items():
             new[unit], capped = row_keep(s, masks[unit], targets[unit])
             if capped:
