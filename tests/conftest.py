@@ -81,6 +81,14 @@ def refused(*args: str, cwd: Path, monkeypatch: pytest.MonkeyPatch,
     return captured.err
 
 
+def untimed(pruning: dict[str, Any] | None) -> dict[str, Any] | None:
+    """results.json's `pruning` without what a clock measured (each step's seconds): what must be equal between
+    two runs of the same config, resumed or not."""
+    if pruning is None:
+        return None
+    return {**pruning, "steps": [{k: v for k, v in step.items() if k != "seconds"} for step in pruning["steps"]]}
+
+
 def finished_run(factory: pytest.TempPathFactory, *overrides: str) -> Path:
     """A run of the installed command, finished, in a temp folder of its own (for a module's tests to copy)."""
     work = factory.mktemp("finished")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROGPRUNE, TINY, finished_run, progprune, refused
+from conftest import PROGPRUNE, TINY, finished_run, progprune, refused, untimed
 
 
 def run_dirs(workdir: Path) -> list[Path]:
@@ -170,7 +170,7 @@ def test_same_seed_same_results(weight_run: Path, workdir: Path) -> None:
     for run in [weight_run, *run_dirs(workdir)]:
         results = json.loads((run / "results.json").read_text())
         figures.append({
-            "pruning": results["pruning"], "layers": results["layers"],
+            "pruning": untimed(results["pruning"]), "layers": results["layers"],
             "models": {k: {f: v[f] for f in ("accuracy", "loss", "params", "macs")}
                        for k, v in results["models"].items()},
         })

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import PROGPRUNE, progprune
+from conftest import PROGPRUNE, progprune, untimed
 
 # Small but real: 4 optimizer steps per epoch on the synthetic data, a checkpoint every 2 steps (so kills land
 # between mid-epoch checkpoints too), no dense cache, no dense_long (it would only repeat train's case).
@@ -50,7 +50,7 @@ def figures(run_dir: Path) -> dict:
     results = json.loads((run_dir / "results.json").read_text())
     models = {name: {k: record[k] for k in ("accuracy", "loss", "params", "macs", "epochs")}
               for name, record in results["models"].items()}
-    return {"models": models, "pruning": results["pruning"], "layers": results["layers"]}
+    return {"models": models, "pruning": untimed(results["pruning"]), "layers": results["layers"]}
 
 
 def tensors(run_dir: Path, name: str) -> dict[str, torch.Tensor]:

@@ -143,6 +143,10 @@ def test_a_language_model_run_reports_perplexity_and_resumes_byte_identical(tmp_
     results = json.loads((reference / "results.json").read_text())
     for record in results["models"].values():
         assert record["perplexity"] == {k: math.exp(v) for k, v in record["loss"].items()}
+    # Each pruning step's own cost, in results and in run.log.
+    seconds = [step["seconds"] for step in results["pruning"]["steps"]]
+    assert len(seconds) == 2 and all(s >= 0 for s in seconds)
+    assert f"sparsity now 50.00% ({seconds[-1]:.2f} s)" in (reference / "run.log").read_text()
     # Killed right after prune's first epoch (a mid-stage checkpoint), then resumed.
     proc = subprocess.Popen([PROGPRUNE, "train", *overrides, f"hydra.run.dir={killed}"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

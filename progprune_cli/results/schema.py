@@ -324,6 +324,9 @@ class PruningStep(Record):
     layers: dict[str, StepLayer] = field(default_factory=dict)
     held: bool = field(default=False, metadata=_OMIT_DEFAULT)
     val_acc: float | None = field(default=None, metadata=_OMIT_DEFAULT)
+    # Wall time of the step itself (scoring, calibration passes, the weight update), not the training after it;
+    # absent in files from before it was recorded and on held steps.
+    seconds: float | None = field(default=None, metadata=_OMIT_DEFAULT)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 import torch
@@ -80,7 +81,9 @@ class Prune(Stage):
                        f"{cfg.schedule.max_drop:.2%} below the dense model's {gate.reference:.2%}")
                 return
             progress_ = 1.0 if final == 0 else event.target / final
+            started = time.perf_counter()
             log["unit_masks"], report = strategy.step(model, log["unit_masks"], event.target, progress_, ctx)
+            seconds = round(time.perf_counter() - started, 3)  # calibration passes included
             if rewind_state is not None:
                 model.load_state_dict(rewind_state)
                 loop.reset_optimizer()
@@ -89,14 +92,15 @@ class Prune(Stage):
             loop.achieved_sparsity = report.achieved
             steps.append(PruningStep(index=len(steps), epoch=epoch, iteration=loop.iteration, target=event.target,
                                      achieved=report.achieved, removed=report.removed,
-                                     layers={unit: StepLayer(**layer) for unit, layer in report.layers.items()}))
+                                     layers={unit: StepLayer(**layer) for unit, layer in report.layers.items()},
+                                     seconds=seconds))
             fresh = [n for n in report.notes if n not in log["notes"]]
             log["notes"].extend(fresh)
             what = f"threshold {event.target:.4g}" if threshold_mode else f"target {event.target:.2%}"
             done = "nothing removed" if report.removed == 0 else f"removed {report.removed}"
             done += ", kept weights updated" if strategy.updates_weights and report.removed else ""
             io.log(f"prune step {len(steps)} (epoch {epoch}, {what}): {done}, sparsity now {report.achieved:.2%}"
-                   + ("; weights rewound" if rewind_state is not None else ""))
+                   + ("; weights rewound" if rewind_state is not None else "") + f" ({seconds:.2f} s)")
             for note in fresh:
                 io.log(f"  note: {note}")
             for unit, layer in report.layers.items():
