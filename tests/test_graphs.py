@@ -433,3 +433,33 @@ def test_a_fresh_model_rebuilds_the_compacted_one_from_its_unit_masks(name: str)
     cg.remove_in_place(rebuilt, SHAPE, {unit: (~mask).nonzero().flatten().tolist() for unit, mask in masks.items()})
     rebuilt.load_state_dict(small.state_dict())
     assert cg.output_gap(rebuilt, small, SHAPE) == 0.0
+
+
+# --- token inputs (the tracer's side of channel strategies on language models) -------------------------------------
+
+class Tokens(nn.Module):
+    """Token ids → an embedding of 4 → Linear 8 → ReLU → Linear to the vocabulary of 7, per position."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.fc1, self.fc2 = nn.Embedding(7, 4), nn.Linear(4, 8), nn.Linear(8, 7)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(self.emb(idx))))
+
+
+def test_the_graph_traces_and_removes_channels_on_token_ids_from_the_data_s_examples() -> None:
+    # A shape only makes float inputs; DataInfo.example makes the data's own (int64 ids). Channel strategies still
+    # refuse language models (ChannelStrategy._remember); this is the part they would trace with.
+    text = DataInfo(channels=1, height=1, width=6, num_classes=7, vocab=7)
+    torch.manual_seed(0)
+    model = Tokens()
+    graph = cg.trace(model, text.example)
+    assert (graph.order, graph.outputs, graph.first, graph.widths) == (("fc1", "fc2"), {"fc2"}, "fc1",
+                                                                       {"fc1": 8, "fc2": 7})
+    small = cg.remove_channels(model, text.example, {"fc1": [0, 3, 5]})
+    assert (small.fc1.out_features, small.fc2.in_features) == (5, 5)
+    masked = copy.deepcopy(model)
+    apply_masks(masked, cg.kept_entries(model, text.example, {"fc1": [0, 3, 5]}))
+    assert cg.output_gap(masked, small, text.example) == 0.0
+    assert cg.output_gap(model, small, text.example) > 0.1  # the batch holds ids that reach the removed channels

@@ -156,7 +156,10 @@ def test_the_layer_table_counts_every_position_of_a_sequence() -> None:
     assert list(rows) == ["blocks.0.attn.q", "blocks.0.attn.k", "blocks.0.attn.v", "blocks.0.attn.proj",
                           "blocks.0.mlp.0", "blocks.0.mlp.2", "lm_head"]
     assert [rows[name]["macs_dense"] for name in rows] == [16 * 8 * 8] * 4 + [16 * 8 * 32] * 2 + [16 * 8 * 11]
-    assert [row["name"] for row in layer_table(tiny("lstm", TEXT), TEXT.example(1))] == ["head"]
+    # The LSTM's matrices (4·8 × 8 each) once per step of 16; the head 16 × 8 × 11.
+    assert [(row["name"], row["macs_dense"]) for row in layer_table(tiny("lstm", TEXT), TEXT.example(1))] == [
+        ("lstm.weight_ih_l0", 16 * 32 * 8), ("lstm.weight_hh_l0", 16 * 32 * 8), ("lstm.weight_ih_l1", 16 * 32 * 8),
+        ("lstm.weight_hh_l1", 16 * 32 * 8), ("head", 16 * 8 * 11)]
 
 
 def weight_step(model: nn.Module, info: DataInfo) -> tuple[list[str], dict[str, torch.Tensor]]:
@@ -196,5 +199,7 @@ def test_weight_pruning_masks_vit_attention_output_projection() -> None:
     assert name in units
     out_proj = dict(model.named_parameters())[name]
     assert int(out_proj.count_nonzero()) == 32 == int(masks[name].sum())
+    in_proj = name.replace("out_proj.weight", "in_proj_weight")  # the fused q/k/v input projection, 3·8 × 8
+    assert int(dict(model.named_parameters())[in_proj].count_nonzero()) == 96 == int(masks[in_proj].sum())
     with torch.no_grad():
         assert not torch.equal(model(x), dense_out)

@@ -1,13 +1,18 @@
-"""Per-layer multiply-accumulate counts (dense and theoretical zero-skipping) of every Conv2d and Linear."""
+"""Per-layer multiply-accumulate counts (dense and theoretical zero-skipping) of every Conv2d and Linear, and of the
+weight matrices nn.LSTM/GRU/RNN and nn.MultiheadAttention read themselves (measure/matrices.py)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
 
+from progprune_cli.measure.matrices import HOLDERS, block_macs, direct_matrices, positions
 from progprune_cli.measure.modes import evaluating
 
 MEASURED = (nn.Conv2d, nn.Linear)
+Rows = dict[tuple[nn.Module, str], tuple[int, ...]]  # (module, local matrix name) → input rows per row block
 
 
 def layer_macs(module: nn.Module, output: torch.Tensor) -> int:
@@ -22,14 +27,23 @@ def layer_macs(module: nn.Module, output: torch.Tensor) -> int:
     return positions * module.out_features * module.in_features
 
 
-def _measure_calls(model: nn.Module, input_shape: tuple[int, ...] | torch.Tensor) -> dict[nn.Module, int]:
-    """Dense MACs per layer from one forward pass on zeros (or on the given batch-1 `input_shape` tensor, e.g. token
-    ids), so output sizes are measured, not derived by hand."""
+def _measure_calls(model: nn.Module, input_shape: tuple[int, ...] | torch.Tensor) -> tuple[dict[nn.Module, int], Rows]:
+    """Dense MACs per Conv2d/Linear and input rows per directly-read matrix, from one forward pass on zeros (or on
+    the given batch-1 `input_shape` tensor, e.g. token ids), so output sizes are measured, not derived by hand."""
     macs: dict[nn.Module, int] = {}
+    rows: Rows = {}
 
     def hook(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
         # A layer called twice (weight sharing) does the work twice.
         macs[module] = macs.get(module, 0) + layer_macs(module, output)
+
+    def holder_hook(module: nn.Module, args: tuple, kwargs: dict[str, Any], _output: Any) -> None:
+        for name, counts in positions(module, args, kwargs).items():
+            if name == "out_proj":  # read as a tensor by the attention, so its own hook never runs
+                macs[module.out_proj] = macs.get(module.out_proj, 0) + counts[0] * module.out_proj.weight.numel()
+                continue
+            before = rows.get((module, name), (0,) * len(counts))
+            rows[(module, name)] = tuple(a + b for a, b in zip(before, counts))
 
     first = next(model.parameters(), None)
     device = first.device if first is not None else None
@@ -39,6 +53,8 @@ def _measure_calls(model: nn.Module, input_shape: tuple[int, ...] | torch.Tensor
         x = torch.zeros((1, *input_shape), device=device,
                         dtype=first.dtype if first is not None and first.is_floating_point() else None)
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, MEASURED)]
+    handles += [m.register_forward_hook(holder_hook, with_kwargs=True) for m in model.modules()
+                if isinstance(m, HOLDERS)]
     try:
         # Eval mode: BatchNorm in training mode rejects a batch of one.
         with evaluating(model), torch.no_grad():
@@ -46,34 +62,39 @@ def _measure_calls(model: nn.Module, input_shape: tuple[int, ...] | torch.Tensor
     finally:
         for handle in handles:
             handle.remove()
-    return macs
+    return macs, rows
 
 
 def layer_table(model: nn.Module, input_shape: tuple[int, ...] | torch.Tensor) -> list[dict]:
-    """One row per Conv2d/Linear in module order (the `layers` list of results.json); `input_shape` has no
-    batch dim (or is one batch-1 input, DataInfo.example(1)). Counts cover the weight only. A layer the forward
-    pass never reaches reports 0 MACs."""
-    macs = _measure_calls(model, input_shape)
+    """One row per Conv2d/Linear, and per weight matrix of an LSTM/GRU/RNN or MultiheadAttention (named by its
+    parameter, e.g. `lstm.weight_ih_l0`), in module order (the `layers` list of results.json); `input_shape` has no
+    batch dim (or is one batch-1 input, DataInfo.example(1)). Counts cover the weight only. A layer the forward pass
+    never reaches reports 0 MACs."""
+    macs, uses = _measure_calls(model, input_shape)
     rows = []
     for name, module in model.named_modules():
-        if not isinstance(module, MEASURED):
-            continue
-        weight = module.weight.detach()  # the masked weight under torch.nn.utils.prune
-        params, nonzero = weight.numel(), int(torch.count_nonzero(weight))
-        dense = macs.get(module, 0)
-        rows.append({
-            "name": name,
-            "type": type(module).__name__,
-            "shape": list(weight.shape),
-            "params": params,
-            "nonzero": nonzero,
-            "sparsity": 1.0 - nonzero / params,
-            "macs_dense": dense,
+        if isinstance(module, MEASURED):
+            weight = module.weight.detach()  # the masked weight under torch.nn.utils.prune
+            dense = macs.get(module, 0)
             # Theoretical: what a kernel that skips every zero weight would do. Exact in integers, because
             # dense MACs are a whole multiple of the weight count (each weight is used once per position).
-            "macs_effective": dense * nonzero // params,
-        })
+            rows.append(_row(name, type(module).__name__, weight, dense, dense * _nonzero(weight) // weight.numel()))
+        for matrix in direct_matrices(module):
+            weight = getattr(module, matrix).detach()
+            # A fused q/k/v projection's thirds may see different lengths (cross-attention): counted per block.
+            dense, effective = block_macs(weight, uses[(module, matrix)]) if (module, matrix) in uses else (0, 0)
+            rows.append(_row(f"{name}.{matrix}" if name else matrix, type(module).__name__, weight, dense, effective))
     return rows
+
+
+def _row(name: str, kind: str, weight: torch.Tensor, dense: int, effective: int) -> dict:
+    params, nonzero = weight.numel(), _nonzero(weight)
+    return {"name": name, "type": kind, "shape": list(weight.shape), "params": params, "nonzero": nonzero,
+            "sparsity": 1.0 - nonzero / params, "macs_dense": dense, "macs_effective": effective}
+
+
+def _nonzero(weight: torch.Tensor) -> int:
+    return int(torch.count_nonzero(weight))
 
 
 def macs_summary(rows: list[dict]) -> dict:

@@ -8,6 +8,7 @@ import warnings
 import torch
 from torch import nn
 
+from progprune_cli.measure.matrices import read_directly
 from progprune_cli.measure.modes import evaluating
 
 
@@ -54,11 +55,14 @@ def sparsity(tensor: torch.Tensor) -> float:
 
 
 def sparsify_linears(model: nn.Module, min_sparsity: float) -> tuple[nn.Module, list[str]]:
-    """A deep copy with every nn.Linear whose weight sparsity >= min_sparsity replaced by SparseLinear, and the
-    replaced names (the root itself is named ""). The original model is untouched."""
+    """A deep copy with every nn.Linear whose weight sparsity >= min_sparsity replaced by SparseLinear (except those
+    their owner never calls, e.g. nn.MultiheadAttention's out_proj), and the replaced names (the root itself is named
+    ""). The original model is untouched."""
     model = copy.deepcopy(model)
+    skipped = read_directly(model)  # an attention reads out_proj.weight as a tensor: a CSR one breaks it
     chosen = [name for name, module in model.named_modules()
-              if isinstance(module, nn.Linear) and sparsity(module.weight.detach()) >= min_sparsity]
+              if isinstance(module, nn.Linear) and module not in skipped
+              and sparsity(module.weight.detach()) >= min_sparsity]
     if chosen == [""]:  # the model is itself one Linear: there is no parent to swap it in
         return SparseLinear.from_linear(model), chosen
     for name in chosen:
@@ -160,8 +164,9 @@ def semi_structured_linears(model: nn.Module,
     dense = Cast(copy.deepcopy(model).to(dtype).eval(), dtype)
     dense.requires_grad_(False)  # inference only: evaluation then records no autograd graph through the kernels
     sparse = copy.deepcopy(dense)
+    skipped = read_directly(sparse)
     chosen = [name for name, module in sparse.module.named_modules()
-              if isinstance(module, nn.Linear) and is_two_four(module.weight.detach())
+              if isinstance(module, nn.Linear) and module not in skipped and is_two_four(module.weight.detach())
               and semi_structured_shape_ok(module.weight, dtype)]
     if chosen == [""]:  # the model is itself one Linear
         return Cast(SemiStructuredLinear(sparse.module), dtype), dense, chosen

@@ -14,6 +14,7 @@ from torch import nn
 from progprune_cli.data import DataInfo
 from progprune_cli.config import StrategyConfig
 from progprune_cli.errors import UserError
+from progprune_cli.measure.matrices import direct_biases, direct_matrices
 from progprune_cli.pruning.masks import Masks
 from progprune_cli.pruning.pattern import select_pattern
 from progprune_cli.pruning.select import Selection, select
@@ -56,13 +57,17 @@ class Strategy(ABC):
         self.pattern = self._check_pattern()
 
     def units(self, model: nn.Module) -> list[str]:
-        """Parameter names this strategy may prune: weights with dim > 1 (and biases if asked), minus `exclude`."""
+        """Parameter names this strategy may prune: weights with dim > 1, the matrices nn.LSTM/GRU/RNN and
+        nn.MultiheadAttention read themselves (`lstm.weight_ih_l0`, `attn.in_proj_weight`), and the biases of
+        both if asked; minus `exclude`."""
         modules = dict(model.named_modules())
         names = []
         for name, param in model.named_parameters():
             owner, _, kind = name.rpartition(".")
+            module = modules[owner]
             wanted = (kind == "weight" and param.dim() > 1) or (
-                kind == "bias" and self.cfg.include_bias and modules[owner].weight.dim() > 1)
+                kind == "bias" and self.cfg.include_bias and module.weight.dim() > 1) or (
+                kind in direct_matrices(module)) or (self.cfg.include_bias and kind in direct_biases(module))
             if wanted and not self._excluded(name):
                 names.append(name)
         return names

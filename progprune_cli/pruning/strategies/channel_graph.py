@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 Shape = tuple[int, ...]  # one sample's shape, without the batch dimension
+# What the model is run on: a shape (float inputs: zeros, or seeded normal values), or a maker of `n` inputs as
+# DataInfo.example gives them (seed None: zeros; token ids for a language model, which a shape cannot describe).
+Inputs = Shape | Callable[[int, int | None], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ class ChannelGraph:
     folds: dict[str, int] = field(default_factory=dict)
 
 
-def trace(model: nn.Module, shape: Shape) -> ChannelGraph:
+def trace(model: nn.Module, shape: Inputs) -> ChannelGraph:
     """The channel coupling of `model` for inputs of `shape` (a copy is traced; `model` is left as it is)."""
     probe = copy.deepcopy(model)
     names = {m: n for n, m in probe.named_modules()}
@@ -120,7 +124,7 @@ def _channels(graph: tp.DependencyGraph, layer: nn.Module, positions: list[int])
     return [b * block + i for b in range(fold) for i in positions]
 
 
-def _first_seeing_input(model: nn.Module, shape: Shape) -> str | None:
+def _first_seeing_input(model: nn.Module, shape: Inputs) -> str | None:
     """The first conv/linear the forward pass runs on something computed from the input (not, say, from a learned
     query): with the weights frozen, only what depends on the input needs a gradient."""
     names = {m: n for n, m in model.named_modules()}
@@ -133,9 +137,17 @@ def _first_seeing_input(model: nn.Module, shape: Shape) -> str | None:
     training = model.training
     try:
         model.requires_grad_(False).eval()  # eval: a batch of one, and no batch-norm statistics move
-        x = torch.zeros((1, *shape), dtype=param.dtype, device=param.device, requires_grad=True)
+        x = batch(shape, 1, None, param)
         with torch.enable_grad():
-            model(x)
+            # Token ids carry no gradient: what depends on them starts at the embeddings that read them.
+            embedded = [] if x.is_floating_point() else [
+                m.register_forward_hook(lambda m, i, o: o.requires_grad_()) for m in model.modules()
+                if isinstance(m, nn.Embedding)]
+            try:
+                model(x.requires_grad_() if x.is_floating_point() else x)
+            finally:
+                for hook in embedded:
+                    hook.remove()
     finally:
         for hook in hooks:
             hook.remove()
@@ -145,7 +157,7 @@ def _first_seeing_input(model: nn.Module, shape: Shape) -> str | None:
     return seen[0] if seen else None
 
 
-def kept_entries(model: nn.Module, shape: Shape, pruned: dict[str, list[int]]) -> Masks:
+def kept_entries(model: nn.Module, shape: Inputs, pruned: dict[str, list[int]]) -> Masks:
     """Per parameter, the entries that survive removing `pruned` (root → channels), found by torch-pruning itself.
 
     Every entry of a copy is set to its own flat index before pruning, so whatever torch-pruning keeps (weights,
@@ -165,14 +177,14 @@ def kept_entries(model: nn.Module, shape: Shape, pruned: dict[str, list[int]]) -
     return masks
 
 
-def remove_channels(model: nn.Module, shape: Shape, pruned: dict[str, list[int]]) -> nn.Module:
+def remove_channels(model: nn.Module, shape: Inputs, pruned: dict[str, list[int]]) -> nn.Module:
     """A physically smaller copy of `model` with the `pruned` channels (root → indices) and their partners gone."""
     small = copy.deepcopy(model)
     remove_in_place(small, shape, pruned)
     return small
 
 
-def remove_in_place(model: nn.Module, shape: Shape, pruned: dict[str, list[int]]) -> None:
+def remove_in_place(model: nn.Module, shape: Inputs, pruned: dict[str, list[int]]) -> None:
     """Remove channels from `model` itself (tracing switches it to eval; its mode is put back). Indices are positions
     in a unit mask: where grouped convolutions split a unit's channels into blocks, the same ones go from each."""
     training = model.training
@@ -187,9 +199,9 @@ def remove_in_place(model: nn.Module, shape: Shape, pruned: dict[str, list[int]]
     model.train(training)
 
 
-def output_gap(a: nn.Module, b: nn.Module, shape: Shape, samples: int = 4, seed: int = 0) -> float:
+def output_gap(a: nn.Module, b: nn.Module, shape: Inputs, samples: int = 4, seed: int = 0) -> float:
     """max |a(x) − b(x)| on a seeded random batch, both in float64 eval mode so only structure can differ."""
-    x = torch.randn((samples, *shape), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    x = batch(shape, samples, seed, torch.zeros((), dtype=torch.float64))
     with torch.no_grad():
         ya = copy.deepcopy(a).to("cpu", torch.float64).eval()(x)
         yb = copy.deepcopy(b).to("cpu", torch.float64).eval()(x)
@@ -215,12 +227,21 @@ def guess_shape(model: nn.Module, largest: int = 512) -> Shape:
     raise ValueError(f"no square input up to {largest} pixels fits the model")
 
 
-def _dependency_graph(model: nn.Module, shape: Shape) -> tp.DependencyGraph:
+def _dependency_graph(model: nn.Module, shape: Inputs) -> tp.DependencyGraph:
     # Imported here: torch-pruning imports timm when it is installed, and timm torchvision (~2.7 s on 2 cores), which
     # a run of a weight strategy or a dense run never needs.
     import torch_pruning as tp
 
-    param = next(model.parameters())
-    example = torch.zeros((1, *shape), dtype=param.dtype, device=param.device)
+    example = batch(shape, 1, None, next(model.parameters()))
     with torch.enable_grad():  # torch-pruning traces through autograd
         return tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
+
+
+def batch(inputs: Inputs, n: int, seed: int | None, like: torch.Tensor) -> torch.Tensor:
+    """`n` inputs (zeros when `seed` is None, else seeded values) on `like`'s device, floating ones in its dtype."""
+    if callable(inputs):
+        x = inputs(n, seed)
+        return x.to(like.device, like.dtype if x.is_floating_point() else x.dtype)
+    if seed is None:
+        return torch.zeros((n, *inputs), dtype=like.dtype, device=like.device)
+    return torch.randn((n, *inputs), generator=torch.Generator().manual_seed(seed), dtype=like.dtype).to(like.device)
