@@ -153,7 +153,8 @@ def test_lamp_and_global_scope_and_2_4_patterns_take_these_units() -> None:
     masks, report = strategy.step(model, strategy.initial_masks(model), 0.5, 1.0, CTX)
     # 4 inputs per output: in_proj's rows are 2:4; kdim 3 and vdim 5 cannot be grouped by 4.
     assert masks["attn.in_proj_weight"].sum(1).tolist() == [2] * 12
-    assert report.notes == ["embed.weight: 3 inputs per output is not a multiple of 4; left dense (strategy.pattern 2:4)",
+    assert report.notes == ["embed.weight: 3 inputs per output is not a multiple of 4; left dense "
+                            "(strategy.pattern 2:4)",
                             "separate.k_proj_weight: 3 inputs per output is not a multiple of 4; left dense "
                             "(strategy.pattern 2:4)",
                             "separate.v_proj_weight: 5 inputs per output is not a multiple of 4; left dense "

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import torch
 from conftest import TINY, component, progprune, refused
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -237,19 +238,36 @@ def test_a_grouped_convolution_is_refused_naming_it() -> None:
 
 
 class _SelfAttention(nn.Module):
-    def __init__(self, mha: nn.MultiheadAttention) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.mha = mha
+        self.mha, self.head = nn.MultiheadAttention(4, 2, batch_first=True), nn.Linear(4, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(len(x), -1, 4)  # an image batch as sequences of 4 features
-        return self.mha(x, x, x)[0]
+        return self.head(self.mha(x, x, x)[0])
+
+
+class _Functional(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.flatten(1)[:, :4], self.fc.weight)  # fc's weight used, its forward never called
+
+
+def test_an_attentions_matrices_stay_dense_and_are_named() -> None:
+    wanda = strategy("wanda", batches=1)
+    assert wanda.units(_SelfAttention()) == ["head.weight"]
+    assert wanda.dense_notes(_SelfAttention()) == [
+        "left dense: mha.in_proj_weight, mha.out_proj.weight (not the weight of a Linear or Conv2d layer: wanda "
+        "weighs a weight by its input column)"]
 
 
 def test_a_layer_whose_forward_never_runs_is_refused_naming_it() -> None:
-    model = _SelfAttention(nn.MultiheadAttention(4, 2, batch_first=True))  # out_proj's weight used, its forward not
+    model = _Functional()
     wanda = strategy("wanda", batches=1)
-    message = ("strategy.exclude: mha.out_proj.weight is used by no forward call of its own layer, so it has no "
+    message = ("strategy.exclude: fc.weight is used by no forward call of its own layer, so it has no "
                "inputs to weigh; add it to strategy.exclude")
     with pytest.raises(UserError) as before_training:
         wanda.check(model, DataInfo(channels=1, height=3, width=4, num_classes=4))

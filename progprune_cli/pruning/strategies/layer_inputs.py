@@ -137,7 +137,11 @@ class Calibrated(Strategy):
 
 
 def _weighable(model: nn.Module, unit: str) -> bool:
-    return isinstance(layer_of(model, unit), (nn.Linear, nn.Conv2d)) and unit.rsplit(".", 1)[1] == "weight"
+    owner, _, kind = unit.rpartition(".")
+    parent = layer_of(model, owner) if "." in owner else model
+    # An attention's out_proj is a Linear its attention reads without calling it: no forward hook sees its inputs.
+    return (isinstance(layer_of(model, unit), (nn.Linear, nn.Conv2d)) and kind == "weight"
+            and not isinstance(parent, nn.MultiheadAttention))
 
 
 def _target_of(unit: str, how: Selection, target: float) -> float:
