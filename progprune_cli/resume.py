@@ -155,6 +155,9 @@ def _search_jobs(search: Any, sweep_dir: Path, trust: bool) -> int:
         if folder.is_symlink():
             raise UserError(f"{folder}: a symbolic link; refused (a link in a sweep folder is never followed)")
         lines = saved_overrides(folder) if is_run(folder) else studies.overrides(trial)
+        if set(lines) != set(studies.overrides(trial)):
+            raise UserError(f"{folder}: its run's overrides are not trial {trial.number}'s in {source} (a folder of "
+                            "another sweep, or changed); refused, nothing was run")
         imports += vet(lines, folder.joinpath(*OVERRIDES) if is_run(folder) else source, folder, trust)
     _announce(imports, source)
     finished = sum(t.state.is_finished() for t in study.trials)

@@ -99,9 +99,10 @@ def overrides(trial: Any) -> list[str]:
 
 
 def space(study: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The search space (name → distribution) and the fixed overrides, as the study's first trial recorded them."""
-    first = min(study.trials, key=lambda t: t.number)
-    return dict(first.distributions), dict(first.user_attrs)
+    """The search space (name → distribution) and the fixed overrides, as the study's latest trial recorded them
+    (a study given more trials by a later command holds that command's space last)."""
+    latest = max(study.trials, key=lambda t: t.number)
+    return dict(latest.distributions), dict(latest.user_attrs)
 
 
 def every_value(study: Any) -> list[str]:
