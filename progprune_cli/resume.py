@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
 import subprocess
 import sys
@@ -106,9 +107,10 @@ def _resume_sweep(sweep_dir: Path, plan: list[tuple[Path, list[str] | None]], tr
     return 1 if failed else 0
 
 
-def _job(folder: Path, overrides: list[str] | None, trust: bool) -> int:
-    """One job in its own process: its run resumed where it is one (or `overrides` is None), else started there."""
-    if overrides is None or is_run(folder):
+def _job(folder: Path, overrides: list[str] | None, trust: bool, fresh: bool = False) -> int:
+    """One job in its own process: its run resumed where it is one (or `overrides` is None), else started there
+    (always started when `fresh`: a folder already there is then train's to refuse)."""
+    if overrides is None or is_run(folder) and not fresh:
         command = ["resume", *([TRUST] if trust else []), str(folder)]
     else:
         command = ["train", *overrides, f"hydra.run.dir={folder}"]
@@ -161,12 +163,18 @@ def _search_jobs(search: Any, sweep_dir: Path, trust: bool) -> int:
         imports += vet(lines, folder.joinpath(*OVERRIDES) if is_run(folder) else source, folder, trust)
     _announce(imports, source)
     finished = sum(t.state.is_finished() for t in study.trials)
+    for number in range(len(study.trials), len(study.trials) + search.n_trials - finished - len(running)):
+        if os.path.lexists(sweep_dir / str(number)):  # a new trial N runs in SWEEP_DIR/N, which must be free
+            raise UserError(f"{sweep_dir / str(number)}: exists, but the study has no trial {number} yet; refused, "
+                            "nothing was run")
     if not running and finished >= search.n_trials:
         print(f"progprune: {sweep_dir} is complete ({finished} of {search.n_trials} trials finished); nothing to "
               "resume")
         return 0
     print(f"progprune: resuming the search {sweep_dir}: {finished} of {search.n_trials} trials finished, "
           f"{len(running)} interrupted; the {search.sampler} continues with seed {search.seed} (see README)")
+
+    left = {trial.number for trial in running}
 
     def trials() -> Any:
         yield from running
@@ -175,7 +183,7 @@ def _search_jobs(search: Any, sweep_dir: Path, trust: bool) -> int:
 
     for trial in trials():
         folder = sweep_dir / str(trial.number)
-        code = _job(folder, studies.overrides(trial), trust)
+        code = _job(folder, studies.overrides(trial), trust, fresh=trial.number not in left)
         if code in (130, 143):
             return code
         values = studies.run_values(folder, len(study.directions))
