@@ -86,8 +86,9 @@ def _hydra_task(cfg: DictConfig) -> Any:
             # Rank 0's folder is the run folder of every rank: they read the checkpoints rank 0 writes there.
             source = Path(world.broadcast_object(str(run_dir)))
             runs_root = Path(hc.runtime.cwd) / "runs"
+            sweep_dir = Path(hc.runtime.cwd, hc.sweep.dir) if multirun else None
             result = run(cfg_, container, list(hc.overrides.task), source, console, runs_root / ".cache", world=world,
-                         scratch=run_dir, runs_root=runs_root)
+                         scratch=run_dir, runs_root=runs_root, sweep_dir=sweep_dir)
             return returned(cfg_, result, sampled=_sampling(hc.sweeper)) if multirun else result["status"]
     finally:
         if world is not None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
 import subprocess
 import sys
@@ -11,7 +12,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from progprune_cli.errors import UserError
-from progprune_cli.results.records import MULTIRUN, OVERRIDES, saved_overrides, searched, sweep_jobs, sweep_task
+from progprune_cli.filelock import Busy, FileLock
+from progprune_cli.results.records import (MULTIRUN, OVERRIDES, saved_overrides, search_settings, searched, sweep_jobs,
+                                           sweep_task)
 from progprune_cli.results.status import read_status
 
 TRUST = "--trust-targets"
@@ -41,6 +44,8 @@ def resume(args: list[str], train: Callable[[list[str]], int]) -> int:
         raise UserError(f"{rest[0]}: no such folder")
     if is_run(target):
         return _resume_run(target, train, trust)
+    if searched(target):
+        return _resume_search(target, rest[0], trust)
     return _resume_sweep(target, _sweep_plan(target, rest[0], trust), trust)
 
 
@@ -60,12 +65,6 @@ def _resume_run(run_dir: Path, train: Callable[[list[str]], int], trust: bool) -
 def _sweep_plan(sweep_dir: Path, given: str, trust: bool) -> list[tuple[Path, list[str] | None]]:
     """Every job of the sweep with the overrides to start it with (None: only resumed), all checked before any
     runs: from multirun.yaml's job list, or for an older sweep without one from the job folders that exist."""
-    if searched(sweep_dir):
-        # Its next trials are the study's to choose, and the study is not reopened here (see README, "Search with
-        # Optuna"); resuming only the job folders would leave those trials unfinished in the study.
-        raise UserError(f"{given}: an Optuna search (hydra/sweeper=progprune_optuna); resume continues grid sweeps "
-                        f"only: resume an unfinished trial's run with progprune resume {given}/N, or start the search "
-                        "again")
     task = sweep_task(sweep_dir)
     source = sweep_dir / MULTIRUN
     if task is None:
@@ -96,12 +95,9 @@ def _resume_sweep(sweep_dir: Path, plan: list[tuple[Path, list[str] | None]], tr
     for folder, overrides in plan:
         if (folder / "results.json").exists():
             continue
-        if overrides is None or is_run(folder):
-            command = ["resume", *([TRUST] if trust else []), str(folder)]
-        else:
+        if overrides is not None and not is_run(folder):
             print(f"progprune: starting job {folder.name} of {sweep_dir} (it never started)")
-            command = ["train", *overrides, f"hydra.run.dir={folder}"]
-        code = subprocess.run([sys.executable, "-m", "progprune_cli", *command]).returncode
+        code = _job(folder, overrides, trust)
         if code in (130, 143):
             return code  # interrupted again: stop here, the rest stays resumable
         failed += code != 0
@@ -109,6 +105,93 @@ def _resume_sweep(sweep_dir: Path, plan: list[tuple[Path, list[str] | None]], tr
 
     print(f"sweep summary: {write_sweep_summary(sweep_dir)}")
     return 1 if failed else 0
+
+
+def _job(folder: Path, overrides: list[str] | None, trust: bool, fresh: bool = False) -> int:
+    """One job in its own process: its run resumed where it is one (or `overrides` is None), else started there
+    (always started when `fresh`: a folder already there is then train's to refuse)."""
+    if overrides is None or is_run(folder) and not fresh:
+        command = ["resume", *([TRUST] if trust else []), str(folder)]
+    else:
+        command = ["train", *overrides, f"hydra.run.dir={folder}"]
+    return subprocess.run([sys.executable, "-m", "progprune_cli", *command]).returncode
+
+
+def _resume_search(sweep_dir: Path, given: str, trust: bool) -> int:
+    """An Optuna search continued in its study (SWEEP_DIR/optuna.db): each trial the stop left running is finished
+    in its folder (its run resumed, or started with the trial's own parameters), then new trials are asked of the
+    study until it holds hydra.sweeper.n_trials finished ones; trial N runs in SWEEP_DIR/N, one at a time."""
+    from progprune_cli import study as studies
+
+    lock = FileLock(sweep_dir / ".search.lock")
+    try:
+        lock.acquire(blocking=False)
+    except Busy as busy:
+        raise UserError(f"{given}: this search is being resumed by another progprune ({busy})") from None
+    try:
+        search = studies.open_search(sweep_dir, *search_settings(sweep_dir))
+        code = _search_jobs(search, sweep_dir, trust)
+        if code != 0:
+            return code  # stopped again: the rest stays resumable
+        studies.write_answer(search.study, sweep_dir)
+    finally:
+        lock.release()
+    from progprune_cli.report.summary import write_sweep_summary
+
+    print(f"sweep summary: {write_sweep_summary(sweep_dir)}")
+    return 0
+
+
+def _search_jobs(search: Any, sweep_dir: Path, trust: bool) -> int:
+    """Run the search's remaining trials, each told to the study as it ends; the exit code of a job stopped by a
+    signal (the rest stays resumable), else 0. Every line a job can be given is vetted before the first runs."""
+    from optuna.trial import TrialState
+
+    from progprune_cli import study as studies
+
+    study, source = search.study, sweep_dir / studies.STUDY_FILE
+    running = sorted((t for t in study.trials if t.state == TrialState.RUNNING), key=lambda t: t.number)
+    imports = vet(studies.every_value(study), source, sweep_dir, trust)
+    for trial in running:
+        folder = sweep_dir / str(trial.number)
+        if folder.is_symlink():
+            raise UserError(f"{folder}: a symbolic link; refused (a link in a sweep folder is never followed)")
+        lines = saved_overrides(folder) if is_run(folder) else studies.overrides(trial)
+        if set(lines) != set(studies.overrides(trial)):
+            raise UserError(f"{folder}: its run's overrides are not trial {trial.number}'s in {source} (a folder of "
+                            "another sweep, or changed); refused, nothing was run")
+        imports += vet(lines, folder.joinpath(*OVERRIDES) if is_run(folder) else source, folder, trust)
+    _announce(imports, source)
+    finished = sum(t.state.is_finished() for t in study.trials)
+    for number in range(len(study.trials), len(study.trials) + search.n_trials - finished - len(running)):
+        if os.path.lexists(sweep_dir / str(number)):  # a new trial N runs in SWEEP_DIR/N, which must be free
+            raise UserError(f"{sweep_dir / str(number)}: exists, but the study has no trial {number} yet; refused, "
+                            "nothing was run")
+    if not running and finished >= search.n_trials:
+        print(f"progprune: {sweep_dir} is complete ({finished} of {search.n_trials} trials finished); nothing to "
+              "resume")
+        return 0
+    print(f"progprune: resuming the search {sweep_dir}: {finished} of {search.n_trials} trials finished, "
+          f"{len(running)} interrupted; the {search.sampler} continues with seed {search.seed} (see README)")
+
+    left = {trial.number for trial in running}
+
+    def trials() -> Any:
+        yield from running
+        while sum(t.state.is_finished() for t in study.get_trials(deepcopy=False)) < search.n_trials:
+            yield studies.ask(study)
+
+    for trial in trials():
+        folder = sweep_dir / str(trial.number)
+        code = _job(folder, studies.overrides(trial), trust, fresh=trial.number not in left)
+        if code in (130, 143):
+            return code
+        values = studies.run_values(folder, len(study.directions))
+        if values is None:
+            print(f"progprune: trial {trial.number} failed (its run {folder} has no search.objectives values; "
+                  "see its status.json); told to the study as failed", file=sys.stderr)
+        studies.tell(study, trial.number, values)
+    return 0
 
 
 @functools.cache

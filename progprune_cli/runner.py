@@ -42,11 +42,11 @@ def pipeline(cfg: RunConfig) -> list[Stage]:
 
 def run(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_dir: Path, console: Console,
         cache_dir: Path | None, world: World | None = None, scratch: Path | None = None,
-        runs_root: Path | None = None) -> dict[str, Any]:
+        runs_root: Path | None = None, sweep_dir: Path | None = None) -> dict[str, Any]:
     """Run (or resume) the whole pipeline in `run_dir`, holding its lock; returns the results.json dict. Under
     torchrun (`world`) only rank 0 does that; every other rank trains alongside it, reading `run_dir` and writing
     only into its own `scratch` folder (see _follow). `runs_root` (default ./runs) is where a tracker's local store
-    goes."""
+    goes; `sweep_dir`, the sweep of a sweep's job (a tracker nests its run under the sweep's)."""
     world = World() if world is None else world
     if not world.is_main:
         assert scratch is not None
@@ -63,7 +63,7 @@ def run(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_d
     world.broadcast_object(None)
     try:
         return _locked(cfg, overrides, attempt, console, cache_dir, world,
-                       Path("runs").absolute() if runs_root is None else runs_root)
+                       Path("runs").absolute() if runs_root is None else runs_root, sweep_dir)
     finally:
         attempt.release()
 
@@ -108,7 +108,7 @@ def _follow(cfg: RunConfig, run_dir: Path, scratch: Path, world: World) -> dict[
 
 
 def _locked(cfg: RunConfig, overrides: list[str], attempt: Attempt, console: Console, cache_dir: Path | None,
-            world: World, runs_root: Path) -> dict[str, Any]:
+            world: World, runs_root: Path, sweep_dir: Path | None) -> dict[str, Any]:
     run_dir, started = attempt.run_dir, time.perf_counter()
     # Under torchrun a signal acts only inside the training loops, where the ranks agree on it in one all-reduce
     # (a rank that stopped alone elsewhere would leave the others waiting in a collective for ever).
@@ -121,7 +121,7 @@ def _locked(cfg: RunConfig, overrides: list[str], attempt: Attempt, console: Con
         keep_search(run_dir, parts.budget, stored is not None, io.log)
         trackers = Trackers(cfg.logger, io.log)
         io.on_metrics = trackers.rows
-        trackers.start(RunStarted(run_dir, runs_root, flat_params(attempt.config)))
+        trackers.start(RunStarted(run_dir, runs_root, flat_params(attempt.config), sweep_dir))
         status = "failed"
         try:
             record = _measured(cfg, overrides, attempt, console, cache_dir, world, parts, io, started)

@@ -6,27 +6,34 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+import signal
+import subprocess
 from importlib.metadata import version
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from conftest import TINY, progprune, refused
+from conftest import PROGPRUNE, TINY, progprune, refused
 from progprune_cli.config.overrides import candidates, parse
 from progprune_cli.config.search import OBJECTIVE_NAMES, Objective, parse_objectives
 from progprune_cli.errors import UserError
 from progprune_cli.preflight import check_directions, check_study_storage, require_optuna
 from progprune_cli.report.summary import pareto_front
 from progprune_cli.results.objectives import READERS
+from progprune_cli.resume import resume
+from test_resume import wait_for_line
 
 SQLALCHEMY_2 = int(version("sqlalchemy").split(".")[0]) >= 2
 OBJECTIVES = "search.objectives=[val_accuracy:max,macs:min]"
 SEARCH = ["train", "-m", "hydra/sweeper=progprune_optuna", "hydra.sweeper.n_trials=4", "hydra/sweeper/sampler=random",
           OBJECTIVES, "+strategy=weight", "strategy.sparsity=interval(0.3,0.9)", *TINY, "evaluate.dense_baseline=false"]
-# lr 1e20 diverges in the first dense epoch (the sampler's seed 0 draws it for some of the 4 trials, not all).
+# lr 1e20 diverges in the first dense epoch (the sampler draws it for some of the 4 trials, not all).
 DIVERGING = "optimizer.lr=choice(0.001,1e20)"
+SEED = "hydra.sweeper.sampler.seed=3"
 
 
 def _results(job: Path) -> dict[str, Any]:
@@ -39,29 +46,69 @@ def _objectives(results: dict[str, Any]) -> list[float]:
     return [final["accuracy"]["val"], float(final["macs"]["effective"])]
 
 
+@dataclass
+class Searched:
+    """The fixture's search: its folder, the output of the search command and of `progprune resume` (None where it
+    was not killed), and what the kill left: each trial's state and sparsity, and the finished jobs' files."""
+
+    sweep: Path
+    output: str
+    resumed: subprocess.CompletedProcess | None = None
+    before: list[tuple[str, float]] = field(default_factory=list)
+    kept: dict[str, dict[str, tuple[int, bytes]]] = field(default_factory=dict)
+
+    def stderr(self) -> str:
+        return self.output + (self.resumed.stderr if self.resumed is not None else "")
+
+
+def _files(job: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file of a job folder: its modification time and bytes."""
+    return {p.relative_to(job).as_posix(): (p.stat().st_mtime_ns, p.read_bytes())
+            for p in job.rglob("*") if p.is_file()}
+
+
 @pytest.fixture(scope="module")
-def search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+def search(tmp_path_factory: pytest.TempPathFactory) -> Searched:
+    """A 4-trial search killed while its third trial runs (trial 0 complete, trial 1 diverged: sampler seed 3 draws
+    lr 0.001, 1e20, 0.001), then resumed: every test below reads the resumed search. Where optuna cannot keep a
+    SQLite study (SQLAlchemy >= 2) it runs in memory, to the end, unkilled."""
     work = tmp_path_factory.mktemp("search")
-    # The preset's SQLite study where optuna can keep one (SQLAlchemy < 2, as the search extra pins), else in memory.
-    storage = ["hydra.sweeper.storage=null"] if SQLALCHEMY_2 else []
-    done = progprune(*SEARCH, DIVERGING, *storage, "hydra.sweep.dir=runs/search", cwd=work)
-    return work / "runs" / "search", done
+    sweep, args = work / "runs" / "search", [*SEARCH, DIVERGING, SEED, "hydra.sweep.dir=runs/search"]
+    if SQLALCHEMY_2:
+        done = progprune(*args, "hydra.sweeper.storage=null", cwd=work)
+        assert done.returncode == 0, done.stderr
+        return Searched(sweep, done.stderr)
+    import optuna
+
+    proc = subprocess.Popen([PROGPRUNE, *args], cwd=work, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    seen = wait_for_line(proc, "^sweep summary:") + wait_for_line(proc, "^sweep summary:")  # trials 0 and 1 told
+    seen += wait_for_line(proc, r"^\[[\d:]+\] train")  # trial 2 is in its stages
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 143, out
+    study = optuna.load_study(study_name="progprune", storage=f"sqlite:///{sweep / 'optuna.db'}")
+    before = [(t.state.name, t.params["strategy.sparsity"]) for t in study.trials]
+    kept = {job: _files(sweep / job) for job in ("0", "1")}
+    resumed = progprune("resume", str(sweep), cwd=work)
+    assert resumed.returncode == 0, resumed.stderr
+    return Searched(sweep, "".join(seen) + out, resumed, before, kept)
 
 
 @pytest.mark.slow
-def test_each_trial_returns_its_objectives_and_a_diverged_one_fails(search: tuple[Path, Any]) -> None:
-    sweep, done = search
-    assert done.returncode == 0, done.stderr
+def test_each_trial_returns_its_objectives_and_a_diverged_one_fails(search: Searched) -> None:
+    sweep = search.sweep
     jobs = sorted((p for p in sweep.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
     assert [j.name for j in jobs] == ["0", "1", "2", "3"]
     complete = [j for j in jobs if (j / "results.json").exists()]
     failed = [j for j in jobs if j not in complete]
-    assert complete and failed  # seed 0 draws both learning rates
+    assert complete and failed  # seed 3 draws both learning rates
     for job in failed:
         status = json.loads((job / "status.json").read_text())
         assert status["status"] == "failed" and "diverged" in status["error"]
-    # The sweeper recorded each diverged trial as failed (its warning), not as a value.
-    assert done.stderr.count("Failed experiment: progprune: a sweep job failed (") == len(failed)
+    # The sweeper (or resume, for the trials it ran) recorded each diverged trial as failed, not as a value.
+    assert search.stderr().count("Failed experiment: progprune: a sweep job failed (") + \
+        search.stderr().count(" failed (its run ") == len(failed)
     rows = {row["job"]: row for row in csv.DictReader((sweep / "summary.csv").open())}
     values = {j.name: _objectives(_results(j)) for j in complete}
     for name, (val, macs) in values.items():
@@ -84,13 +131,51 @@ def test_each_trial_returns_its_objectives_and_a_diverged_one_fails(search: tupl
 
 
 @pytest.mark.slow
-def test_resume_refuses_a_search_in_one_line(search: tuple[Path, Any]) -> None:
-    sweep, _ = search
-    done = progprune("resume", str(sweep), cwd=sweep.parent.parent)
-    assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr == (f"progprune: error: {sweep}: an Optuna search (hydra/sweeper=progprune_optuna); resume "
-                           f"continues grid sweeps only: resume an unfinished trial's run with progprune resume "
-                           f"{sweep}/N, or start the search again\n")
+@pytest.mark.skipif(SQLALCHEMY_2, reason="a search keeps its study in SQLite only with SQLAlchemy < 2")
+def test_a_killed_search_resumes_to_n_trials_in_its_study(search: Searched,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Killed while its third trial ran, the search resumed: the two finished trials stay as they were (their
+    folders untouched), the third's run is resumed and told, and a fourth is sampled without repeating one."""
+    import optuna
+
+    sweep, resumed = search.sweep, search.resumed
+    assert resumed is not None
+    assert [state for state, _ in search.before] == ["COMPLETE", "FAIL", "RUNNING"]
+    assert json.loads((sweep / "2" / "status.json").read_text())["status"] == "complete"
+    assert resumed.stdout.startswith(f"progprune: resuming the search {sweep}: 2 of 4 trials finished, 1 interrupted; "
+                                     "the RandomSampler continues with seed ")
+    assert f"progprune: resuming {sweep / '2'} (was interrupted in " in resumed.stdout
+    assert {job: _files(sweep / job) for job in ("0", "1")} == search.kept
+    trials = optuna.load_study(study_name="progprune", storage=f"sqlite:///{sweep / 'optuna.db'}").trials
+    assert [t.number for t in trials] == [0, 1, 2, 3] and all(t.state.is_finished() for t in trials)
+    assert (trials[2].state.name, trials[2].values) == ("COMPLETE", _objectives(_results(sweep / "2")))
+    for trial in trials:
+        assert trial.params["strategy.sparsity"] == json.loads((sweep / str(trial.number) / "config.json")
+                                                               .read_text())["strategy"]["sparsity"]
+    # The sampler was not started again on seed 3: that would give trial 3 trial 0's values.
+    sampled = [t.params["strategy.sparsity"] for t in trials]
+    assert sampled[:3] == [sparsity for _, sparsity in search.before] and sampled[3] not in sampled[:3]
+    assert {row["job"] for row in csv.DictReader((sweep / "summary.csv").open())} == {"0", "1", "2", "3"}
+    # Once the study holds n_trials finished trials, resume has nothing to do (in this process: no job starts).
+    assert resume([str(sweep)], lambda args: 1) == 0
+    assert capsys.readouterr().out.splitlines()[0] == \
+        f"progprune: {sweep} is complete (4 of 4 trials finished); nothing to resume"
+
+
+def test_a_search_resumes_only_a_sampler_it_knows(search: Searched, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The sampler is built from job 0's hydra.yaml read as data: a _target_ there that is not one of Optuna's
+    samplers is refused in one line, and nothing runs."""
+    copy = tmp_path / "search"
+    shutil.copytree(search.sweep, copy)
+    hydra_yaml = copy / "0" / ".hydra" / "hydra.yaml"
+    hydra_yaml.write_text(hydra_yaml.read_text().replace("_target_: optuna.samplers.RandomSampler",
+                                                         "_target_: os.system"))
+    err = refused("resume", str(copy), cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    assert err == (f"progprune: error: {hydra_yaml}: hydra.sweeper.sampler is 'os.system'; a search resumes with "
+                   "one of optuna.samplers.TPESampler, optuna.samplers.RandomSampler, optuna.samplers.NSGAIISampler, "
+                   "optuna.samplers.MOTPESampler, optuna.samplers.CmaEsSampler; refused\n")
 
 
 def test_a_bad_objective_is_one_line_and_no_folder(tmp_path: Path) -> None:
@@ -185,11 +270,10 @@ def test_search_candidates_hold_every_choice_and_both_interval_ends() -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(SQLALCHEMY_2, reason="optuna 2.x keeps a study in SQLite only with SQLAlchemy < 2 (the search "
                                          "extra pins it); this venv has SQLAlchemy >= 2")
-def test_the_study_file_holds_every_trial_with_the_values_of_its_run(search: tuple[Path, Any]) -> None:
+def test_the_study_file_holds_every_trial_with_the_values_of_its_run(search: Searched) -> None:
     import optuna
 
-    sweep, done = search
-    assert done.returncode == 0, done.stderr
+    sweep = search.sweep
     study = optuna.load_study(study_name="progprune", storage=f"sqlite:///{sweep / 'optuna.db'}")
     trials = sorted(study.trials, key=lambda t: t.number)
     assert [t.number for t in trials] == [0, 1, 2, 3]

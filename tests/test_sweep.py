@@ -78,10 +78,31 @@ def test_a_sweep_whose_data_is_missing_fails_before_any_folder(
     assert not (workdir / "runs").exists()
 
 
-@pytest.mark.parametrize("launcher", [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+# The joblib case also reports to MLflow: its two jobs, in parallel processes, nest under one parent run.
+@pytest.mark.parametrize("launcher", [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "logger=mlflow"],
                                       ["hydra/launcher=submitit_local"]], ids=["joblib", "submitit_local"])
 def test_launchers(workdir: Path, launcher: list[str]) -> None:
     result = progprune("train", *SWEEP, *launcher, cwd=workdir)
     assert result.returncode == 0, result.stderr
     rows = summary_rows(sweep_dir(workdir))
     assert sorted((r["strategy.sparsity"], r["status"]) for r in rows) == [("0.5", "complete"), ("0.8", "complete")]
+    if "logger=mlflow" in launcher:
+        assert_nested_under_the_sweep(sweep_dir(workdir), f"sqlite:///{workdir / 'runs' / 'mlflow.db'}")
+
+
+def assert_nested_under_the_sweep(folder: Path, uri: str) -> None:
+    """One parent run for the sweep, named after its folder and recorded in it; every job's run under it."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("progprune").experiment_id
+    (entry,) = json.loads((folder / "mlflow_parent.json").read_text())
+    assert entry == {"tracking_uri": uri, "experiment_id": experiment, "run_id": entry["run_id"]}
+    runs = {run.info.run_name: run for run in client.search_runs([experiment])}
+    assert sorted(runs) == sorted([folder.name, "0", "1"])
+    parent = runs[folder.name]
+    assert (parent.info.run_id, parent.info.status) == (entry["run_id"], "FINISHED")
+    for job in ("0", "1"):
+        assert runs[job].data.tags["mlflow.parentRunId"] == entry["run_id"]
+        assert runs[job].data.tags["progprune.run_dir"] == str(folder / job)
+        assert runs[job].info.status == "FINISHED" and "final/finetuned/accuracy.test" in runs[job].data.metrics

@@ -161,7 +161,9 @@ def test_a_trackers_key_without_the_tracker_chosen_says_to_choose_it(tmp_path: P
 
 
 def test_a_resumed_run_continues_its_mlflow_run(tmp_path: Path) -> None:
-    """An interrupted attempt's MLflow run (found by the run folder's tag) is continued, not doubled."""
+    """An interrupted attempt's MLflow run (found by the run folder's tag) is continued, not doubled. The run is a
+    sweep's job: resumed as a run of its own (as `progprune resume SWEEP_DIR` does) it keeps the sweep's parent run,
+    and a job resume starts in the sweep folder nests under that parent too."""
     import mlflow
 
     from conftest import component
@@ -169,18 +171,26 @@ def test_a_resumed_run_continues_its_mlflow_run(tmp_path: Path) -> None:
 
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     cfg = component("logger", "mlflow", tracking_uri=uri)
-    started = RunStarted(tmp_path / "run", tmp_path, {"seed": 0})
-    for status, rows in (("interrupted", [MetricRow("train", "epoch", 0, 4, {"val_acc": 0.25})]),
-                         ("complete", [MetricRow("train", "epoch", 1, 8, {"val_acc": 0.5})])):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    for status, rows, in_sweep in (("interrupted", [MetricRow("train", "epoch", 0, 4, {"val_acc": 0.25})], sweep),
+                                   ("complete", [MetricRow("train", "epoch", 1, 8, {"val_acc": 0.5})], None)):
         tracker = MLflow(cfg)
-        tracker.start(started)
+        tracker.start(RunStarted(sweep / "0", tmp_path, {"seed": 0}, in_sweep))
         tracker.rows(rows)
         tracker.close(status)
+    tracker = MLflow(cfg)
+    tracker.start(RunStarted(sweep / "1", tmp_path, {"seed": 0}))
+    tracker.close("complete")
     client = mlflow.MlflowClient(tracking_uri=uri)
-    (found,) = client.search_runs([client.get_experiment_by_name("progprune").experiment_id])
-    assert found.info.status == "FINISHED"
-    assert [(m.step, m.value) for m in client.get_metric_history(found.info.run_id, "train/epoch/val_acc")] == \
+    found = {run.info.run_name: run for run in
+             client.search_runs([client.get_experiment_by_name("progprune").experiment_id])}
+    assert sorted(found) == ["0", "1", "sweep"]
+    assert found["0"].info.status == "FINISHED"
+    assert [(m.step, m.value) for m in client.get_metric_history(found["0"].info.run_id, "train/epoch/val_acc")] == \
         [(4, 0.25), (8, 0.5)]
+    parent = found["sweep"].info.run_id
+    assert [found[job].data.tags["mlflow.parentRunId"] for job in ("0", "1")] == [parent, parent]
 
 
 def test_choosing_a_tracker_changes_no_config_hash() -> None:

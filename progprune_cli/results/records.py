@@ -11,6 +11,7 @@ from progprune_cli.reading import Unreadable, read_yaml
 
 MAX_BYTES = 1 << 20  # an overrides list is a few hundred bytes; multirun.yaml a few KB
 OVERRIDES = (".hydra", "overrides.yaml")
+HYDRA = (".hydra", "hydra.yaml")
 MULTIRUN = "multirun.yaml"
 # The one job-folder pattern whose numbering is known here: conf/config.yaml's, job i in SWEEP_DIR/i.
 JOB_SUBDIR = "${hydra.job.num}"
@@ -78,15 +79,36 @@ def sweep_jobs(task: list[str], source: Path) -> list[list[str]]:
     return jobs(parse(task, str(source)))
 
 
+def first_job(sweep_dir: Path) -> Path | None:
+    """The sweep's lowest-numbered job folder (not a link), or None."""
+    jobs = sorted((p for p in sweep_dir.iterdir() if p.name.isdigit() and p.is_dir() and not p.is_symlink()),
+                  key=lambda p: int(p.name)) if sweep_dir.is_dir() else []
+    return jobs[0] if jobs else None
+
+
 def searched(sweep_dir: Path) -> bool:
     """Whether the sweep was a search (a sampling sweeper such as Optuna's, which writes no multirun.yaml and picks
     its jobs as it goes): the sweeper named in its first job's .hydra/hydra.yaml, read as data."""
-    jobs = sorted((p for p in sweep_dir.iterdir() if p.name.isdigit() and p.is_dir() and not p.is_symlink()),
-                  key=lambda p: int(p.name)) if sweep_dir.is_dir() else []
-    for job in jobs[:1]:
-        try:
-            target = _get(read_record(job, ".hydra", "hydra.yaml"), "hydra", "sweeper", "_target_")
-        except (FileNotFoundError, UserError):
-            return False
-        return target is not None and str(target).rpartition(".")[2] != BASIC_SWEEPER
-    return False
+    job = first_job(sweep_dir)
+    if job is None:
+        return False
+    try:
+        target = _get(read_record(job, *HYDRA), "hydra", "sweeper", "_target_")
+    except (FileNotFoundError, UserError):
+        return False
+    return target is not None and str(target).rpartition(".")[2] != BASIC_SWEEPER
+
+
+def search_settings(sweep_dir: Path) -> tuple[dict[str, Any], Path]:
+    """A search's hydra.sweeper (its sampler, study name, n_trials), as plain data from its first job's
+    .hydra/hydra.yaml, and that file's path."""
+    job = first_job(sweep_dir)
+    assert job is not None, "searched() found a job"
+    path = job.joinpath(*HYDRA)
+    try:
+        sweeper = _get(read_record(job, *HYDRA), "hydra", "sweeper")
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; the search's settings cannot be known") from None
+    if not isinstance(sweeper, dict):
+        raise UserError(f"{path}: hydra.sweeper is not a mapping; refused")
+    return sweeper, path

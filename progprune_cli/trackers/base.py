@@ -19,11 +19,12 @@ INSTALL = "pip install -e '.[trackers]'"
 @dataclass(frozen=True)
 class RunStarted:
     """What a tracker knows of a run before its stages: its folder, where the runs root is (the default home of a
-    local store) and the config as flat `key.path → value` parameters."""
+    local store), the config as flat `key.path → value` parameters, and the sweep folder of a sweep's job."""
 
     run_dir: Path
     runs_root: Path
     params: dict[str, str | int | float | bool]
+    sweep_dir: Path | None = None
 
 
 @dataclass(frozen=True)
