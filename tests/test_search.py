@@ -183,7 +183,8 @@ def test_a_bad_objective_is_one_line_and_no_folder(tmp_path: Path) -> None:
                      "+strategy=weight", "strategy.sparsity=interval(0.3,0.9)", *TINY, cwd=tmp_path)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == ("progprune: error: search.objectives[1]: got 'speed:max'; expected NAME:max or NAME:min "
-                           "with NAME one of test_accuracy, val_accuracy, latency_ms, macs, params, sparsity\n")
+                           "with NAME one of test_accuracy, val_accuracy, test_perplexity, val_perplexity, "
+                           "latency_ms, macs, params, sparsity\n")
     assert list(tmp_path.iterdir()) == []
 
 
