@@ -141,12 +141,29 @@ def test_conf_has_exactly_the_registered_groups() -> None:
     assert groups == sorted([*REGISTRIES, *PRESETS])
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
+COMPARISONS = {"methods_at_budgets"}  # sweep presets: the method comes from the command line, no published figure
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")
+                                        if p.stem not in COMPARISONS))
 def test_every_experiment_preset_composes_into_a_valid_config(name: str) -> None:
     cfg = load_run_config(composed(f"experiment={name}"))
     assert cfg.strategy is not None and cfg.expected, name
     for figure in cfg.expected:
         assert figure.source and figure.model in ("original", "pruned", "finetuned", "compacted"), figure
+
+
+def test_methods_at_budgets_sweeps_two_mac_targets_and_three_seeds_with_both_baselines() -> None:
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="progprune_cli.conf", version_base="1.3"):
+        hydra = compose(config_name="config", overrides=["experiment=methods_at_budgets", "+strategy=taylor",
+                                                         "strategy.granularity=channel"], return_hydra_config=True)
+    assert dict(hydra.hydra.sweeper.params) == {"strategy.target.macs": "2.0,4.0", "seed": "0,1,2"}
+    cfg = load_run_config(composed("experiment=methods_at_budgets", "+strategy=taylor",
+                                   "strategy.granularity=channel", "strategy.target.macs=4.0"))
+    assert (cfg.evaluate.scratch_baseline, cfg.evaluate.dense_baseline, cfg.model.name) == (True, True, "two_conv_cnn")
+    assert cfg.strategy.target.macs == 4.0
 
 
 # --- load_run_config errors --------------------------------------------------------------------------------------
