@@ -1,5 +1,6 @@
-"""The compacted checkpoint: a model with channels (or attention heads) physically removed, stored as tensors and plain values only
-(the registry name and values of its model, the data shape, the unit masks) and rebuilt from them on load."""
+"""The compacted checkpoint: a model with channels (or attention heads) physically removed, stored as tensors and
+plain values only (the registry name and values of its model, the data shape, the unit masks) and rebuilt from them
+on load."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def save_compacted(path: str | Path, module: nn.Module, unit_masks: Masks, model
         "stage": "compact",
         "model": {"name": model_cfg.name, "options": _plain(component_keys(model_cfg), "model options")},
         "info": dataclasses.asdict(info),
-        "granularity": granularity,
+        # Only where it is not channels: a channel file stays exactly what version 1 always wrote.
+        **({} if granularity == "channel" else {"granularity": granularity}),
         "unit_masks": {unit: mask.detach().to("cpu", torch.bool) for unit, mask in unit_masks.items()},
         "widths": widths(module),
         "state_dict": {key: value.detach().cpu() for key, value in module.state_dict().items()},

@@ -162,7 +162,8 @@ class Heads(Strategy):
         if info is not None:  # every stage passes the data's info; token ids need it to make an example input
             gap = output_gap(masked, small, info.example)
             if gap > TOLERANCE:
-                raise RuntimeError(f"strategy=heads: compacted, its outputs differ from the masked model's by {gap:.3g}")
+                raise RuntimeError(f"strategy=heads: compacted, its outputs differ from the masked model's by "
+                                   f"{gap:.3g}")
         return small
 
 
