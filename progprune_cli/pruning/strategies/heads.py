@@ -144,7 +144,7 @@ class Heads(Strategy):
 
     def _taylor(self, model: nn.Module, masks: Masks, ctx: PruneContext) -> dict[str, torch.Tensor]:
         modules = attentions(model)
-        params = {unit: list(head_entries(model, {unit: masks[unit]})) for unit in masks}
+        params = {unit: _head_params(unit, modules[unit]) for unit in masks}
         names = [p for unit in masks for p in params[unit]]
         totals = {unit: torch.zeros(masks[unit].numel(), dtype=torch.float64) for unit in masks}
         for terms in first_order_terms(model, names, ctx, self.cfg.batches):
@@ -165,6 +165,12 @@ class Heads(Strategy):
                 raise RuntimeError(f"strategy=heads: compacted, its outputs differ from the masked model's by "
                                    f"{gap:.3g}")
         return small
+
+
+def _head_params(unit: str, attn: CausalSelfAttention) -> list[str]:
+    """The parameters a head's entries lie in: q, k, v weights and biases, proj's weight."""
+    return [f"{unit}.{kind}.{what}" for kind in IN_ROWS for what in ("weight", "bias")
+            if getattr(getattr(attn, kind), what) is not None] + [f"{unit}.proj.weight"]
 
 
 def _per_head(attn: CausalSelfAttention, terms: dict[str, torch.Tensor]) -> torch.Tensor:
