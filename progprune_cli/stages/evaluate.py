@@ -76,7 +76,7 @@ class Evaluate(Stage):
             if compacted is not None:
                 # Tensors and plain values only (state dict, kept widths, masks): it loads without unpickling code.
                 save_compacted(run.io.checkpoint("compacted"), compacted, pruned.unit_masks, cfg.model,
-                               run.parts.data.info)
+                               run.parts.data.info, granularity=run.parts.strategy.granularity)
                 trained["compacted"] = TrainedModel(compacted, trained["finetuned"].epochs, mask_only=False)
         trained = {name: trained[name] for name in MODEL_ORDER if name in trained}
         return evaluate_models(run.parts, run.io, trained, pruned.pruning if pruned is not None else None,
