@@ -346,8 +346,8 @@ def test_missing_onnxruntime_is_one_line_naming_the_install(monkeypatch: pytest.
                            "export a finished run"),
     (["{run}", "--model", "compacted"], "weight",
      "--model compacted: RUN_DIR: {run} has no compacted model (checkpoints/compacted.pt missing): strategy weight "
-     "prunes single weights (mask-only); only channel strategies compact (structured, activation, or "
-     "granularity=channel)"),
+     "prunes single weights (mask-only); only channel and head strategies compact (structured, activation, heads, "
+     "or granularity=channel)"),
     (["{run}", "--model", "finetuned"], "dense",
      "--model finetuned: RUN_DIR: {run} has no finetuned model (checkpoints/finetuned.pt missing): it is a dense "
      "baseline (no strategy), so it has only original"),

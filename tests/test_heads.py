@@ -184,7 +184,7 @@ def test_a_language_model_run_compacts_its_heads(tmp_path: Path) -> None:
     done = progprune("train", "dataset=text", "model=gpt", "model.n_layer=1", "model.n_embd=16", "model.n_head=4",
                      "dataset.block_size=16", "+strategy=heads", "strategy.sparsity=0.5", "train.epochs=1",
                      "prune.epochs=1", "finetune.epochs=1", "evaluate.repeats=2", "evaluate.warmup=1",
-                     f"dataset.root={corpus}",
+                     "evaluate.dense_baseline=false", "evaluate.scratch_baseline=true", f"dataset.root={corpus}",
                      f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     run = tmp_path / "run"
@@ -192,6 +192,7 @@ def test_a_language_model_run_compacts_its_heads(tmp_path: Path) -> None:
     # 2 of 4 heads of dimension 4 go: 3·(4·16 + 4) rows and 16·4 proj columns each, 536 in all.
     assert (models["finetuned"]["params"]["physical"], models["compacted"]["params"]["physical"]) == (4_496, 3_960)
     assert models["compacted"]["params"]["nonzero"] == models["finetuned"]["params"]["nonzero"] == 3_960
+    assert models["scratch"]["params"]["physical"] == 3_960  # the compacted architecture, trained from random init
     assert "## Perplexity" in (run / "results.md").read_text()
     from progprune_cli.export import load_model
 

@@ -20,8 +20,8 @@ from progprune_cli.export import load_model
 RUN = [*TINY, "+strategy=structured", "evaluate.scratch_baseline=true", "evaluate.dense_baseline=false",
        "train.reuse=false", "checkpoint.every_steps=2"]
 SCRATCH_EPOCHS = 1 + 2 + 1
-CHANNEL_ONLY = ("only channel strategies compact (structured, activation, or granularity=channel); set "
-                "evaluate.scratch_baseline=false")
+CHANNEL_ONLY = ("only channel and head strategies compact (structured, activation, heads, or "
+                "granularity=channel); set evaluate.scratch_baseline=false")
 
 
 @pytest.fixture(scope="module")

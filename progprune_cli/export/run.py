@@ -98,10 +98,10 @@ class RunFolder:
         strategy = self.cfg.strategy
         if strategy is None and which in ("pruned", "finetuned", "compacted"):
             why = "it is a dense baseline (no strategy), so it has only original"
-        elif which == "compacted" and _granularity(self.cfg) != "channel":
+        elif which == "compacted" and _granularity(self.cfg) == "weight":
             assert strategy is not None
-            why = (f"strategy {strategy.name} prunes single weights (mask-only); only channel strategies compact "
-                   "(structured, activation, or granularity=channel)")
+            why = (f"strategy {strategy.name} prunes single weights (mask-only); only channel and head strategies "
+                   "compact (structured, activation, heads, or granularity=channel)")
         elif which == "dense_long":
             why = "it ran with evaluate.dense_baseline=false"
         elif which == "scratch":

@@ -15,8 +15,8 @@ from progprune_cli.pruning.compacted import rebuild_compacted, save_compacted
 from progprune_cli.pruning.strategies import build_strategy
 from progprune_cli.stages.base import STAGES, Produced, RunContext, Stage, resume_loop, stage_seed
 
-CHANNEL_ONLY = ("only channel strategies compact (structured, activation, or granularity=channel); set "
-                "evaluate.scratch_baseline=false")
+CHANNEL_ONLY = ("only channel and head strategies compact (structured, activation, heads, or "
+                "granularity=channel); set evaluate.scratch_baseline=false")
 
 
 @STAGES.register("scratch")
@@ -36,7 +36,7 @@ class Scratch(Stage):
         if cfg.strategy is None:
             raise UserError(f"evaluate.scratch_baseline: a dense run has no compacted architecture; {CHANNEL_ONLY}")
         strategy = build_strategy(cfg.strategy)
-        if strategy.granularity != "channel":
+        if strategy.granularity == "weight":
             raise UserError(f"evaluate.scratch_baseline: strategy {cfg.strategy.name} prunes single weights "
                             f"(mask-only), so there is no compacted architecture; {CHANNEL_ONLY}")
 
@@ -69,5 +69,5 @@ class Scratch(Stage):
         loop.run(section.epochs)
         io.write_rows(self.name, loop.rows)
         save_compacted(io.checkpoint(self.output), model, pruned.unit_masks, parts.cfg.model, parts.data.info,
-                       extra={"stage": self.name, "rows": loop.rows})
+                       extra={"stage": self.name, "rows": loop.rows}, granularity=parts.strategy.granularity)
         return model
