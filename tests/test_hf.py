@@ -106,6 +106,12 @@ def test_its_source_weights_and_cache_identity_are_the_folders_content(folder: P
     ("bin", BYTES16, "model.path: {dir} has pytorch_model.bin but no model.safetensors; progprune reads safetensors "
                      "only (a .bin is a pickle): save it with save_pretrained(DIR, safe_serialization=True)"),
     ("no_weights", BYTES16, "model.path: {dir} has no model.safetensors"),
+    ("narrower", BYTES16, "model.path: {dir}/model.safetensors does not fit its config.json: shapes differ: "
+                          "transformer.h.0.attn.c_attn.bias [48] in the file vs [24] in the config, "
+                          "transformer.h.0.attn.c_attn.weight [16, 48] in the file vs [8, 24] in the config, "
+                          "transformer.h.0.attn.c_proj.bias [16] in the file vs [8] in the config (+13 more)"),
+    ("missing", BYTES16, "model.path: {dir}/model.safetensors does not fit its config.json: missing keys "
+                         "transformer.h.0.mlp.c_fc.weight"),
 ])
 def test_a_folder_or_data_that_does_not_fit_is_one_line(make: str, info: DataInfo, expected: str, folder: Path,
                                                        tmp_path: Path) -> None:
@@ -116,8 +122,17 @@ def test_a_folder_or_data_that_does_not_fit_is_one_line(make: str, info: DataInf
         given.write_text("not a folder")
     elif make != "none":
         given.mkdir()
-        if make in ("auto_map", "bin", "no_weights"):
+        if make in ("auto_map", "bin", "no_weights", "narrower", "missing"):
             keys = json.loads((folder / "config.json").read_text())
+            if make in ("narrower", "missing"):
+                from safetensors.torch import load_file, save_file  # a dependency of transformers
+
+                state = load_file(folder / "model.safetensors")
+                if make == "missing":
+                    del state["transformer.h.0.mlp.c_fc.weight"]
+                else:
+                    keys["n_embd"] = 8  # the file's tensors are 16 wide
+                save_file(state, given / "model.safetensors", metadata={"format": "pt"})
             if make == "auto_map":
                 keys["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.Evil"}
                 shutil.copy(folder / "model.safetensors", given)
@@ -152,8 +167,9 @@ def test_format_hf_needs_a_model_hf_run(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_a_run_of_a_local_hf_model_is_pruned_exported_and_reloads_with_transformers(
-        folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     from progprune_cli.export import cli as export_cli
+    from progprune_cli.export import hf as export_hf
     from progprune_cli.export import load_model
 
     corpus = tmp_path / "corpus.txt"
@@ -189,3 +205,18 @@ def test_a_run_of_a_local_hf_model_is_pruned_exported_and_reloads_with_transform
     assert capsys.readouterr().err == (f"progprune export: error: --out: {out} already exists and is not empty; "
                                        "--format hf writes a new folder: choose another --out\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+    # A reload that disagrees with the run's model: refused, and nothing written (no temporary folder either).
+    monkeypatch.setattr(export_hf, "largest_diff", lambda model, folder, ids: 0.5)
+    assert export_cli.main([str(run), "--format", "hf", "--out", str(tmp_path / "Y")]) == 2
+    assert capsys.readouterr().err == ("progprune export: error: --format hf: the reloaded folder's logits differ from "
+                                       "the run's finetuned model by 0.5 (> 1e-05) on 9 test windows; nothing "
+                                       "written\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_importing_the_models_does_not_import_transformers() -> None:
+    import subprocess
+
+    code = "import sys; import progprune_cli.models; print('transformers' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout == "False\n"

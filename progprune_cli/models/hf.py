@@ -67,7 +67,9 @@ def transformers_module() -> ModuleType:
     except ImportError:
         raise UserError("model=hf needs the transformers package: pip install 'progprune[models]' (in a checkout: "
                         "pip install -e '.[models]')") from None
-    transformers.utils.logging.disable_progress_bar()  # bars on stderr for loading a few tensors: noise in run.log
+    # Its progress bars and load reports on stderr would bury progprune's one-line errors, which say the same.
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
     return transformers
 
 
@@ -142,6 +144,9 @@ def load_causal_lm(folder: Path, info: DataInfo) -> nn.Module:
         model, loading = transformers.AutoModelForCausalLM.from_pretrained(
             folder, config=config, local_files_only=True, trust_remote_code=False, use_safetensors=True,
             dtype=torch.float32, output_loading_info=True)
+    except RuntimeError:  # what transformers raises for tensors of other shapes than the config's
+        raise UserError(f"model.path: {folder}/{WEIGHTS} does not fit its {CONFIG}: shapes differ: "
+                        f"{shapes_differ(folder, config)}") from None
     except (ValueError, OSError, KeyError, TypeError) as error:
         raise UserError(f"model.path: {folder}: transformers cannot load it as a causal language model "
                         f"({described(error)})") from None
@@ -153,6 +158,19 @@ def load_causal_lm(folder: Path, info: DataInfo) -> nn.Module:
                          for k, v in wrong.items())
         raise UserError(f"model.path: {folder}/{WEIGHTS} does not fit its {CONFIG}: {said}")
     return model
+
+
+def shapes_differ(folder: Path, config: Any) -> str:
+    """The first tensors whose shape in the weights file is not the one the config builds (no memory: meta)."""
+    from safetensors import safe_open
+
+    with torch.device("meta"):
+        own = transformers_module().AutoModelForCausalLM.from_config(config).state_dict()
+    with safe_open(str(folder / WEIGHTS), "pt") as handle:
+        shapes = {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    wrong = [f"{k} {v} in the file vs {list(own[k].shape)} in the config" for k, v in shapes.items()
+             if k in own and v != list(own[k].shape)]
+    return ", ".join(wrong[:3]) + (f" (+{len(wrong) - 3} more)" if len(wrong) > 3 else "")
 
 
 @MODELS.register("hf", HFConfig)
