@@ -36,7 +36,7 @@ class HFConfig(SourcedConfig):
 
     @property
     def source(self) -> str:
-        return f"hf:{model_folder(self)}"
+        return f"hf:{Path(self.path).expanduser().resolve()}"  # said in messages too: never raises
 
     def code_identity(self) -> str | None:
         """transformers' version and config.json's content: with the weights, everything that decides the model."""
@@ -44,7 +44,9 @@ class HFConfig(SourcedConfig):
         return f"transformers {transformers_module().__version__}, {CONFIG} sha256:{_file_sha256(config)}"
 
     def own_weights(self) -> Fitted | None:
-        return Fitted(str(weights_file(model_folder(self))), sha256_of(weights_file(model_folder(self))))
+        """The folder's model.safetensors: what the run starts from (results.json run.weights)."""
+        path = weights_file(model_folder(self))
+        return Fitted(str(path), sha256_of(path))
 
 
 class CausalLM(nn.Module):
@@ -57,7 +59,8 @@ class CausalLM(nn.Module):
         self.vocab = vocab
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=ids).logits[..., : self.vocab]
+        # No key/value cache: every call sees whole windows, and a cache would only cost memory in training.
+        return self.model(input_ids=ids, use_cache=False).logits[..., : self.vocab]
 
 
 def transformers_module() -> ModuleType:
@@ -119,10 +122,11 @@ def weights_file(folder: Path) -> Path:
 
 def check_fits(folder: Path, config: Any, keys: dict[str, Any], info: DataInfo) -> None:
     """The data's vocabulary and block must fit the model's embeddings."""
-    if info.vocab > config.vocab_size:
+    vocab = getattr(config, "vocab_size", None)
+    if isinstance(vocab, int) and info.vocab > vocab:
         raise UserError(f"dataset.tokenizer: the data's vocabulary has {info.vocab} tokens, more than the "
-                        f"{config.vocab_size} of the model at {folder} ({CONFIG} vocab_size); choose a tokenizer "
-                        f"with at most {config.vocab_size} (byte: 256)")
+                        f"{vocab} of the model at {folder} ({CONFIG} vocab_size); choose a tokenizer "
+                        f"with at most {vocab} (byte: 256)")
     key = next((k for k in POSITION_KEYS if isinstance(keys.get(k), int)), None)
     if key is not None and info.width > keys[key]:
         raise UserError(f"dataset.block_size: {info.width} is longer than the model at {folder} takes ({keys[key]} "
