@@ -32,7 +32,7 @@ commands:
                         that set a _target_ (code to import), printing each
   compare RUN [RUN...]  one row per run folder (or sweep folder, or glob); --help for options
   report RUN_DIR        print a run's tables from its files
-  export RUN_DIR        write a run's model as ONNX, checked with onnxruntime; --help for options
+  export RUN_DIR        write a run's model as ONNX, or a Hugging Face folder (--format hf); --help for options
 
 Each run writes a folder under runs/ with results.md, results.json, metrics.csv, plots and checkpoints.
 """

@@ -36,7 +36,7 @@ MNIST = DataInfo(channels=1, height=28, width=28, num_classes=10)
 CIFAR = DataInfo(channels=3, height=32, width=32, num_classes=10)
 # Builders of other code's architectures (any torchvision or timm model, the user's own class) have none of their
 # own to export; tests/test_user_models.py builds them and exports a user's class.
-GENERIC = {"custom", "timm", "torchvision"}
+GENERIC = {"custom", "hf", "timm", "torchvision"}
 OWN = [name for name in MODELS.names() if name not in GENERIC]
 # The data shape each registered model is exported on: the shape its family was published for (the toys: INFO).
 SHAPES: dict[str, DataInfo] = {
@@ -337,7 +337,7 @@ def test_missing_onnxruntime_is_one_line_naming_the_install(monkeypatch: pytest.
 
 @needs_onnx
 @pytest.mark.parametrize("args, make, expected", [
-    (["{run}", "--format", "tflite"], "complete", "--format: got 'tflite'; choose one of onnx"),
+    (["{run}", "--format", "tflite"], "complete", "--format: got 'tflite'; choose one of onnx, hf"),
     (["{run}", "--model", "best"], "complete",
      "--model: got 'best'; choose one of original, pruned, finetuned, compacted, dense_long, scratch"),
     (["{run}/nope"], "complete", "RUN_DIR: {run}/nope does not exist"),

@@ -1,4 +1,5 @@
-"""`progprune export RUN_DIR [--model M] [--format onnx] [--out PATH]`: a run's model as a checked ONNX file."""
+"""`progprune export RUN_DIR [--model M] [--format onnx|hf] [--out PATH]`: a run's model as a checked ONNX file, or
+a model=hf run's as a Hugging Face folder."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from progprune_cli.export.run import RunFolder
 from progprune_cli.results.schema import SAVED_MODELS
 
 PROG = "progprune export"
-FORMATS = ("onnx",)
+FORMATS = ("onnx", "hf")
 CHECK_SAMPLES = 256  # test inputs compared with PyTorch (all of them when the split is smaller)
 
 
@@ -26,15 +27,18 @@ class _Parser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Write a finished run's model as ONNX (plus a JSON sidecar), checked "
-                                       "against PyTorch with onnxruntime on the run's test split.")
+                                       "against PyTorch with onnxruntime on the run's test split; or a model=hf "
+                                       "run's as a Hugging Face folder (--format hf), checked by reloading it.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a complete run folder")
     p.add_argument("--model", metavar="MODEL", default=None,
                    help=f"one of {', '.join(SAVED_MODELS)}; default: what the run produced (compacted where channels "
                         "were removed, else finetuned; original for a dense run)")
-    p.add_argument("--format", metavar="FORMAT", default="onnx", help="onnx (the only one so far)")
+    p.add_argument("--format", metavar="FORMAT", default="onnx",
+                   help="onnx (default), or hf: a Hugging Face folder (config.json, model.safetensors, "
+                        "progprune.json) of a model=hf run")
     p.add_argument("--out", metavar="PATH", default=None,
                    help="output file (or folder); default RUN_DIR/export/MODEL.onnx; the sidecar goes beside it "
-                        "as .json")
+                        "as .json; --format hf: a new folder, default RUN_DIR/export/MODEL-hf")
     p.add_argument("--trust-targets", action="store_true",
                    help="build a model of the user's own class (model._target_ in the run's config), importing its "
                         "module from the current folder or PYTHONPATH; without it such a run is refused")
@@ -51,10 +55,18 @@ def run_export(args: argparse.Namespace) -> list[str]:
         raise UserError(f"--model: got {args.model!r}; choose one of {', '.join(SAVED_MODELS)}")
     if args.check_samples < 1:
         raise UserError(f"--check-samples: got {args.check_samples}; must be >= 1")
-    from progprune_cli.measure import onnx_export
-
-    onnx_export.require()  # before any model loading: a missing package should cost nothing
     run = RunFolder.open(args.run_dir)
+    if args.format == "hf":
+        from progprune_cli.export.hf import require_hf_run
+
+        require_hf_run(run)
+        from progprune_cli.models.hf import transformers_module
+
+        transformers_module()  # before any model loading: a missing package should cost nothing
+    else:
+        from progprune_cli.measure import onnx_export
+
+        onnx_export.require()
     run.require_complete()
     run.require_trusted(args.trust_targets)
     which = args.model or run.default_model()
@@ -63,6 +75,8 @@ def run_export(args: argparse.Namespace) -> list[str]:
             run.checkpoint(which)
         except UserError as error:
             raise UserError(f"--model {which}: {error}") from None
+    if args.format == "hf":
+        return _export_hf(args, run, which)
     out = _out_path(args.out, run, which)
 
     from progprune_cli.data import build_data, inputs
@@ -85,6 +99,23 @@ def run_export(args: argparse.Namespace) -> list[str]:
             f"checked with onnxruntime on {checked.samples} test inputs: max |diff| {checked.max_abs_diff:.2g} "
             f"(<= {checked.tolerance:g})",
             f"sidecar: {side}"]
+
+
+def _export_hf(args: argparse.Namespace, run: RunFolder, which: str) -> list[str]:
+    """--format hf: the run's model as a Hugging Face folder, reloaded and compared before it is in place."""
+    from progprune_cli.data import build_data, inputs
+    from progprune_cli.export.hf import SIDECAR, TOLERANCE, export_hf, out_folder
+    from progprune_cli.export.saved import load_model
+
+    out = out_folder(args.out, run, which)
+    data = build_data(run.cfg.dataset, run.cfg.seed)
+    model = load_model(run.path, which, info=data.info, trust_targets=args.trust_targets)
+    ids = inputs(data.test, args.check_samples)
+    diff = export_hf(run, which, model, data.info, ids, out)
+    return [f"wrote {out} ({which} {run.cfg.model.name}, Hugging Face folder: config.json, model.safetensors, "
+            f"{SIDECAR})",
+            f"checked with AutoModelForCausalLM.from_pretrained on {len(ids)} test windows: max |diff| {diff:.2g} "
+            f"(<= {TOLERANCE:g})"]
 
 
 def _out_path(given: str | None, run: RunFolder, which: str) -> Path:

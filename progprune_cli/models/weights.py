@@ -67,6 +67,10 @@ class SourcedConfig(ModelConfig):
     def ends(self, model: nn.Module) -> Ends:
         return Ends()
 
+    def own_weights(self) -> Fitted | None:
+        """The weights the builder reads without `weights` being set (a Hugging Face folder's), else None."""
+        return None
+
 
 def source_of(cfg: ModelConfig) -> str:
     """`progprune:NAME` for a model of progprune's registry, `torchvision:ARCH`, `timm:ARCH`, `custom:MODULE.CLASS`."""
@@ -91,9 +95,9 @@ def given_file(value: str) -> Path:
 def load_weights(model: nn.Module, cfg: ModelConfig, info: DataInfo) -> Fitted | None:
     """Load `model.weights` into `model` (built for `info`), fitted to the data; what was loaded, or None when the
     config gives no weights. A file that does not fit is a one-line UserError naming the first keys."""
-    if cfg.weights is None:
-        return None
     sourced = isinstance(cfg, SourcedConfig)
+    if cfg.weights is None:
+        return cfg.own_weights() if sourced else None
     path = cfg.weights_file() if sourced else given_file(cfg.weights)
     ends = cfg.ends(model) if sourced else Ends()
     preloaded = cfg.preloaded() if sourced else None

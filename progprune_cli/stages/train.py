@@ -21,7 +21,8 @@ def dense_settings(parts: Parts, epochs: int) -> dict[str, Any]:
     # The weights by their content, not their path (a file replaced in place is another model; a copy elsewhere is
     # the same); a user's class by its module's hash, a library's by its version. Left out when there are none, so
     # the entries of models without them keep their keys.
-    model = {k: v for k, v in dataclasses.asdict(cfg.model).items() if k != "weights"}
+    by_content = ("weights", *getattr(cfg.model, "KEYED_BY_CONTENT", ()))  # a model folder's path (model=hf)
+    model = {k: v for k, v in dataclasses.asdict(cfg.model).items() if k not in by_content}
     origin = parts.origin
     if origin is not None and origin.weights is not None:
         model["weights_sha256"] = origin.weights.sha256

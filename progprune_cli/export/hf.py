@@ -1,0 +1,121 @@
+"""`progprune export RUN_DIR --format hf`: a model=hf run's model as a new Hugging Face folder (config.json,
+model.safetensors, progprune.json), written only once `from_pretrained` reloads it with the run's logits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from progprune_cli import __version__
+from progprune_cli.errors import UserError
+from progprune_cli.export.run import RunFolder
+from progprune_cli.results.status import config_hash
+
+SIDECAR = "progprune.json"
+TOLERANCE = 1e-5  # max |logit difference| between the run's model and the reloaded folder
+
+
+def require_hf_run(run: RunFolder) -> None:
+    """Only a model=hf run has a transformers model to write."""
+    if run.cfg.model.name != "hf":
+        raise UserError(f"--format hf: needs a model=hf run; {run.path} ran model={run.cfg.model.name}")
+
+
+def out_folder(given: str | None, run: RunFolder, which: str) -> Path:
+    """A new folder (or an empty one) to write; anything else there is refused now, never overwritten."""
+    path = run.path / "export" / f"{which}-hf" if given is None else Path(given)
+    if path.is_symlink() or path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise UserError(f"--out: {path} already exists{'' if path.is_dir() else ' (not a folder)'} and is not "
+                        "empty; --format hf writes a new folder: choose another --out")
+    existing = path.parent.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--out: cannot write {path} ({existing} is not a folder this user can write to)")
+    return path
+
+
+def transformers_model(model: nn.Module, which: str) -> nn.Module:
+    """The transformers model inside progprune's wrapper (models/hf.py CausalLM)."""
+    inner = getattr(model, "model", None)
+    if not hasattr(inner, "save_pretrained"):
+        raise UserError(f"--format hf: the run's {which} model is not a transformers model (it was rebuilt as "
+                        f"{type(model).__name__}); export it as onnx")
+    return inner  # type: ignore[return-value]
+
+
+def largest_diff(model: nn.Module, folder: Path, ids: torch.Tensor) -> float:
+    """Max |logits of `model` − logits of the folder as AutoModelForCausalLM.from_pretrained loads it| on `ids`."""
+    from transformers import AutoModelForCausalLM
+
+    reloaded = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, trust_remote_code=False,
+                                                    use_safetensors=True).eval()
+    with torch.no_grad():
+        return float((model(input_ids=ids).logits - reloaded(input_ids=ids).logits).abs().max())
+
+
+def sparsity(model: nn.Module) -> dict[str, float | int]:
+    """Zero entries among the model's parameters (each shared tensor, e.g. tied embeddings, counted once)."""
+    total = sum(p.numel() for p in model.parameters())
+    nonzero = sum(int(torch.count_nonzero(p)) for p in model.parameters())
+    return {"params": total, "nonzero": nonzero, "sparsity": 1.0 - nonzero / total if total else 0.0}
+
+
+def describe(run: RunFolder, which: str, info: Any, model: nn.Module, checked: int, diff: float) -> dict[str, Any]:
+    from progprune_cli.models.weights import source_of
+
+    dataset = run.cfg.dataset
+    return {
+        "format": "hf",
+        "model": which,
+        "source": source_of(run.cfg.model),
+        **sparsity(model),
+        "run_id": run.id,
+        "config_hash": config_hash(run.config),
+        "data": {"dataset": dataset.name, "tokenizer": getattr(dataset, "tokenizer", None), "vocab": info.vocab,
+                 "block_size": info.width,
+                 "note": f"the run used token ids below {info.vocab} only, and the logits of those"},
+        "check": {"loader": "AutoModelForCausalLM.from_pretrained", "split": "test", "samples": checked,
+                  "max_abs_diff": diff, "tolerance": TOLERANCE},
+        "exported": dt.datetime.now().isoformat(timespec="seconds"),
+        "versions": {"progprune": __version__, "torch": torch.__version__, **_versions()},
+    }
+
+
+def export_hf(run: RunFolder, which: str, model: nn.Module, info: Any, ids: torch.Tensor, out: Path) -> float:
+    """Write `model` (the run's `which`, wrapped) to `out` through a temporary sibling folder renamed into place
+    once its reload matches; the max |diff|. A mismatch leaves nothing behind."""
+    import json
+
+    inner = transformers_model(model, which).eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    try:
+        inner.save_pretrained(tmp, safe_serialization=True)
+        diff = largest_diff(inner, tmp, ids)
+        if not diff <= TOLERANCE:  # NaN too
+            raise UserError(f"--format hf: the reloaded folder's logits differ from the run's {which} model by "
+                            f"{diff:.3g} (> {TOLERANCE:g}) on {len(ids)} test windows; nothing written")
+        side = describe(run, which, info, inner, len(ids), diff)
+        (tmp / SIDECAR).write_text(json.dumps(side, indent=1) + "\n", encoding="utf-8")
+        if out.is_dir():
+            out.rmdir()  # empty (checked before): rename needs the name free
+        os.rename(tmp, out)
+    except OSError as error:
+        raise UserError(f"--out: cannot write {error.filename or out} ({error.strerror or error})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return diff
+
+
+def _versions() -> dict[str, str]:
+    import safetensors
+    import transformers
+
+    return {"transformers": transformers.__version__, "safetensors": safetensors.__version__}
