@@ -30,7 +30,7 @@ def test_train_help_lists_each_groups_yamls_not_the_schemas_beside_them(workdir:
     result = progprune("train", "--help", cwd=workdir)
     assert result.returncode == 0
     lines = result.stdout.splitlines()
-    assert "strategy: activation, random, sparsegpt, structured, taylor, wanda, weight" in lines
+    assert "strategy: activation, heads, random, sparsegpt, structured, taylor, wanda, weight" in lines
     assert "optimizer: adagrad, adam, rmsprop, sgd, sgd_nesterov" in lines
     assert "base_" not in result.stdout and "  channels: 32" in lines
 

@@ -602,7 +602,7 @@ def test_synthetic_splits_by_fraction_and_seed() -> None:
 
 
 NAMES = ["digits", "synthetic", "mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100", "svhn", "imagefolder",
-         "custom"]
+         "custom", "text"]
 
 
 def test_every_dataset_is_registered() -> None:

@@ -221,7 +221,7 @@ def test_a_sweep_shares_one_dense_model(workdir: Path) -> None:
 
 @pytest.mark.parametrize("args, error", [
     (["dataset=synthetic"], "strategy: progprune sensitivity needs one to score and prune units; add +strategy=NAME "
-                            "(one of activation, random, sparsegpt, structured, taylor, wanda, weight)"),
+                            "(one of activation, heads, random, sparsegpt, structured, taylor, wanda, weight)"),
     (["+strategy=weight", "sensitivity.levels=[0.5,1.0]"],
      "sensitivity.levels: got 1.0; every level must be in (0, 1)"),
     (["+strategy=weight", "+strategy.layers_from=missing.yaml"],
