@@ -81,21 +81,13 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return finished_run(tmp_path_factory, *FAST, "+strategy=weight", "train.reuse=false")
 
 
-def test_corrupt_metric_logs_are_rebuilt_from_the_checkpoints_on_resume(finished: Path, tmp_path: Path) -> None:
+def test_corrupt_logs_are_rebuilt_and_a_random_bytes_checkpoint_is_redone_on_resume(finished: Path,
+                                                                                   tmp_path: Path) -> None:
+    # One resume for both faults: logs/*.csv and metrics.csv garbled, finetuned.pt random bytes.
     run = resumable_copy(finished, tmp_path)
     for stage in ("train", "prune", "finetune"):
         (run / "logs" / f"{stage}.csv").write_bytes(random.Random(stage).randbytes(300))
     (run / "metrics.csv").write_text("garbage\n")
-    done = progprune("train", *FAST, "+strategy=weight", "train.reuse=false", f"hydra.run.dir={run}",
-                     cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert (run / "metrics.csv").read_text() == (finished / "metrics.csv").read_text()
-    for stage in ("train", "prune", "finetune"):
-        assert (run / "logs" / f"{stage}.csv").read_text() == (finished / "logs" / f"{stage}.csv").read_text()
-
-
-def test_random_bytes_in_a_checkpoint_are_unreadable_not_code(finished: Path, tmp_path: Path) -> None:
-    run = resumable_copy(finished, tmp_path)
     expected = load_checkpoint(run / "checkpoints" / "finetuned.pt")["model"]
     (run / "checkpoints" / "finetuned.pt").write_bytes(random.Random(0).randbytes(5000))
     with pytest.raises(UserError) as caught:
@@ -109,6 +101,9 @@ def test_random_bytes_in_a_checkpoint_are_unreadable_not_code(finished: Path, tm
             "using it") in (run / "run.log").read_text()
     again = load_checkpoint(run / "checkpoints" / "finetuned.pt")["model"]
     assert all(torch.equal(again[k], expected[k]) for k in expected)
+    assert (run / "metrics.csv").read_text() == (finished / "metrics.csv").read_text()
+    for stage in ("train", "prune", "finetune"):
+        assert (run / "logs" / f"{stage}.csv").read_text() == (finished / "logs" / f"{stage}.csv").read_text()
 
 
 def test_any_random_bytes_get_the_same_one_line_reason(tmp_path: Path) -> None:

@@ -79,11 +79,12 @@ def assert_same_as(reference: Path, run_dir: Path) -> None:
             assert torch.equal(ours[key], theirs[key]), f"{name}: {key} differs after resume"
 
 
-@pytest.mark.parametrize("stage", ["train", "prune", "finetune"])
-def test_sigkill_anywhere_then_resume_equals_an_uninterrupted_run(stage: str, reference: Path,
-                                                                  tmp_path: Path) -> None:
+def test_sigkill_anywhere_then_resume_equals_an_uninterrupted_run(reference: Path, tmp_path: Path) -> None:
+    # One kill point per suite run, drawn afresh each time (the seed is printed to replay it): every stage and epoch
+    # gets its turn over runs of the suite, at a third of the cost of killing in all three stages every time.
     seed = int.from_bytes(os.urandom(2), "little")
-    epoch = random.Random(seed).randint(1, STAGE_EPOCHS[stage] - 1)
+    stage = random.Random(seed).choice(sorted(STAGE_EPOCHS))
+    epoch = random.Random(seed + 1).randint(1, STAGE_EPOCHS[stage] - 1)
     print(f"kill point: SIGKILL right after '{stage} epoch {epoch}:' is printed (seed {seed})")
     run_dir = tmp_path / "run"
     proc = start(run_dir, tmp_path)

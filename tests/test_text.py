@@ -129,7 +129,7 @@ def lm_run(corpus: Path) -> list[str]:
     return ["dataset=text", f"dataset.root={corpus}", "dataset.block_size=16", "dataset.val_fraction=0.1",
             "dataset.test_fraction=0.1", "train.batch_size=22", "model=gpt", "model.n_layer=1", "model.n_embd=16",
             "model.n_head=2",
-            "+strategy=weight", "train.epochs=2", "prune.epochs=2", "finetune.epochs=2", "checkpoint.every_steps=2",
+            "+strategy=weight", "train.epochs=1", "prune.epochs=2", "finetune.epochs=1", "checkpoint.every_steps=2",
             "train.reuse=false", "evaluate.dense_baseline=false", "evaluate.repeats=2", "evaluate.warmup=1"]
 
 
