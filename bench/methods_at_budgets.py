@@ -39,6 +39,7 @@ def main() -> None:
           f"{' '.join(args.overrides) or '(the preset)'}\n")
     with tempfile.TemporaryDirectory() as tmp:
         root = args.root or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
         folders = []
         for name, methods in SWEEPS.items():
             folder = root / name
