@@ -59,6 +59,8 @@ def checked(overrides: list[str], multirun: bool,
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         sweeper = _check_hydra(job_lines[0], [o.input_line for o in parsed if is_hydra(o)])
         configs = [_typed(job, here=not multirun) for job in job_lines]
+        if multirun:
+            _check_shared(ours)
     if sampled:
         for cfg, _ in configs:
             check_directions(sweeper.get("direction"), cfg.search.objectives)
@@ -191,6 +193,21 @@ def _compose(job: list[str], hydra: bool = False) -> dict[str, Any]:
     # OmegaConf asserts (rather than raises) when an override's path runs through a null node: a group not chosen.
     except (HydraException, OmegaConfBaseException, AssertionError) as error:
         raise UserError(_unchosen(job) or describe(error)) from None
+
+
+def _check_shared(ours: list[Override]) -> None:
+    """Hydra composes a sweep's shared config from the overrides that are not swept before it expands the sweep:
+    `strategy.granularity=channel` beside a swept `+strategy=taylor,random` meets no strategy there and crashes
+    Hydra after every job composed fine here. One line instead, naming the override and the swept group."""
+    swept = [o for o in ours if o.is_sweep_override()]
+    groups = {o.key_or_group.lstrip("+~") for o in swept} & set(group_options())
+    for override in ours:
+        group = override.key_or_group.lstrip("+~").partition(".")[0]
+        if group in groups and "." in override.key_or_group and not override.is_sweep_override():
+            raise UserError(f"{override.input_line}: sets a key of {group}, which this sweep sweeps; Hydra composes "
+                            f"a sweep's shared config without the swept {group} and cannot set it there. Sweep one "
+                            f"{group} at a time (+{group}=NAME {override.input_line}), or put the key in the "
+                            f"{group}'s YAML")
 
 
 def _unchosen(job: list[str]) -> str | None:

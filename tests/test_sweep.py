@@ -69,10 +69,23 @@ def test_a_job_that_cannot_run_fails_the_sweep_before_any_folder(
     assert not (workdir / "runs").exists()
 
 
+def test_a_key_of_a_swept_group_is_one_line_not_hydras_traceback(workdir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # Every job composes, but Hydra's shared sweep config has no strategy to set the key on (it crashed there).
+    err = refused("train", "-m", "+strategy=weight,random", "strategy.sparsity=0.5", *TINY, cwd=workdir,
+                  monkeypatch=monkeypatch, capsys=capsys)
+    assert err == ("progprune: error: strategy.sparsity=0.5: sets a key of strategy, which this sweep sweeps; Hydra "
+                   "composes a sweep's shared config without the swept strategy and cannot set it there. Sweep one "
+                   "strategy at a time (+strategy=NAME strategy.sparsity=0.5), or put the key in the strategy's "
+                   "YAML\n")
+    assert not (workdir / "runs").exists()
+
+
 def test_a_sweep_whose_data_is_missing_fails_before_any_folder(
         workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    # Data is prepared (and checked) once, before Hydra makes the sweep folder, for every job's dataset.
-    said = refused("train", "-m", "dataset=mnist,fashion_mnist", "dataset.download=false", *TINY[1:], cwd=workdir,
+    # Data is prepared (and checked) once, before Hydra makes the sweep folder. (A swept dataset with a fixed
+    # dataset key is refused before that: Hydra could not compose it, see the test above.)
+    said = refused("train", "-m", "dataset=mnist", "seed=0,1", "dataset.download=false", *TINY[1:], cwd=workdir,
                    monkeypatch=monkeypatch, capsys=capsys)
     assert said.startswith("progprune: error: dataset.root: ") and said.count("\n") == 1
     assert not (workdir / "runs").exists()
