@@ -11,7 +11,9 @@ model (how far measured falls from theoretical). Wall time of each sweep is prin
 from __future__ import annotations
 
 import argparse
+import json
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +31,25 @@ SWEEPS = {"a": ["+strategy=structured,activation"], "b": ["+strategy=taylor", "s
 METRICS = {"test_acc": "test accuracy of the finetuned model",
            "theoretical_speedup": "theoretical MAC speedup (dense MACs / compacted MACs)",
            "measured_speedup": "measured speedup of the compacted model (PyTorch, eval batch, CPU)"}
+
+
+def scratch_table(folders: list[Path]) -> str:
+    """Finetuned vs Scratch (the compacted architecture trained from random init as long) per method and budget:
+    mean test accuracy over the seeds, read from each job's results.json."""
+    cells: dict[tuple[str, float], dict[str, list[float]]] = {}
+    for results in sorted(p for folder in folders for p in folder.glob("*/results.json")):
+        doc = json.loads(results.read_text())
+        key = (doc["config"]["strategy"]["name"], doc["config"]["strategy"]["target"]["macs"])
+        for model in ("finetuned", "scratch"):
+            if model in doc["models"]:
+                cells.setdefault(key, {}).setdefault(model, []).append(doc["models"][model]["accuracy"]["test"])
+    lines = ["\n### pruned + finetuned vs Scratch (test accuracy, mean over seeds)\n",
+             "| method | MAC target | pruned + finetuned | scratch | runs |", "|---|---:|---:|---:|---:|"]
+    for (name, macs), models in cells.items():
+        fin, scratch = models.get("finetuned", []), models.get("scratch", [])
+        mean = (lambda xs: f"{statistics.mean(xs):.2%}" if xs else "—")
+        lines.append(f"| {name} | {macs:g}× | {mean(fin)} | {mean(scratch)} | {len(fin)} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -53,6 +74,7 @@ def main() -> None:
             if done.returncode != 0:
                 print(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output")
             folders.append(str(folder))
+        print(scratch_table([Path(f) for f in folders]))
         for metric, what in METRICS.items():
             table = subprocess.run([PROGPRUNE, "compare", *folders, "--pivot", "strategy,target", "--metric", metric],
                                    capture_output=True, text=True)
