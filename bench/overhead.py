@@ -1,4 +1,5 @@
-"""Runner overhead: a whole `progprune train` vs a plain hand-written PyTorch script doing the same epochs and evaluations."""
+"""Runner overhead: a whole `progprune train` vs a plain hand-written PyTorch script doing the same epochs and
+evaluations."""
 
 from __future__ import annotations
 

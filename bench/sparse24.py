@@ -69,7 +69,8 @@ def main() -> int:
                                         device)
             d, s = ({k: timed[name][k] * 1000 for k in ("median", "p10", "p90")} for name in ("dense", "sparse"))
             print(f"| {size} | {batch} | {d['median']:.4f} [{d['p10']:.4f}-{d['p90']:.4f}] | "
-                  f"{s['median']:.4f} [{s['p10']:.4f}-{s['p90']:.4f}] | {d['median'] / s['median']:.2f}× | {diff:.2e} |")
+                  f"{s['median']:.4f} [{s['p10']:.4f}-{s['p90']:.4f}] | {d['median'] / s['median']:.2f}× | "
+                  f"{diff:.2e} |")
     return 0
 
 
