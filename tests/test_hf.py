@@ -18,7 +18,7 @@ import yaml
 
 from progprune_cli.data import DataInfo
 from progprune_cli.errors import UserError
-from tests.conftest import component, composed, model_of, progprune
+from conftest import component, composed, model_of, progprune
 
 transformers = pytest.importorskip("transformers")
 
