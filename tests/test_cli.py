@@ -177,20 +177,19 @@ def test_same_seed_same_results(weight_run: Path, workdir: Path) -> None:
     assert len(figures) == 2 and figures[0] == figures[1]
 
 
-@pytest.mark.slow
-def test_finished_run_folder_is_never_overwritten(workdir: Path) -> None:
+def test_finished_run_folder_is_never_overwritten(weight_run: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
     target = workdir / "mine"
-    assert progprune("train", *TINY, "train.epochs=0", f"hydra.run.dir={target}", cwd=workdir).returncode == 0
+    shutil.copytree(weight_run, target)
     before = (target / "results.json").read_bytes()
-    again = progprune("train", *TINY, "train.epochs=0", f"hydra.run.dir={target}", cwd=workdir)
-    assert again.returncode == 2
-    assert again.stderr == (f"progprune: error: hydra.run.dir: {target} already holds a finished run; choose a new "
-                            "folder\n")
+    err = refused("train", *WEIGHT, f"hydra.run.dir={target}", cwd=workdir, monkeypatch=monkeypatch, capsys=capsys)
+    assert err == f"progprune: error: hydra.run.dir: {target} already holds a finished run; choose a new folder\n"
     assert (target / "results.json").read_bytes() == before
 
 
 @pytest.mark.slow
-def test_interrupted_run_resumes_from_its_checkpoints(weight_run: Path, workdir: Path) -> None:
+def test_interrupted_run_resumes_from_its_checkpoints(weight_run: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
     target = workdir / "run"
     args = ["train", *WEIGHT, f"hydra.run.dir={target}"]
     shutil.copytree(weight_run, target)
@@ -198,10 +197,10 @@ def test_interrupted_run_resumes_from_its_checkpoints(weight_run: Path, workdir:
     # Make it look like the run died during finetune: no finetuned checkpoint, no results.
     (target / "results.json").unlink()
     (target / "checkpoints" / "finetuned.pt").unlink()
-    other = progprune(*args[:-1], "seed=1", f"hydra.run.dir={target}", cwd=workdir)
-    assert other.returncode == 2
-    assert other.stderr == (f"progprune: error: hydra.run.dir: {target} holds a run with another config (seed); "
-                            "resume it with the same config (progprune resume RUN_DIR) or choose a new folder\n")
+    other = refused(*args[:-1], "seed=1", f"hydra.run.dir={target}", cwd=workdir, monkeypatch=monkeypatch,
+                    capsys=capsys)
+    assert other == (f"progprune: error: hydra.run.dir: {target} holds a run with another config (seed); "
+                     "resume it with the same config (progprune resume RUN_DIR) or choose a new folder\n")
     assert "seed: 0" in (target / ".hydra" / "config.yaml").read_text()  # refused before Hydra wrote anything
     again = progprune(*args, cwd=workdir)
     assert again.returncode == 0, again.stderr
