@@ -22,6 +22,8 @@ from progprune_cli.pruning.strategies.channel_graph import output_gap
 INFO = DataInfo(channels=1, height=1, width=4, num_classes=5, vocab=5)  # sequences of 4 tokens, vocabulary 5
 # Per layer, the value every weight of a head's q/k/v rows and proj columns holds (k's negated: scores are |w|).
 SCALES = ([3.0, 1.0, 4.0, 2.0], [0.5, 5.0, 6.0, 7.0])
+SUPPORTED = ("supported: model=gpt's CausalSelfAttention, nn.MultiheadAttention (model=vit), model=hf's GPT2Attention "
+             "and LlamaAttention")
 # A head holds 2 rows × 8 inputs of each of q, k, v and 8 × 2 columns of proj: 64 weights.
 L1 = [[64 * s for s in layer] for layer in SCALES]
 
@@ -136,11 +138,7 @@ def test_the_compacted_copy_cuts_the_heads_and_computes_what_the_masked_model_do
 
 
 @pytest.mark.parametrize("values, model, error", [
-    ({}, "mlp", "strategy=heads: Sequential has no attention layer it can remove heads from (supported: model=gpt's "
-                "CausalSelfAttention)"),
-    ({}, "vit", "strategy=heads: VisionTransformer's nn.MultiheadAttention (encoder.layers.encoder_layer_0."
-                "self_attention) cannot lose a head: torch computes it at num_heads × head_dim = embed_dim, the "
-                "width of its inputs and outputs (supported: model=gpt's CausalSelfAttention)"),
+    ({}, "mlp", f"strategy=heads: Sequential has no attention layer it can remove heads from ({SUPPORTED})"),
     ({"exclude": ["blocks.*"]}, "gpt", "strategy=heads: every attention layer is in strategy.exclude=['blocks.*']"),
     ({"layers": {"blocks.0": 0.5}}, "gpt", "strategy.layers.blocks.0: no such attention layer; choose from "
                                            "blocks.0.attn, blocks.1.attn"),
@@ -173,8 +171,8 @@ def test_the_cli_refuses_a_model_without_attention(tmp_path: Path, monkeypatch: 
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     err = refused("train", "dataset=synthetic", "model=mlp", "+strategy=heads", cwd=tmp_path,
                   monkeypatch=monkeypatch, capsys=capsys)
-    assert err == ("progprune: error: strategy=heads: Sequential has no attention layer it can remove heads from "
-                   "(supported: model=gpt's CausalSelfAttention)\n")
+    assert err == (f"progprune: error: strategy=heads: Sequential has no attention layer it can remove heads from "
+                   f"({SUPPORTED})\n")
     assert not (tmp_path / "runs").exists()
 
 

@@ -104,9 +104,10 @@ def run_export(args: argparse.Namespace) -> list[str]:
 def _export_hf(args: argparse.Namespace, run: RunFolder, which: str) -> list[str]:
     """--format hf: the run's model as a Hugging Face folder, reloaded and compared before it is in place."""
     from progprune_cli.data import build_data, inputs
-    from progprune_cli.export.hf import SIDECAR, TOLERANCE, export_hf, out_folder
+    from progprune_cli.export.hf import SIDECAR, TOLERANCE, export_hf, hf_model, out_folder
     from progprune_cli.export.saved import load_model
 
+    which = hf_model(run, which, chosen=args.model is not None)
     out = out_folder(args.out, run, which)
     data = build_data(run.cfg.dataset, run.cfg.seed)
     model = load_model(run.path, which, info=data.info, trust_targets=args.trust_targets)

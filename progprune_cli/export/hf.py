@@ -27,6 +27,19 @@ def require_hf_run(run: RunFolder) -> None:
         raise UserError(f"--format hf: needs a model=hf run; {run.path} ran model={run.cfg.model.name}")
 
 
+def hf_model(run: RunFolder, which: str, chosen: bool) -> str:
+    """`which`, or finetuned in place of a default compacted model whose attention heads were cut (strategy=heads):
+    a config.json holds one head count for every layer, each n_embd / n_head wide, so no folder describes it."""
+    from progprune_cli.export.saved import read_checkpoint
+
+    if which != "compacted" or read_checkpoint(run.checkpoint(which), which).get("granularity") != "head":
+        return which
+    if chosen:
+        raise UserError("--model compacted: its attention heads were cut out (strategy=heads), which no config.json "
+                        "describes; export --model finetuned (the same model, its removed heads masked to zero)")
+    return "finetuned"
+
+
 def out_folder(given: str | None, run: RunFolder, which: str) -> Path:
     """A new folder (or an empty one) to write; anything else there is refused now, never overwritten."""
     path = run.path / "export" / f"{which}-hf" if given is None else Path(given)

@@ -1,5 +1,6 @@
-"""`heads`: whole attention heads go (model=gpt's CausalSelfAttention): the head's rows of q, k, v and columns of
-proj, masked while training and cut out of a compacted copy."""
+"""`heads`: whole attention heads go (model=gpt's CausalSelfAttention, nn.MultiheadAttention as in model=vit,
+model=hf's GPT2 and Llama attention): the head's rows of q, k, v and columns of the output projection, masked while
+training and cut out of a compacted copy."""
 
 from __future__ import annotations
 
@@ -14,16 +15,13 @@ from progprune_cli.config import StrategyConfig
 from progprune_cli.config.schema import choice
 from progprune_cli.data import DataInfo
 from progprune_cli.errors import UserError
-from progprune_cli.models.gpt import CausalSelfAttention
 from progprune_cli.pruning.masks import Masks, apply_masks
 from progprune_cli.pruning.strategies.base import STRATEGIES, PruneContext, Strategy
 from progprune_cli.pruning.strategies.calibration import check_batches
 from progprune_cli.pruning.strategies.channel_graph import output_gap
 from progprune_cli.pruning.strategies.channels import TOLERANCE
+from progprune_cli.pruning.strategies.heads_attention import SUPPORTED, HeadLayout, kind_of
 from progprune_cli.pruning.strategies.taylor import first_order_terms
-
-SUPPORTED = "supported: model=gpt's CausalSelfAttention"
-IN_ROWS = ("q", "k", "v")  # a head is a block of head_dim output rows of each of these, and the same columns of proj
 
 
 @dataclass
@@ -32,62 +30,51 @@ class HeadsConfig(StrategyConfig):
     batches: int = MISSING  # taylor: calibration batches
 
 
-def attentions(model: nn.Module) -> dict[str, CausalSelfAttention]:
-    """Every attention module whose heads can be removed, by name, in forward order of definition."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, CausalSelfAttention)}
+def attentions(model: nn.Module) -> dict[str, nn.Module]:
+    """Every attention module of a kind heads_attention knows, by name, in order of definition."""
+    return {name: m for name, m in model.named_modules() if kind_of(m) is not None}
 
 
-def head_count(attn: CausalSelfAttention) -> int:
-    return attn.q.out_features // attn.head_dim
+def head_count(attn: nn.Module) -> int:
+    return _kind(attn).heads(attn)
 
 
 def head_entries(model: nn.Module, unit_masks: Masks) -> Masks:
-    """Per parameter of q, k, v and proj, the entries a head's removal keeps: its rows of q/k/v (weight and bias)
-    and its columns of proj. proj's bias belongs to no head and stays."""
+    """Per parameter holding some head's entries, the entries a head's removal keeps (e.g. its rows of q/k/v, weight
+    and bias, and its columns of the output projection). Entries of no head (the output's bias) stay."""
     modules = attentions(model)
     masks: Masks = {}
     for unit, keep in unit_masks.items():
-        attn = modules[unit]
-        rows = keep.to("cpu", torch.bool).repeat_interleave(attn.head_dim)
-        for kind in IN_ROWS:
-            layer = getattr(attn, kind)
-            masks[f"{unit}.{kind}.weight"] = rows[:, None].expand_as(layer.weight).clone()
-            if layer.bias is not None:
-                masks[f"{unit}.{kind}.bias"] = rows.clone()
-        masks[f"{unit}.proj.weight"] = rows[None, :].expand_as(attn.proj.weight).clone()
+        # Owner -1 (no head) picks the appended True.
+        kept = torch.cat([keep.to("cpu", torch.bool), torch.ones(1, dtype=torch.bool)])
+        for name, owner in _kind(modules[unit]).owners(modules[unit]).items():
+            masks[f"{unit}.{name}"] = kept[owner]
     return masks
 
 
 def remove_heads(model: nn.Module, pruned: dict[str, list[int]]) -> None:
-    """Cut the `pruned` heads (attention name → head indices) out of `model` itself: q, k, v lose those output rows
-    and proj those input columns. CausalSelfAttention reads its head count from q's width, so the model runs as is."""
+    """Cut the `pruned` heads (attention name → head indices) out of `model` itself: each attention module is cut in
+    place or replaced by a smaller one that computes the same with the kept heads (heads_attention)."""
     modules = attentions(model)
     for unit, heads in pruned.items():
         attn = modules[unit]
-        keep = torch.ones(head_count(attn), dtype=torch.bool)
+        kind = _kind(attn)
+        keep = torch.ones(kind.heads(attn), dtype=torch.bool)
         keep[heads] = False
-        rows = keep.repeat_interleave(attn.head_dim).nonzero().flatten()
-        for kind in IN_ROWS:
-            setattr(attn, kind, _cut(getattr(attn, kind), rows, dim=0))
-        attn.proj = _cut(attn.proj, rows, dim=1)
-
-
-def _cut(layer: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear:
-    """A Linear keeping `index` of its outputs (dim 0) or inputs (dim 1); the bias follows only the outputs."""
-    weight = layer.weight.detach().index_select(dim, index.to(layer.weight.device))
-    out_features, in_features = weight.shape
-    small = nn.Linear(in_features, out_features, bias=layer.bias is not None, device=weight.device, dtype=weight.dtype)
-    with torch.no_grad():
-        small.weight.copy_(weight)
-        if layer.bias is not None:
-            bias = layer.bias.detach()
-            small.bias.copy_(bias.index_select(0, index.to(bias.device)) if dim == 0 else bias)
-    small.train(layer.training)
-    return small
+        small = kind.cut(attn, keep.repeat_interleave(kind.head_dim(attn)).nonzero().flatten())
+        if small is not attn:
+            parent, _, name = unit.rpartition(".")
+            setattr(model.get_submodule(parent), name, small)
 
 
 def pruned_heads(unit_masks: Masks) -> dict[str, list[int]]:
     return {unit: (~mask).nonzero().flatten().tolist() for unit, mask in unit_masks.items()}
+
+
+def _kind(attn: nn.Module) -> type[HeadLayout]:
+    kind = kind_of(attn)
+    assert kind is not None, type(attn).__name__
+    return kind
 
 
 @STRATEGIES.register("heads", HeadsConfig)
@@ -120,13 +107,17 @@ class Heads(Strategy):
     def check(self, model: nn.Module, info: DataInfo | None = None) -> None:
         """Fail before training on a model without supported attention, or `layers` naming no attention module."""
         name = type(model).__name__
-        if not attentions(model):
-            fused = next((n for n, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)), None)
-            if fused is not None:
-                raise UserError(f"strategy=heads: {name}'s nn.MultiheadAttention ({fused}) cannot lose a head: torch "
-                                "computes it at num_heads × head_dim = embed_dim, the width of its inputs and "
-                                f"outputs ({SUPPORTED})")
+        found = attentions(model)
+        if not found:
+            other = next(((n, m) for n, m in model.named_modules() if type(m).__name__.endswith("Attention")), None)
+            if other is not None:
+                raise UserError(f"strategy=heads: {name}'s {type(other[1]).__name__} ({other[0]}) is not an attention "
+                                f"it can remove heads from ({SUPPORTED})")
             raise UserError(f"strategy=heads: {name} has no attention layer it can remove heads from ({SUPPORTED})")
+        for unit, attn in found.items():
+            why = _kind(attn).refusal(attn)
+            if why is not None:
+                raise UserError(f"strategy=heads: {unit} ({_kind(attn).label}) {why}")
         units = self.units(model)
         if not units:
             raise UserError(f"strategy=heads: every attention layer is in strategy.exclude={list(self.cfg.exclude)}")
@@ -138,8 +129,10 @@ class Heads(Strategy):
         if self.cfg.criterion == "taylor":
             return self._taylor(model, masks, ctx)
         modules = attentions(model)
-        return {unit: _per_head(modules[unit], {f"{kind}.weight": getattr(modules[unit], kind).weight.detach().abs()
-                                                for kind in (*IN_ROWS, "proj")})
+        params = dict(model.named_parameters())
+        return {unit: _per_head(modules[unit], {name: params[f"{unit}.{name}"].detach().abs()
+                                                for name in _kind(modules[unit]).owners(modules[unit])
+                                                if name.endswith("weight")})
                 for unit in masks}
 
     def _taylor(self, model: nn.Module, masks: Masks, ctx: PruneContext) -> dict[str, torch.Tensor]:
@@ -167,22 +160,18 @@ class Heads(Strategy):
         return small
 
 
-def _head_params(unit: str, attn: CausalSelfAttention) -> list[str]:
-    """The parameters a head's entries lie in: q, k, v weights and biases, proj's weight."""
-    return [f"{unit}.{kind}.{what}" for kind in IN_ROWS for what in ("weight", "bias")
-            if getattr(getattr(attn, kind), what) is not None] + [f"{unit}.proj.weight"]
+def _head_params(unit: str, attn: nn.Module) -> list[str]:
+    """The parameters a head's entries lie in (e.g. q, k, v weights and biases, the output projection's weight)."""
+    return [f"{unit}.{name}" for name in _kind(attn).owners(attn)]
 
 
-def _per_head(attn: CausalSelfAttention, terms: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Each head's sum of `terms` (q/k/v weight and bias: its rows; proj weight: its columns), in float64 on the CPU."""
-    heads, dim = head_count(attn), attn.head_dim
-    total = torch.zeros(heads, dtype=torch.float64)
+def _per_head(attn: nn.Module, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Each head's sum of `terms` (by parameter name inside `attn`) over the entries it owns, in float64 on the CPU."""
+    kind = _kind(attn)
+    owners = kind.owners(attn)
+    total = torch.zeros(kind.heads(attn), dtype=torch.float64)
     for name, term in terms.items():
-        term = term.detach().double().cpu()
-        if name == "proj.weight":
-            total += term.view(term.shape[0], heads, dim).sum((0, 2))
-        elif name.endswith(".weight"):
-            total += term.view(heads, dim, -1).sum((1, 2))
-        else:
-            total += term.view(heads, dim).sum(1)
+        owner = owners[name]
+        held = owner >= 0
+        total.index_add_(0, owner[held], term.detach().double().cpu()[held])
     return total
