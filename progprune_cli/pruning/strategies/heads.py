@@ -80,7 +80,7 @@ def _kind(attn: nn.Module) -> type[HeadLayout]:
 @STRATEGIES.register("heads", HeadsConfig)
 class Heads(Strategy):
     """Units are attention modules, one mask entry per head; scores are `l1` (Σ|w| over the head's q/k/v rows and
-    proj columns) or `taylor` (Σ_batches |Σ w·∂L/∂w| over those weights and the q/k/v biases)."""
+    output-projection columns) or `taylor` (Σ_batches |Σ w·∂L/∂w| over those weights and the q/k/v biases)."""
 
     granularity = "head"
 
