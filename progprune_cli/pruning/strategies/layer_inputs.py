@@ -2,7 +2,7 @@
 
 A unit's weight is viewed as `(out, K)` rows (pruning/layout.py: `(out, *inputs)` flattened, or the transpose of
 transformers' Conv1D `(in, out)`); its inputs are read with forward pre-hooks on the layer as an `(n, K)` matrix
-whose column j multiplies row column j: a Linear's or Conv1D's last dim (every position of a (batch, block,
+whose column j multiplies column j of the rows: a Linear's or Conv1D's last dim (every position of a (batch, block,
 features) input counts as one row), a Conv2d's unfolded patches (column j is (in_channel, kh, kw), in the weight's
 memory order). Only Linear, Conv1D and Conv2d (groups=1) weights have such columns:
 an embedding, a bare `in_proj_weight`, a recurrent weight or a bias is refused in one line naming the unit and
