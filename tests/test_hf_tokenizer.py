@@ -113,6 +113,8 @@ def test_the_text_key_changes_with_the_tokenizer_file_and_not_with_its_place(fol
     ("auto_map", "dataset.tokenizer_path: {dir}/tokenizer_config.json names the folder's own code (auto_map); "
                  "progprune never runs a model folder's code (trust_remote_code): use a tokenizer transformers "
                  "itself implements"),
+    ("not a tokenizer", "dataset.tokenizer_path: {dir}/tokenizer.json: not a tokenizer the tokenizers library reads "
+                        "(Model missing. at line 1 column 2)"),
 ])
 def test_a_tokenizer_folder_that_cannot_be_read_is_one_line(make: str, expected: str, folder: Path, corpus: Path,
                                                            tmp_path: Path) -> None:
@@ -120,6 +122,9 @@ def test_a_tokenizer_folder_that_cannot_be_read_is_one_line(make: str, expected:
     if make in ("model only", "auto_map"):
         shutil.copytree(folder, given)
         (given / "tokenizer.json").unlink()
+    if make == "not a tokenizer":
+        given.mkdir()
+        (given / "tokenizer.json").write_text("{}")  # the tokenizers library's own message is quoted
     if make == "auto_map":
         with_tokenizer(given)
         config = json.loads((given / "tokenizer_config.json").read_text())
