@@ -27,6 +27,7 @@ class DataInfo:
     # Text: a sample is `width` token ids in [0, vocab) and its target the next `width` ids (num_classes == vocab,
     # channels == height == 1); 0 for images.
     vocab: int = 0
+    tokenizer_folder: str = ""  # text with dataset.tokenizer=hf: the folder whose tokenizer made the ids (messages)
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -123,6 +123,11 @@ def weights_file(folder: Path) -> Path:
 def check_fits(folder: Path, config: Any, keys: dict[str, Any], info: DataInfo) -> None:
     """The data's vocabulary and block must fit the model's embeddings."""
     vocab = getattr(config, "vocab_size", None)
+    if isinstance(vocab, int) and info.vocab > vocab and info.tokenizer_folder:
+        raise UserError(f"dataset.tokenizer: hf: the tokenizer at {info.tokenizer_folder} has {info.vocab} tokens, "
+                        f"more than the {vocab} of the model at {folder} ({CONFIG} vocab_size); give "
+                        f"dataset.tokenizer_path a folder whose tokenizer has at most {vocab} (or dataset.tokenizer="
+                        "byte: 256)")
     if isinstance(vocab, int) and info.vocab > vocab:
         raise UserError(f"dataset.tokenizer: the data's vocabulary has {info.vocab} tokens, more than the "
                         f"{vocab} of the model at {folder} ({CONFIG} vocab_size); choose a tokenizer "

@@ -1,10 +1,11 @@
 """N:M semi-structured masks (strategy.pattern, e.g. 2:4): N of every M consecutive input weights kept.
 
 A weight `(out, *inputs)` is viewed as `(out, K)` with K the product of the rest (in_features for a Linear;
-in_channels/groups × kh × kw for a conv, in PyTorch's memory order), and every run of M consecutive entries of a
-row is one group: the N highest-scoring entries of each group are kept. That is the layout NVIDIA's sparse tensor
-cores (and `torch.sparse.to_sparse_semi_structured`) take for 2:4. A unit whose K is not a multiple of M has no
-such grouping: it stays dense and the pruning notes say so.
+in_channels/groups × kh × kw for a conv, in PyTorch's memory order; transformers' Conv1D, stored `(in, out)`, is
+transposed first: pruning/layout.py), and every run of M consecutive entries of a row is one group: the N
+highest-scoring entries of each group are kept. That is the layout NVIDIA's sparse tensor cores (and
+`torch.sparse.to_sparse_semi_structured`) take for 2:4. A unit whose K is not a multiple of M has no such grouping:
+it stays dense and the pruning notes say so.
 
 How a schedule ramps it: by layers. A group is either N:M or untouched; an in-between mask (3:4 on the way to 2:4)
 is a pattern no kernel runs and gives only M - N levels. So at each step the fraction of eligible units converted

@@ -29,7 +29,8 @@ def dense_settings(parts: Parts, epochs: int) -> dict[str, Any]:
     if origin is not None and origin.code is not None:
         model["code"] = origin.code
     # Device and versions too: a model trained on a GPU, or by other code, must not pass for this one.
-    dataset = dataclasses.asdict(cfg.dataset)
+    dataset = {k: v for k, v in dataclasses.asdict(cfg.dataset).items()
+               if k not in getattr(cfg.dataset, "KEYED_BY_CONTENT", ())}  # the tokenizer folder (tokenizer=hf)
     if parts.data.fingerprint is not None:  # left out otherwise, so other datasets' entries keep their keys
         dataset["content"] = parts.data.fingerprint
     return {"dataset": dataset, "model": model,

@@ -15,6 +15,7 @@ from progprune_cli.data import DataInfo
 from progprune_cli.config import StrategyConfig
 from progprune_cli.errors import UserError
 from progprune_cli.measure.matrices import direct_biases, direct_matrices
+from progprune_cli.pruning.layout import layouts
 from progprune_cli.pruning.masks import Masks
 from progprune_cli.pruning.pattern import select_pattern
 from progprune_cli.pruning.select import Selection, select
@@ -132,10 +133,15 @@ class Strategy(ABC):
 
     def _pattern_step(self, model: nn.Module, masks: Masks, target: float, progress: float,
                       ctx: PruneContext) -> tuple[Masks, StepReport]:
-        """strategy.pattern: a `progress` share of the units converted to N:M, largest first (pruning/pattern.py)."""
+        """strategy.pattern: a `progress` share of the units converted to N:M, largest first (pruning/pattern.py);
+        groups run along each output's inputs, however the layer stores its weight (pruning/layout.py)."""
         assert self.pattern is not None
         n, m = self.pattern
-        new, targets, notes = select_pattern(self.scores(model, masks, ctx), masks, n, m, progress)
+        scores = self.scores(model, masks, ctx)
+        lay = layouts(model, list(masks))
+        rows, kept = ({u: lay[u].rows(t) for u, t in ts.items()} for ts in (scores, masks))
+        new, targets, notes = select_pattern(rows, kept, n, m, progress)
+        new = {u: lay[u].back(k, masks[u].shape) for u, k in new.items()}
         before, after = (sum(int(k.sum()) for k in ms.values()) for ms in (masks, new))
         total = sum(k.numel() for k in new.values())
         layers = {unit: {"target": targets[unit], "achieved": 1.0 - int(k.sum()) / k.numel(), "nonzero": int(k.sum())}

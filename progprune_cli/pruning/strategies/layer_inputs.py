@@ -1,9 +1,10 @@
 """What Wanda and SparseGPT read from calibration data: each layer's inputs as rows over its weight's columns.
 
-A unit's weight `(out, *inputs)` is viewed as `(out, K)` (pruning/pattern.py's layout); its inputs are read with
-forward pre-hooks on the layer as an `(n, K)` matrix whose column j multiplies weight column j: a Linear's last dim
-(every position of a (batch, block, features) input counts as one row), a Conv2d's unfolded patches (column j is
-(in_channel, kh, kw), in the weight's memory order). Only Linear and Conv2d (groups=1) weights have such columns:
+A unit's weight is viewed as `(out, K)` rows (pruning/layout.py: `(out, *inputs)` flattened, or the transpose of
+transformers' Conv1D `(in, out)`); its inputs are read with forward pre-hooks on the layer as an `(n, K)` matrix
+whose column j multiplies column j of the rows: a Linear's or Conv1D's last dim (every position of a (batch, block,
+features) input counts as one row), a Conv2d's unfolded patches (column j is (in_channel, kh, kw), in the weight's
+memory order). Only Linear, Conv1D and Conv2d (groups=1) weights have such columns:
 an embedding, a bare `in_proj_weight`, a recurrent weight or a bias is refused in one line naming the unit and
 `strategy.exclude`. Not a magnitude fallback: that would mix two criteria in one run and report the mixture as
 Wanda or SparseGPT; both papers prune only the linear layers.
@@ -21,6 +22,7 @@ from torch import nn
 from progprune_cli.config import StrategyConfig
 from progprune_cli.data import DataInfo
 from progprune_cli.errors import UserError
+from progprune_cli.pruning.layout import is_transposed
 from progprune_cli.pruning.masks import Masks
 from progprune_cli.pruning.select import Selection
 from progprune_cli.pruning.strategies.base import PruneContext, StepReport, Strategy
@@ -93,7 +95,7 @@ def _forward(model: nn.Module, units: list[str], inputs: Iterable[torch.Tensor],
 
 
 class Calibrated(Strategy):
-    """Wanda's and SparseGPT's common ground: Linear/Conv2d weights only, a sparsity per layer, calibration
+    """Wanda's and SparseGPT's common ground: Linear/Conv1D/Conv2d weights only, a sparsity per layer, calibration
     batches."""
 
     def __init__(self, cfg: StrategyConfig) -> None:
@@ -110,8 +112,9 @@ class Calibrated(Strategy):
                             "strategy.include_bias=false")
 
     def units(self, model: nn.Module) -> list[str]:
-        """The weights of Linear and Conv2d layers among the common units: the layers both papers prune. Others (an
-        embedding table, an LSTM's matrices) have no input columns to weigh and stay dense, said in the notes."""
+        """The weights of Linear (transformers' Conv1D too) and Conv2d layers among the common units: the layers both
+        papers prune. Others (an embedding table, an LSTM's matrices) have no input columns to weigh and stay dense,
+        said in the notes."""
         return [u for u in super().units(model) if _weighable(model, u)]
 
     def dense_notes(self, model: nn.Module) -> list[str]:
@@ -140,7 +143,8 @@ def _weighable(model: nn.Module, unit: str) -> bool:
     owner, _, kind = unit.rpartition(".")
     parent = layer_of(model, owner) if "." in owner else model
     # An attention's out_proj is a Linear its attention reads without calling it: no forward hook sees its inputs.
-    return (isinstance(layer_of(model, unit), (nn.Linear, nn.Conv2d)) and kind == "weight"
+    layer = layer_of(model, unit)
+    return ((isinstance(layer, (nn.Linear, nn.Conv2d)) or is_transposed(layer)) and kind == "weight"
             and not isinstance(parent, nn.MultiheadAttention))
 
 

@@ -8,7 +8,9 @@ lowest w²/U_jj² (over the whole block, as the reference does; entries pruned b
 pruned), or with strategy.pattern=N:M the M−N lowest of each group of M inputs of a row, chosen on the weights as
 updated so far; the block's columns are pruned one by one with the OBS update of the columns after them, and the
 block's error then updates every later column. The kept weights CHANGE: they are written into the model in place
-(`Strategy.updates_weights`), and the training loop goes on from them.
+(`Strategy.updates_weights`), and the training loop goes on from them. A weight is pruned as its `(out, K)` rows
+(pruning/layout.py), so transformers' Conv1D, stored `(in, out)`, has its blocks over its inputs too and its update
+written back transposed.
 
 Each schedule step runs it again on the current weights, the masks so far kept pruned: progressive SparseGPT.
 `scores` (what `progprune sensitivity` ranks) is w²/U_jj² on the model as it stands, without updates.
@@ -25,6 +27,7 @@ from omegaconf import MISSING
 from torch import nn
 
 from progprune_cli.errors import UserError
+from progprune_cli.pruning.layout import layouts
 from progprune_cli.pruning.masks import Masks
 from progprune_cli.pruning.pattern import _is_nm, converted, dense_note, group_size
 from progprune_cli.pruning.strategies.base import STRATEGIES, PruneContext, StepReport
@@ -138,23 +141,26 @@ class SparseGPT(Calibrated):
 
     def scores(self, model: nn.Module, masks: Masks, ctx: PruneContext) -> dict[str, torch.Tensor]:
         params = dict(model.named_parameters())
+        lay = layouts(model, list(masks))
         scores = {}
         for unit, h in hessians(model, list(masks), ctx, self.cfg.batches).items():
             u, dead = inverse_factor(h, self.cfg.percdamp, unit)
-            w = params[unit].detach().flatten(1).to(u.dtype)
-            kept = masks[unit].flatten(1).to(u.device)
-            scores[unit] = _saliency(w, torch.diagonal(u), dead, kept).cpu().view(masks[unit].shape)
+            w = lay[unit].rows(params[unit].detach()).to(u.dtype)
+            kept = lay[unit].rows(masks[unit]).to(u.device)
+            scores[unit] = lay[unit].back(_saliency(w, torch.diagonal(u), dead, kept).cpu(), masks[unit].shape)
         return scores
 
     def step(self, model: nn.Module, masks: Masks, target: float, progress: float,
              ctx: PruneContext) -> tuple[Masks, StepReport]:
         targets = self.unit_targets(masks, target, progress)
-        chosen = None if self.pattern is None else set(converted({u: m.shape for u, m in masks.items()}, progress,
+        lay = layouts(model, list(masks))
+        rows = {u: lay[u].rows(m) for u, m in masks.items()}  # each output's inputs along dim 1, as fasterprune takes
+        chosen = None if self.pattern is None else set(converted({u: r.shape for u, r in rows.items()}, progress,
                                                                  self.pattern[1]))
         params = dict(model.named_parameters())
         new: Masks = dict(masks)
         notes: list[str] = self.dense_notes(model)
-        for unit, mask in masks.items():
+        for unit, mask in rows.items():
             if self.pattern is not None:
                 n, m = self.pattern
                 if group_size(mask.shape) % m:
@@ -165,12 +171,12 @@ class SparseGPT(Calibrated):
                 targets[unit] = (m - n) / m
             h = hessians(model, [unit], ctx, self.cfg.batches, one=True)[unit]
             weight = params[unit]
-            updated, keep, capped = fasterprune(weight.detach().flatten(1), h, mask.flatten(1).to(h.device),
+            updated, keep, capped = fasterprune(lay[unit].rows(weight.detach()), h, mask.to(h.device),
                                                 targets[unit], self.cfg.blocksize, self.cfg.percdamp, self.pattern,
                                                 unit)
             with torch.no_grad():
-                weight.copy_(updated.view_as(weight))
-            new[unit] = keep.cpu().view_as(mask)
+                weight.copy_(lay[unit].back(updated, weight.shape))
+            new[unit] = lay[unit].back(keep.cpu(), masks[unit].shape)
             if capped:
                 notes.append(f"{unit}: sparsity {targets[unit]:g} would empty a block of columns; it kept its "
                              "highest-scoring entry")

@@ -2,7 +2,8 @@
 
 ‖X_j‖₂ is the L2 norm of input column j over every calibration row (pruning/strategies/layer_inputs.py: a Linear's
 every position, a Conv2d's every unfolded patch), read in one pass of `strategy.batches` batches through the model
-as it stands (pruned entries already zero). The paper's comparison group is the output row: each row of a unit
+as it stands (pruned entries already zero). The paper's comparison group is the output row (pruning/layout.py: a
+Conv1D's stored column): each row of a unit
 loses round(sparsity × K) of its K weights (already-pruned ones count and are never revived; a row of one input
 keeps it, with a note). With strategy.pattern=N:M the groups are M consecutive inputs of a row (pruning/pattern.py).
 Weights are never changed, only masked.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from progprune_cli.pruning.layout import layouts
 from progprune_cli.pruning.masks import Masks
 from progprune_cli.pruning.strategies.base import STRATEGIES, PruneContext, StepReport
 from progprune_cli.pruning.strategies.layer_inputs import CalibratedConfig, Calibrated, observe, step_report
@@ -57,8 +59,9 @@ class Wanda(Calibrated):
     def scores(self, model: nn.Module, masks: Masks, ctx: PruneContext) -> dict[str, torch.Tensor]:
         params = dict(model.named_parameters())
         norms = input_norms(model, list(masks), ctx, self.cfg.batches)
-        return {unit: (params[unit].detach().double().cpu().flatten(1).abs() * norms[unit]).view(masks[unit].shape)
-                for unit in masks}
+        lay = layouts(model, list(masks))
+        return {unit: lay[unit].back(lay[unit].rows(params[unit].detach().double().cpu()).abs() * norms[unit],
+                                     masks[unit].shape) for unit in masks}
 
     def step(self, model: nn.Module, masks: Masks, target: float, progress: float,
              ctx: PruneContext) -> tuple[Masks, StepReport]:
@@ -68,9 +71,12 @@ class Wanda(Calibrated):
         targets = self.unit_targets(masks, target, progress)
         new: Masks = {}
         notes = self.dense_notes(model)
+        lay = layouts(model, list(masks))
         for unit, s in scores.items():
-            new[unit], capped = row_keep(s, masks[unit], targets[unit])
+            rows = lay[unit].rows(s)
+            keep, capped = row_keep(rows, lay[unit].rows(masks[unit]), targets[unit])
+            new[unit] = lay[unit].back(keep, masks[unit].shape)
             if capped:
-                notes.append(f"{unit}: sparsity {targets[unit]:g} would empty rows of {s[0].numel()} inputs; each "
+                notes.append(f"{unit}: sparsity {targets[unit]:g} would empty rows of {rows.shape[1]} inputs; each "
                              "row kept its highest-scoring entry")
         return new, step_report(masks, new, targets, target, notes)
