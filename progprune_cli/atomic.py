@@ -105,3 +105,12 @@ def copy_atomically(source: Path, target: Path) -> None:
             os.fsync(dst.fileno())
 
     replace_atomically(target, write)
+
+
+def nearest_existing(path: Path) -> Path:
+    """`path` itself if it exists, else the nearest folder above it that does: where creating it would begin, and
+    so the folder whose write permission decides whether it can be made."""
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return existing

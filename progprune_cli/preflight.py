@@ -22,6 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 import progprune_cli.catalog  # noqa: F401  (every component's schema, for compose)
 import progprune_cli.resolvers  # noqa: F401  (the resolvers conf/config.yaml uses)
+from progprune_cli.atomic import nearest_existing
 from progprune_cli.config import RunConfig, load_run_config
 from progprune_cli.config.groups import CONFIG_MODULE, group_options
 from progprune_cli.config.load import describe
@@ -96,9 +97,7 @@ def run_dir_of(overrides: list[str]) -> Path | None:
 def check_writable(folder: Path, key: str) -> None:
     """The folder a run or sweep will write (or the nearest existing folder above it) must be writable and have
     room: a read-only folder or a full disk is one line now, not a traceback from Hydra or a half-made folder."""
-    existing = folder.absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(folder)
     if not existing.is_dir():
         return  # a file in the way: the folder checks say so
     if not os.access(existing, os.W_OK | os.X_OK):

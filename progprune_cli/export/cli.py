@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import NoReturn
 
 from progprune_cli.errors import UserError
-from progprune_cli.export.run import RunFolder
+from progprune_cli.export.run import RunFolder, check_out_writable
 from progprune_cli.results.schema import SAVED_MODELS
 
 PROG = "progprune export"
@@ -125,11 +124,7 @@ def _out_path(given: str | None, run: RunFolder, which: str) -> Path:
         return run.path / "export" / f"{which}.onnx"
     path = Path(given)
     path = path / f"{which}.onnx" if path.is_dir() else path
-    existing = path.parent.absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"--out: cannot write {path} ({existing} is not a folder this user can write to)")
+    check_out_writable(path)
     return path
 
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from progprune_cli import __version__
 from progprune_cli.errors import UserError
-from progprune_cli.export.run import RunFolder
+from progprune_cli.export.run import RunFolder, check_out_writable
 from progprune_cli.results.status import config_hash
 
 SIDECAR = "progprune.json"
@@ -46,11 +46,7 @@ def out_folder(given: str | None, run: RunFolder, which: str) -> Path:
     if path.is_symlink() or path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise UserError(f"--out: {path} already exists{'' if path.is_dir() else ' (not a folder)'} and is not "
                         "empty; --format hf writes a new folder: choose another --out")
-    existing = path.parent.absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"--out: cannot write {path} ({existing} is not a folder this user can write to)")
+    check_out_writable(path)
     return path
 
 

@@ -3,11 +3,13 @@ symlink) and which models it saved."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from progprune_cli import reading
+from progprune_cli.atomic import nearest_existing
 from progprune_cli.config import RunConfig, load_run_config
 from progprune_cli.errors import UserError
 from progprune_cli.results.schema import SAVED_MODELS
@@ -126,3 +128,11 @@ def _granularity(cfg: RunConfig) -> str:
 
     assert cfg.strategy is not None
     return build_strategy(cfg.strategy).granularity
+
+
+def check_out_writable(path: Path) -> None:
+    """`--out` must be creatable: its nearest existing folder a folder this user can write to (refused now, before
+    minutes of exporting)."""
+    existing = nearest_existing(path.parent)
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--out: cannot write {path} ({existing} is not a folder this user can write to)")
