@@ -37,6 +37,16 @@ class ChannelGraph:
     # Root → into how many equal blocks grouped convolutions split its channels: a unit mask is one block's, and
     # the same positions go from every block (what a grouped convolution can lose and still compute the same).
     folds: dict[str, int] = field(default_factory=dict)
+    # Roots whose channels reach exactly one other layer's inputs through elementwise ops only: an MLP's hidden layer
+    # (Linear → activation → Linear), which a transformer may lose without touching its residual stream or attention.
+    hidden: frozenset[str] = frozenset()
+    attention: bool = False  # the model has an attention layer (a transformer): only `hidden` roots are units
+
+
+def has_attention(model: nn.Module) -> bool:
+    """Whether `model` has an attention layer: nn.MultiheadAttention, or a module whose class is named so (torch,
+    timm and transformers share no attention base class; GPT's CausalSelfAttention, GPT2Attention, timm's Attention)."""
+    return any(isinstance(m, nn.MultiheadAttention) or "Attention" in type(m).__name__ for m in model.modules())
 
 
 def trace(model: nn.Module, shape: Inputs) -> ChannelGraph:
@@ -58,6 +68,7 @@ def trace(model: nn.Module, shape: Inputs) -> ChannelGraph:
     outputs: set[str] = set()
     blocked: dict[str, str] = {}
     folds: dict[str, int] = {}
+    hidden: set[str] = set()
     seen: set[str] = set()
     for name in order:
         if name in seen or modules[name] not in graph.module2node:
@@ -76,6 +87,8 @@ def trace(model: nn.Module, shape: Inputs) -> ChannelGraph:
         # A producer with no consumer is where the forward pass ends: these channels are the model's outputs.
         if any(not dep.target.outputs for dep in producers):
             outputs.add(name)
+        if _feeds_one_layer(group, layer):
+            hidden.add(name)
         touched = sorted({names[dep.target.module] for dep, _ in group if dep.target.module in names},
                          key=rank.__getitem__)
         fold, grouped = _fold(group, names)
@@ -90,7 +103,20 @@ def trace(model: nn.Module, shape: Inputs) -> ChannelGraph:
         elif fold > 1:
             folds[name] = fold
     widths = {name: int(graph.get_out_channels(modules[name])) // folds.get(name, 1) for name in groups}
-    return ChannelGraph(tuple(order), groups, frozenset(outputs), widths, first, blocked, folds)
+    return ChannelGraph(tuple(order), groups, frozenset(outputs), widths, first, blocked, folds, frozenset(hidden),
+                        has_attention(probe))
+
+
+def _feeds_one_layer(group: tp.Group, layer: nn.Module) -> bool:
+    """Whether `group` (the output channels of the Linear `layer`) is `layer`, elementwise ops (activation, bias,
+    dropout, reshapes) and one other Linear's inputs: nothing else (no norm, residual add, attention) sees them."""
+    import torch_pruning as tp
+
+    between = {tp.ops.OPTYPE.ELEMENTWISE, tp.ops.OPTYPE.RESHAPE}
+    others = {(dep.target, dep.handler.__name__) for dep, _ in group
+              if dep.target.type not in between and dep.target.module is not layer}
+    return isinstance(layer, nn.Linear) and len(others) == 1 and all(
+        isinstance(node.module, nn.Linear) and how == "prune_in_channels" for node, how in others)
 
 
 def _inexact(name: str, module: nn.Module) -> str | None:
