@@ -175,8 +175,8 @@ def test_channel_strategies_refuse_a_language_model_without_attention(tmp_path: 
     err = refused("train", *overrides, "model=lstm", "+strategy=structured", cwd=tmp_path, monkeypatch=monkeypatch,
                   capsys=capsys)
     assert err == ("progprune: error: strategy=structured: removing channels of a language model is supported on "
-                   "transformers' MLP hidden layers only (model=gpt); prune its weights (+strategy=weight, wanda or "
-                   "sparsegpt, or strategy.granularity=weight)\n")
+                   "transformers' MLP hidden layers only (model=gpt or hf); prune its weights (+strategy=weight, "
+                   "wanda or sparsegpt, or strategy.granularity=weight)\n")
 
 
 def test_the_text_yaml_composes() -> None:

@@ -1,5 +1,5 @@
 """Channel strategies on transformers (issue 18): only the hidden neurons of each MLP go (gpt, vit); masks, the
-compacted model, budgets and one language-model run, and the one-line refusals (hf's Conv1D MLPs, strategy.layers)."""
+compacted model, budgets and one language-model run, Hugging Face GPT-2's Conv1D MLPs, and the one-line refusals."""
 
 from __future__ import annotations
 
@@ -161,19 +161,54 @@ def test_strategy_layers_naming_an_attention_layer_is_a_one_line_error() -> None
                                 "transformer; choose from blocks.0.mlp.0, blocks.1.mlp.0")
 
 
-def test_hugging_face_gpt2_is_refused_in_one_line() -> None:
+# --- Hugging Face GPT-2: MLPs of transformers' Conv1D layers, weights stored (in, out) --------------------------------
+
+def hf_gpt2() -> nn.Module:
     transformers = pytest.importorskip("transformers")
     from progprune_cli.models.hf import CausalLM
 
-    config = transformers.GPT2Config(vocab_size=11, n_positions=16, n_embd=8, n_layer=1, n_head=2)
+    config = transformers.GPT2Config(vocab_size=11, n_positions=16, n_embd=E, n_layer=2, n_head=2, bos_token_id=0,
+                                     eos_token_id=0)
     torch.manual_seed(0)
-    model = CausalLM(transformers.GPT2LMHeadModel(config), 11)
+    return CausalLM(transformers.GPT2LMHeadModel(config), 11)
+
+
+def test_hugging_face_gpt2_loses_exactly_the_weakest_conv1d_mlp_neurons_and_compacts_exactly() -> None:
+    model = hf_gpt2()
+    s = strategy("structured", sparsity=0.25)
+    masks, notes = step(s, model, TEXT, 0.25)
+    units = [f"model.transformer.h.{i}.mlp.c_fc" for i in range(2)]
+    assert list(masks) == units and notes == []
+    modules = dict(model.named_modules())
+    expected: dict[str, torch.Tensor] = {}
+    for unit, mask in masks.items():
+        # A neuron is a column of c_fc's (in, out) weight: its L1 norm ranks it; c_proj loses the same rows.
+        norms = modules[unit].weight.detach().abs().sum(0)
+        assert set((~mask).nonzero().flatten().tolist()) == set(norms.argsort()[: round(0.25 * HIDDEN)].tolist())
+        c_proj = unit.replace("c_fc", "c_proj")
+        expected |= {f"{unit}.weight": mask[None, :].expand(E, HIDDEN), f"{unit}.bias": mask,
+                     f"{c_proj}.weight": mask[:, None].expand(HIDDEN, E)}
+    params = s.to_param_masks(model, masks)
+    assert {name for name, m in params.items() if not m.all()} == set(expected)
+    assert all(torch.equal(params[name], m) for name, m in expected.items())
+    small = s.compact(model, masks, TEXT)
+    masked = copy.deepcopy(model)
+    apply_masks(masked, params)
+    assert cg.output_gap(masked, small, TEXT.example) <= TOLERANCE
+    assert sum(p.numel() for p in small.parameters()) == \
+        sum(p.numel() for p in model.parameters()) - 2 * 8 * (E + 1 + E)
+    assert [(b.mlp.c_fc.nf, b.mlp.c_proj.nx) for b in small.model.transformer.h] == [(HIDDEN - 8, HIDDEN - 8)] * 2
+    assert small.model.transformer.wte.weight.shape == (11, E)
+
+
+def test_a_mac_budget_on_conv1d_layers_is_refused_in_one_line() -> None:
+    model = hf_gpt2()
+    s = strategy("structured", target={"macs": 1.1})
+    s.check(model, TEXT)
     with pytest.raises(UserError) as error:
-        strategy("structured").check(model, TEXT)
-    assert str(error.value) == (
-        "strategy=structured: no MLP hidden layer left to prune in CausalLM: on a transformer only the hidden neurons "
-        "of MLPs made of nn.Linear layers are pruned (model=gpt or vit; model=hf's GPT-2 MLPs are transformers Conv1D "
-        "layers, whose channels torch-pruning cannot remove); strategy.exclude=[]")
+        find_budget(s, model, TEXT)
+    assert str(error.value) == ("strategy.target.macs=1.1: the MACs of transformers' Conv1D layers (model=hf's GPT-2) "
+                                "are not counted; use strategy.target.params or strategy.target.latency_ms")
 
 
 # --- a run -----------------------------------------------------------------------------------------------------------

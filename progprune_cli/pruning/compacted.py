@@ -90,7 +90,7 @@ def component_keys(cfg: Any) -> dict[str, Any]:
 
 def widths(module: nn.Module) -> dict[str, int]:
     """Output channels (features) of every conv/linear layer: what compaction changes."""
-    return {name: int(m.weight.shape[0]) for name, m in module.named_modules() if isinstance(m, cg.PRUNABLE)}
+    return {name: int(cg.out_major(m, m.weight).shape[0]) for name, m in module.named_modules() if cg.prunable(m)}
 
 
 def fresh_model(cfg: ModelConfig, info: DataInfo) -> nn.Module:

@@ -159,7 +159,7 @@ class ChannelStrategy(Strategy):
         if info is not None and info.vocab and not cg.has_attention(model):
             # Only a transformer's MLP neurons are known to go exactly from a model fed token ids.
             raise UserError(f"strategy={name}: removing channels of a language model is supported on transformers' "
-                            f"MLP hidden layers only (model=gpt); prune its weights (+strategy=weight, wanda or "
+                            f"MLP hidden layers only (model=gpt or hf); prune its weights (+strategy=weight, wanda or "
                             f"sparsegpt, or strategy.granularity=weight)")
         try:
             graph = self.graph(model)
@@ -174,9 +174,8 @@ class ChannelStrategy(Strategy):
         if not units and graph.attention:
             raise UserError(
                 f"strategy={name}: no MLP hidden layer left to prune in {type(model).__name__}: on a transformer only "
-                f"the hidden neurons of MLPs made of nn.Linear layers are pruned (model=gpt or vit; model=hf's GPT-2 "
-                f"MLPs are transformers Conv1D layers, whose channels torch-pruning cannot remove); strategy.exclude="
-                f"{list(self.cfg.exclude)}")
+                f"the hidden neurons of MLPs (a linear layer, elementwise ops, a linear layer) are pruned; strategy."
+                f"exclude={list(self.cfg.exclude)}")
         if not units:
             raise UserError(
                 f"strategy={name}: no layer left to prune: the classifier ({', '.join(sorted(graph.outputs))}) "
