@@ -61,19 +61,15 @@ def _norm(name: str, module: str, coupled: int) -> str:
             "removing some changes the rest")
 
 
-def _qkv(block: int) -> str:
-    return (f"blocks.{block}.attn.qkv: left dense: compacting fails: RuntimeError: shape '[4, 5, 3, 3, 64]' is "
-            "invalid for input of size 11460")
-
-
 # With keep_first=false: what each architecture leaves at full width, exactly as every step's notes say it.
 DENSE: dict[str, list[str]] = {
     "efficientnet_b0": [],
     "regnet_x_400mf": [],
-    "vit": [_norm("conv_proj", "encoder.layers.encoder_layer_0.ln_1 (LayerNorm)", 2)],
+    # Transformers: only their MLPs' hidden layers are units, so the residual stream and fused q/k/v are no candidates.
+    "vit": [],
     "timm_resnet10t": [],
     "timm_mobilenetv3": [],
-    "timm_vit_tiny": [_norm("patch_embed.proj", "blocks.0.norm1 (LayerNorm)", 4), _qkv(0), _qkv(1)],
+    "timm_vit_tiny": [],
     "timm_convnext_atto": [_norm("stem.0", "stem.1 (LayerNorm2d)", 4),
                            _norm("stages.1.downsample.1", "stages.1.blocks.0.norm (LayerNorm2d)", 4),
                            _norm("stages.2.downsample.1", "stages.2.blocks.0.norm (LayerNorm2d)", 12),
@@ -377,13 +373,12 @@ class Attention(nn.Module):
         return self.fc(torch.relu(self.hidden(attended)).mean(1))
 
 
-def test_multihead_attention_leaves_its_embedding_dense_and_named() -> None:
+def test_a_model_with_multihead_attention_prunes_only_its_mlp_hidden_layer() -> None:
     model = Attention()
     s = strategy("structured", keep_first=False)
     masks, _, notes = step_and_compact(s, model)
-    assert list(masks) == ["hidden"]
-    assert notes == ["embed: left dense: attention (MultiheadAttention) would lose embedding channels from its q/k/v "
-                     "and output projections, which changes its heads' size and scale"]
+    # A transformer's embedding is its residual stream: no candidate, so no note says it stays dense.
+    assert list(masks) == ["hidden"] and notes == []
 
 
 class HardCodedView(nn.Module):
@@ -410,12 +405,11 @@ def test_a_unit_that_fails_the_trial_is_left_dense_and_the_rest_is_pruned() -> N
 
 def test_strategy_layers_naming_a_dense_layer_is_a_one_line_error() -> None:
     with pytest.raises(UserError) as error:
-        strategy("structured", keep_first=False, layers={"encoder.layers.encoder_layer_0.mlp.3": 0.3}).check(
-            fresh("vit"), INFO)
+        strategy("structured", keep_first=False, layers={"stages.1.downsample.1": 0.3}).check(
+            fresh("timm_convnext_atto"), INFO)
     assert str(error.value) == (
-        "strategy.layers.encoder.layers.encoder_layer_0.mlp.3: cannot be pruned here (encoder.layers.encoder_layer_0"
-        ".ln_1 (LayerNorm) normalizes over these channels, so removing some changes the rest); remove it from "
-        "strategy.layers")
+        "strategy.layers.stages.1.downsample.1: cannot be pruned here (stages.1.blocks.0.norm (LayerNorm2d) normalizes "
+        "over these channels, so removing some changes the rest); remove it from strategy.layers")
 
 
 # --- the compacted checkpoint's rebuild -----------------------------------------------------------------------------

@@ -168,13 +168,15 @@ def test_a_language_model_run_reports_perplexity_and_resumes_byte_identical(tmp_
         assert all(torch.equal(a[k], b[k]) for k in b)
 
 
-def test_channel_strategies_refuse_a_language_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_channel_strategies_refuse_a_language_model_without_attention(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     corpus = text_file(tmp_path)
-    overrides = [o for o in lm_run(corpus) if not o.startswith("+strategy")]
-    err = refused("train", *overrides, "+strategy=structured", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
-    assert err == ("progprune: error: strategy=structured: removing channels of a language model is not supported; "
-                   "prune its weights (+strategy=weight, wanda or sparsegpt, or strategy.granularity=weight)\n")
+    overrides = [o for o in lm_run(corpus) if not o.startswith(("+strategy", "model"))]
+    err = refused("train", *overrides, "model=lstm", "+strategy=structured", cwd=tmp_path, monkeypatch=monkeypatch,
+                  capsys=capsys)
+    assert err == ("progprune: error: strategy=structured: removing channels of a language model is supported on "
+                   "transformers' MLP hidden layers only (model=gpt or hf); prune its weights (+strategy=weight, "
+                   "wanda or sparsegpt, or strategy.granularity=weight)\n")
 
 
 def test_the_text_yaml_composes() -> None:

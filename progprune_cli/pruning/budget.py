@@ -18,7 +18,7 @@ from progprune_cli.pruning.masks import Masks
 from progprune_cli.pruning.select import Selection, select
 from progprune_cli.pruning.strategies import Strategy
 from progprune_cli.pruning.strategies import channel_graph as cg
-from progprune_cli.pruning.strategies.channels import ChannelStrategy
+from progprune_cli.pruning.strategies.channels import ChannelStrategy, inputs_of
 
 TOLERANCE = 0.02  # a ratio whose value is this close to the target (relative) meets it
 # A latency search stops once the sparsity that misses and the one that meets are this close (or adjacent widths):
@@ -85,6 +85,9 @@ def find_budget(strategy: Strategy, model: nn.Module, info: DataInfo) -> BudgetF
         return None
     wanted = float(getattr(strategy.cfg.target, key))
     where = f"strategy.target.{key}={wanted:g}"
+    if key == "macs" and any(map(cg.is_conv1d, model.modules())):
+        raise UserError(f"{where}: the MACs of transformers' Conv1D layers (model=hf's GPT-2) are not counted; use "
+                        "strategy.target.params or strategy.target.latency_ms")
     channels = isinstance(strategy, ChannelStrategy)
     masks = strategy.initial_masks(model, info)
     if channels:
@@ -187,8 +190,7 @@ def _overridden(unit: str, layers: dict[str, float]) -> bool:
 def compacted_at(strategy: Strategy, model: nn.Module, info: DataInfo, masks: Masks, sparsity: float) -> nn.Module:
     """A copy of `model` with the channels its final masks at `sparsity` remove taken out (torch-pruning's call)."""
     final = _final_masks(strategy, masks, sparsity)
-    return cg.remove_channels(model, (info.channels, info.height, info.width),
-                              {u: (~m).nonzero().flatten().tolist() for u, m in final.items()})
+    return cg.remove_channels(model, inputs_of(info), {u: (~m).nonzero().flatten().tolist() for u, m in final.items()})
 
 
 def _final_masks(strategy: Strategy, masks: Masks, sparsity: float) -> Masks:
@@ -201,7 +203,7 @@ def _final_masks(strategy: Strategy, masks: Masks, sparsity: float) -> Masks:
 def _channel_value(strategy: ChannelStrategy, model: nn.Module, info: DataInfo, masks: Masks,
                    key: str) -> Callable[[float], float]:
     """MAC speedup or parameter fraction of `model` compacted at a sparsity (the same torch-pruning call)."""
-    shape = (info.channels, info.height, info.width)
+    shape = info.example(1) if info.vocab else info.shape  # token ids: one example, which no shape says
     dense_macs = macs_summary(layer_table(model, shape))["dense"]
     dense_params = count_params(model)["physical"]
 

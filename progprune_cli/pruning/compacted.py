@@ -19,7 +19,7 @@ from progprune_cli.errors import UserError
 from progprune_cli.models import build_model
 from progprune_cli.pruning.masks import Masks
 from progprune_cli.pruning.strategies import channel_graph as cg
-from progprune_cli.pruning.strategies.channels import TOLERANCE
+from progprune_cli.pruning.strategies.channels import TOLERANCE, inputs_of
 from progprune_cli.pruning.strategies.heads import remove_heads
 
 FORMAT, VERSION = "progprune.compacted", 1
@@ -27,7 +27,7 @@ _PLAIN = (str, int, float, bool, type(None))
 # What a unit mask removes, by the strategy's granularity: the same call the strategy compacted with, on a fresh
 # model. A file without the key (written before heads could be compacted) removes channels.
 REMOVERS: dict[str, Callable[[nn.Module, DataInfo, dict[str, list[int]]], None]] = {
-    "channel": lambda model, info, pruned: cg.remove_in_place(model, (info.channels, info.height, info.width), pruned),
+    "channel": lambda model, info, pruned: cg.remove_in_place(model, inputs_of(info), pruned),
     "head": lambda model, info, pruned: remove_heads(model, pruned),
 }
 
@@ -90,7 +90,7 @@ def component_keys(cfg: Any) -> dict[str, Any]:
 
 def widths(module: nn.Module) -> dict[str, int]:
     """Output channels (features) of every conv/linear layer: what compaction changes."""
-    return {name: int(m.weight.shape[0]) for name, m in module.named_modules() if isinstance(m, cg.PRUNABLE)}
+    return {name: int(cg.out_major(m, m.weight).shape[0]) for name, m in module.named_modules() if cg.prunable(m)}
 
 
 def fresh_model(cfg: ModelConfig, info: DataInfo) -> nn.Module:

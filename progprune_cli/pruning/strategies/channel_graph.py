@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ from progprune_cli.pruning.masks import Masks
 if TYPE_CHECKING:
     import torch_pruning as tp
 
-PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)  # and transformers' Conv1D where it is loaded: prunable()
 Shape = tuple[int, ...]  # one sample's shape, without the batch dimension
 # What the model is run on: a shape (float inputs: zeros, or seeded normal values), or a maker of `n` inputs as
 # DataInfo.example gives them (seed None: zeros; token ids for a language model, which a shape cannot describe).
@@ -37,6 +38,37 @@ class ChannelGraph:
     # Root → into how many equal blocks grouped convolutions split its channels: a unit mask is one block's, and
     # the same positions go from every block (what a grouped convolution can lose and still compute the same).
     folds: dict[str, int] = field(default_factory=dict)
+    # Roots whose channels reach exactly one other layer's inputs through elementwise ops only: an MLP's hidden layer
+    # (Linear → activation → Linear), which a transformer may lose without touching its residual stream or attention.
+    hidden: frozenset[str] = frozenset()
+    attention: bool = False  # the model has an attention layer (a transformer): only `hidden` roots are units
+
+
+def hf_conv1d() -> type | None:
+    """transformers' Conv1D (GPT-2's linear layer, its weight stored (in, out)) where transformers is loaded: a model
+    holding one was built by it, so core never imports it."""
+    return getattr(sys.modules.get("transformers.pytorch_utils"), "Conv1D", None)
+
+
+def is_conv1d(module: nn.Module) -> bool:
+    conv1d = hf_conv1d()
+    return conv1d is not None and isinstance(module, conv1d)
+
+
+def prunable(module: nn.Module) -> bool:
+    """A conv/linear layer whose output channels can be units (transformers' Conv1D is a linear layer)."""
+    return isinstance(module, PRUNABLE) or is_conv1d(module)
+
+
+def out_major(module: nn.Module, tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor`, shaped like `module`'s weight, with one row per output channel (Conv1D stores its weight (in, out))."""
+    return tensor.t() if is_conv1d(module) else tensor
+
+
+def has_attention(model: nn.Module) -> bool:
+    """Whether `model` has an attention layer: nn.MultiheadAttention, or a module whose class is named so (torch,
+    timm and transformers share no attention base class; GPT's CausalSelfAttention, GPT2Attention, timm's Attention)."""
+    return any(isinstance(m, nn.MultiheadAttention) or "Attention" in type(m).__name__ for m in model.modules())
 
 
 def trace(model: nn.Module, shape: Inputs) -> ChannelGraph:
@@ -46,7 +78,7 @@ def trace(model: nn.Module, shape: Inputs) -> ChannelGraph:
     first = _first_seeing_input(probe, shape)
     order: list[str] = []
     hooks = [m.register_forward_hook(lambda m, i, o: order.append(names[m]) if names[m] not in order else None)
-             for m in probe.modules() if isinstance(m, PRUNABLE)]
+             for m in probe.modules() if prunable(m)]
     try:
         graph = _dependency_graph(probe, shape)
     finally:
@@ -58,6 +90,7 @@ def trace(model: nn.Module, shape: Inputs) -> ChannelGraph:
     outputs: set[str] = set()
     blocked: dict[str, str] = {}
     folds: dict[str, int] = {}
+    hidden: set[str] = set()
     seen: set[str] = set()
     for name in order:
         if name in seen or modules[name] not in graph.module2node:
@@ -76,6 +109,8 @@ def trace(model: nn.Module, shape: Inputs) -> ChannelGraph:
         # A producer with no consumer is where the forward pass ends: these channels are the model's outputs.
         if any(not dep.target.outputs for dep in producers):
             outputs.add(name)
+        if _feeds_one_layer(group, layer):
+            hidden.add(name)
         touched = sorted({names[dep.target.module] for dep, _ in group if dep.target.module in names},
                          key=rank.__getitem__)
         fold, grouped = _fold(group, names)
@@ -90,7 +125,25 @@ def trace(model: nn.Module, shape: Inputs) -> ChannelGraph:
         elif fold > 1:
             folds[name] = fold
     widths = {name: int(graph.get_out_channels(modules[name])) // folds.get(name, 1) for name in groups}
-    return ChannelGraph(tuple(order), groups, frozenset(outputs), widths, first, blocked, folds)
+    return ChannelGraph(tuple(order), groups, frozenset(outputs), widths, first, blocked, folds, frozenset(hidden),
+                        has_attention(probe))
+
+
+def _feeds_one_layer(group: tp.Group, layer: nn.Module) -> bool:
+    """Whether `group` (the output channels of the linear `layer`) is `layer`, elementwise ops (activation, bias,
+    dropout, reshapes) and one other linear layer's inputs: nothing else (no norm, residual add, attention, split of
+    a fused q/k/v) sees them. Linear: nn.Linear or transformers' Conv1D."""
+    import torch_pruning as tp
+
+    between = {tp.ops.OPTYPE.ELEMENTWISE, tp.ops.OPTYPE.RESHAPE}
+    others = {(dep.target, dep.handler.__name__) for dep, _ in group
+              if dep.target.type not in between and dep.target.module is not layer}
+    return _linear(layer) and len(others) == 1 and all(
+        _linear(node.module) and how == "prune_in_channels" for node, how in others)
+
+
+def _linear(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear) or is_conv1d(module)
 
 
 def _inexact(name: str, module: nn.Module) -> str | None:
@@ -98,9 +151,7 @@ def _inexact(name: str, module: nn.Module) -> str | None:
     if isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
         # Its mean and variance are taken over the channels: a zeroed channel still counts, a removed one does not.
         return f"{name} ({type(module).__name__}) normalizes over these channels, so removing some changes the rest"
-    if isinstance(module, nn.MultiheadAttention):
-        return (f"{name} (MultiheadAttention) would lose embedding channels from its q/k/v and output projections, "
-                "which changes its heads' size and scale")
+    # nn.MultiheadAttention needs no case: a model with attention prunes only MLP hidden layers, which never reach it.
     return None
 
 
@@ -133,7 +184,7 @@ def _first_seeing_input(model: nn.Module, shape: Inputs) -> str | None:
     frozen = {p: p.requires_grad for p in model.parameters()}
     hooks = [m.register_forward_hook(lambda m, i, o: seen.append(names[m]) if i and torch.is_tensor(i[0]) and
                                      i[0].requires_grad else None)
-             for m in model.modules() if isinstance(m, PRUNABLE)]
+             for m in model.modules() if prunable(m)]
     training = model.training
     try:
         model.requires_grad_(False).eval()  # eval: a batch of one, and no batch-norm statistics move
@@ -233,8 +284,39 @@ def _dependency_graph(model: nn.Module, shape: Inputs) -> tp.DependencyGraph:
     import torch_pruning as tp
 
     example = batch(shape, 1, None, next(model.parameters()))
+    conv1d = hf_conv1d()
+    # torch-pruning knows no Conv1D: without a pruner of its own it sees only loose parameters, never a layer.
+    pruners = {conv1d: _conv1d_pruner()} if conv1d is not None and any(map(is_conv1d, model.modules())) else None
     with torch.enable_grad():  # torch-pruning traces through autograd
-        return tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
+        return tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False,
+                                                     customized_pruners=pruners)
+
+
+def _conv1d_pruner() -> tp.pruner.BasePruningFunc:
+    """torch-pruning's LinearPruner for transformers' Conv1D: y = x·W + b with W (in, out), out = nf, in = nx."""
+    import torch_pruning as tp
+
+    class Conv1DPruner(tp.pruner.function.BasePruningFunc):
+        def prune_out_channels(self, layer: nn.Module, idxs: list[int]) -> nn.Module:
+            keep = sorted(set(range(layer.nf)) - set(idxs))
+            layer.nf = len(keep)
+            layer.weight = self._prune_parameter_and_grad(layer.weight, keep, 1)
+            layer.bias = self._prune_parameter_and_grad(layer.bias, keep, 0)
+            return layer
+
+        def prune_in_channels(self, layer: nn.Module, idxs: list[int]) -> nn.Module:
+            keep = sorted(set(range(layer.nx)) - set(idxs))
+            layer.nx = len(keep)
+            layer.weight = self._prune_parameter_and_grad(layer.weight, keep, 0)
+            return layer
+
+        def get_out_channels(self, layer: nn.Module) -> int:
+            return layer.nf
+
+        def get_in_channels(self, layer: nn.Module) -> int:
+            return layer.nx
+
+    return Conv1DPruner()
 
 
 def batch(inputs: Inputs, n: int, seed: int | None, like: torch.Tensor) -> torch.Tensor:

@@ -33,15 +33,17 @@ class ChannelStrategy(Strategy):
     channel is always removed from every layer that shares it. The classifier's outputs are the classes: never a unit.
     Where grouped convolutions split a unit's channels into blocks, its mask covers one block and the same positions
     go from every block. A unit whose channels cannot be removed exactly (`dense`) stays at full width, named in
-    every step's notes.
+    every step's notes. On a transformer (a model with attention) the units are its MLPs' hidden layers only: their
+    neurons go, while the residual stream, attention, embeddings, norms and heads stay whole.
     """
 
     granularity = "channel"
 
     def __init__(self, cfg: StrategyConfig) -> None:
         super().__init__(cfg)
-        self.shape: cg.Shape | None = None  # one sample's shape, from DataInfo once a caller gives it
-        self._traced: tuple[nn.Module, cg.Shape, cg.ChannelGraph] | None = None
+        # One sample's shape from DataInfo once a caller gives it; for token ids, DataInfo.example (no shape says them).
+        self.shape: cg.Inputs | None = None
+        self._traced: tuple[nn.Module, cg.Inputs, cg.ChannelGraph] | None = None
         self._dense: tuple[Any, dict[str, str]] | None = None  # (traced structure, unit → why it stays dense)
 
     @abstractmethod
@@ -79,11 +81,13 @@ class ChannelStrategy(Strategy):
                 for unit, why in self.dense(model).items()]
 
     def _candidates(self, model: nn.Module) -> list[str]:
-        """Roots that are not the classifier, the kept first layer or excluded (before any is found dense)."""
+        """Roots that are not the classifier, the kept first layer or excluded (before any is found dense); on a
+        transformer, only its MLPs' hidden layers."""
         graph = self.graph(model)
         first = {graph.first} if self.cfg.keep_first and graph.first is not None else set()
         return [root for root, members in graph.groups.items()
-                if root not in graph.outputs and not any(self._excluded(m) or m in first for m in members)]
+                if root not in graph.outputs and not any(self._excluded(m) or m in first for m in members)
+                and (not graph.attention or root in graph.hidden)]
 
     def _find_dense(self, model: nn.Module, graph: cg.ChannelGraph) -> dict[str, str]:
         candidates = self._candidates(model)
@@ -152,6 +156,11 @@ class ChannelStrategy(Strategy):
         compacted (one trial channel less) are left dense and named in every step's notes."""
         self._remember(info)
         name = self.cfg.name
+        if info is not None and info.vocab and not cg.has_attention(model):
+            # Only a transformer's MLP neurons are known to go exactly from a model fed token ids.
+            raise UserError(f"strategy={name}: removing channels of a language model is supported on transformers' "
+                            f"MLP hidden layers only (model=gpt or hf); prune its weights (+strategy=weight, wanda or "
+                            f"sparsegpt, or strategy.granularity=weight)")
         try:
             graph = self.graph(model)
         except Exception as error:  # noqa: BLE001 - whatever torch-pruning raises, the user needs one line
@@ -162,6 +171,11 @@ class ChannelStrategy(Strategy):
             layer, why = next(iter(dense.items()))
             others = f" (and {len(dense) - 1} more layers)" if len(dense) > 1 else ""
             raise UserError(f"strategy={name}: cannot compact layer {layer}{others}: {why}")
+        if not units and graph.attention:
+            raise UserError(
+                f"strategy={name}: no MLP hidden layer left to prune in {type(model).__name__}: on a transformer only "
+                f"the hidden neurons of MLPs (a linear layer, elementwise ops, a linear layer) are pruned; strategy."
+                f"exclude={list(self.cfg.exclude)}")
         if not units:
             raise UserError(
                 f"strategy={name}: no layer left to prune: the classifier ({', '.join(sorted(graph.outputs))}) "
@@ -180,6 +194,9 @@ class ChannelStrategy(Strategy):
             if layer in coupled:
                 raise UserError(f"strategy.layers.{layer}: its channels are tied to {coupled[layer]} (residual "
                                 f"add); set strategy.layers.{coupled[layer]} instead")
+            if graph.attention:
+                raise UserError(f"strategy.layers.{layer}: not an MLP hidden layer, the only layers pruned in a "
+                                f"transformer; choose from {', '.join(units)}")
             raise UserError(f"strategy.layers.{layer}: no such prunable layer; choose from {', '.join(units)}")
 
     def _try_compact(self, model: nn.Module, unit_masks: Masks) -> tuple[nn.Module | None, str | None]:
@@ -204,14 +221,10 @@ class ChannelStrategy(Strategy):
         return ", ".join(unit_masks) + " together", problem
 
     def _remember(self, info: DataInfo | None) -> None:
-        if info is not None and info.vocab:
-            # The dependency graph and the output check feed float images; token ids need another tracer input.
-            raise UserError(f"strategy={self.cfg.name}: removing channels of a language model is not supported; "
-                            f"prune its weights (+strategy=weight, wanda or sparsegpt, or strategy.granularity=weight)")
         if info is not None:
-            self.shape = info.shape
+            self.shape = inputs_of(info)
 
-    def _shape_of(self, model: nn.Module) -> cg.Shape:
+    def _shape_of(self, model: nn.Module) -> cg.Inputs:
         if self.shape is None:
             # Callers that do not pass DataInfo: probe the model for an input it accepts (structure, not size, matters).
             try:
@@ -220,6 +233,12 @@ class ChannelStrategy(Strategy):
                 raise UserError(f"strategy={self.cfg.name}: cannot find an input shape for "
                                 f"{type(model).__name__}: {error}") from None
         return self.shape
+
+
+def inputs_of(info: DataInfo) -> cg.Inputs:
+    """What the dependency graph and the output check run on: the data's shape, or for token ids (which no shape
+    says) the data's own examples."""
+    return info.example if info.vocab else info.shape
 
 
 def _pruned(unit_masks: Masks) -> dict[str, list[int]]:

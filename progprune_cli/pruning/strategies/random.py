@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from progprune_cli.pruning.strategies import channel_graph as cg
 from progprune_cli.pruning.strategies.base import STRATEGIES, PruneContext, Strategy
 from progprune_cli.config.schema import choice
 from progprune_cli.pruning.strategies.channels import ChannelConfig, ChannelStrategy
@@ -35,7 +36,8 @@ class RandomChannels(ChannelStrategy):
 
     def layer_scores(self, model: nn.Module, layers: list[str], ctx: PruneContext) -> dict[str, torch.Tensor]:
         modules = dict(model.named_modules())
-        return random_scores({name: modules[name].weight.shape[:1] for name in layers}, ctx)
+        return random_scores({name: cg.out_major(modules[name], modules[name].weight).shape[:1] for name in layers},
+                             ctx)
 
 
 STRATEGIES.register("random", RandomConfig)(by_granularity(RandomWeights, RandomChannels))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from progprune_cli.pruning.strategies import channel_graph as cg
 from progprune_cli.pruning.strategies.base import STRATEGIES, PruneContext
 from progprune_cli.config.schema import choice
 from progprune_cli.pruning.strategies.channels import ChannelConfig, ChannelStrategy
@@ -21,4 +22,5 @@ class Structured(ChannelStrategy):
 
     def layer_scores(self, model: nn.Module, layers: list[str], ctx: PruneContext) -> dict[str, torch.Tensor]:
         modules = dict(model.named_modules())
-        return {name: modules[name].weight.detach().flatten(1).norm(p=self.cfg.norm, dim=1) for name in layers}
+        return {name: cg.out_major(modules[name], modules[name].weight.detach()).flatten(1).norm(p=self.cfg.norm, dim=1)
+                for name in layers}

@@ -9,6 +9,7 @@ import torch
 from omegaconf import MISSING
 from torch import nn
 
+from progprune_cli.pruning.strategies import channel_graph as cg
 from progprune_cli.pruning.strategies.base import STRATEGIES, PruneContext, Strategy
 from progprune_cli.pruning.strategies.calibration import batches, check_batches
 from progprune_cli.config.schema import choice
@@ -72,10 +73,12 @@ class TaylorChannels(ChannelStrategy):
         modules = dict(model.named_modules())
         params = [f"{layer}.{kind}" for layer in layers for kind in ("weight", "bias")
                   if getattr(modules[layer], kind, None) is not None]
-        totals = {layer: torch.zeros(modules[layer].weight.shape[0], dtype=torch.float64) for layer in layers}
+        totals = {layer: torch.zeros(cg.out_major(modules[layer], modules[layer].weight).shape[0], dtype=torch.float64)
+                  for layer in layers}
         for terms in first_order_terms(model, params, ctx, self.cfg.batches):
             for layer in layers:
-                change = terms[f"{layer}.weight"].flatten(1).sum(1) + terms.get(f"{layer}.bias", 0)
+                change = (cg.out_major(modules[layer], terms[f"{layer}.weight"]).flatten(1).sum(1)
+                          + terms.get(f"{layer}.bias", 0))
                 totals[layer] += change.abs().double().cpu()
         return totals
 
