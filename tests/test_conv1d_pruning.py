@@ -101,8 +101,8 @@ def test_a_hugging_face_gpt2_has_its_conv1d_layers_pruned(name: str, tmp_path: P
     layers = ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"]
     assert sorted(masks) == sorted(f"{prefix}{layer}.weight" for layer in layers)
     assert pruner.dense_notes(model) == [f"left dense: model.transformer.wte.weight, model.transformer.wpe.weight (not "
-                                         f"the weight of a Linear or Conv2d layer: {name} weighs a weight by its "
-                                         "input column)"]
+                                         f"the weight of a Linear, Conv1D or Conv2d layer: {name} weighs a weight by "
+                                         "its input column)"]
     new, report = pruner.step(model, masks, 0.5, 1.0, ctx(info.example(4, seed=0), 2))
     for unit, keep in new.items():
         inputs = keep.shape[0]  # stored (in, out): with Wanda every output keeps half of its inputs

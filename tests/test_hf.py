@@ -217,8 +217,8 @@ def test_a_run_of_a_local_hf_model_is_pruned_exported_and_reloads_with_transform
 def test_importing_the_models_does_not_import_transformers() -> None:
     import subprocess
 
-    # Nor do the pruning strategies, which know transformers' Conv1D (pruning/layout.py).
-    code = ("import sys; import progprune_cli.models, progprune_cli.pruning.strategies; "
+    # Nor do the pruning strategies and the MAC counter, which know transformers' Conv1D (pruning/layout.py).
+    code = ("import sys; import progprune_cli.models, progprune_cli.pruning.strategies, progprune_cli.measure; "
             "print('transformers' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout == "False\n"

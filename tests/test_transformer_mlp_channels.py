@@ -1,5 +1,6 @@
 """Channel strategies on transformers (issue 18): only the hidden neurons of each MLP go (gpt, vit); masks, the
-compacted model, budgets and one language-model run, Hugging Face GPT-2's Conv1D MLPs, and the one-line refusals."""
+compacted model, budgets and one language-model run, Hugging Face GPT-2's Conv1D MLPs (its MAC budget:
+test_conv1d_macs.py), and the one-line refusals."""
 
 from __future__ import annotations
 
@@ -199,16 +200,6 @@ def test_hugging_face_gpt2_loses_exactly_the_weakest_conv1d_mlp_neurons_and_comp
         sum(p.numel() for p in model.parameters()) - 2 * 8 * (E + 1 + E)
     assert [(b.mlp.c_fc.nf, b.mlp.c_proj.nx) for b in small.model.transformer.h] == [(HIDDEN - 8, HIDDEN - 8)] * 2
     assert small.model.transformer.wte.weight.shape == (11, E)
-
-
-def test_a_mac_budget_on_conv1d_layers_is_refused_in_one_line() -> None:
-    model = hf_gpt2()
-    s = strategy("structured", target={"macs": 1.1})
-    s.check(model, TEXT)
-    with pytest.raises(UserError) as error:
-        find_budget(s, model, TEXT)
-    assert str(error.value) == ("strategy.target.macs=1.1: the MACs of transformers' Conv1D layers (model=hf's GPT-2) "
-                                "are not counted; use strategy.target.params or strategy.target.latency_ms")
 
 
 # --- a run -----------------------------------------------------------------------------------------------------------

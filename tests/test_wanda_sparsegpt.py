@@ -225,8 +225,8 @@ class Mixed(nn.Module):
 def test_weights_without_input_columns_stay_dense_and_are_named() -> None:
     wanda = strategy("wanda")
     assert wanda.units(Mixed()) == ["conv.weight", "fc.weight"]
-    assert wanda.dense_notes(Mixed()) == ["left dense: embed.weight (not the weight of a Linear or Conv2d layer: "
-                                          "wanda weighs a weight by its input column)"]
+    assert wanda.dense_notes(Mixed()) == ["left dense: embed.weight (not the weight of a Linear, Conv1D or Conv2d "
+                                          "layer: wanda weighs a weight by its input column)"]
     assert strategy("sparsegpt", exclude=["embed"]).dense_notes(Mixed()) == []
 
 
@@ -260,8 +260,8 @@ def test_an_attentions_matrices_stay_dense_and_are_named() -> None:
     wanda = strategy("wanda", batches=1)
     assert wanda.units(_SelfAttention()) == ["head.weight"]
     assert wanda.dense_notes(_SelfAttention()) == [
-        "left dense: mha.in_proj_weight, mha.out_proj.weight (not the weight of a Linear or Conv2d layer: wanda "
-        "weighs a weight by its input column)"]
+        "left dense: mha.in_proj_weight, mha.out_proj.weight (not the weight of a Linear, Conv1D or Conv2d layer: "
+        "wanda weighs a weight by its input column)"]
 
 
 def test_a_layer_whose_forward_never_runs_is_refused_naming_it() -> None:

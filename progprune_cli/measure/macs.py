@@ -1,5 +1,6 @@
-"""Per-layer multiply-accumulate counts (dense and theoretical zero-skipping) of every Conv2d and Linear, and of the
-weight matrices nn.LSTM/GRU/RNN and nn.MultiheadAttention read themselves (measure/matrices.py)."""
+"""Per-layer multiply-accumulate counts (dense and theoretical zero-skipping) of every Conv2d and Linear (transformers'
+Conv1D too), and of the weight matrices nn.LSTM/GRU/RNN and nn.MultiheadAttention read themselves
+(measure/matrices.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from torch import nn
 
 from progprune_cli.measure.matrices import HOLDERS, block_macs, direct_matrices, positions
 from progprune_cli.measure.modes import evaluating
+from progprune_cli.pruning.layout import is_transposed, transposed_layers
 
-MEASURED = (nn.Conv2d, nn.Linear)
 Rows = dict[tuple[nn.Module, str], tuple[int, ...]]  # (module, local matrix name) → input rows per row block
 
 
@@ -23,13 +24,21 @@ def layer_macs(module: nn.Module, output: torch.Tensor) -> int:
         kh, kw = module.kernel_size
         return out_h * out_w * module.out_channels * (module.in_channels // module.groups) * kh * kw
     # Linear applies to the last dim; every leading non-batch position (e.g. a sequence) is one more matmul row.
-    positions = output.numel() // module.out_features
-    return positions * module.out_features * module.in_features
+    # transformers' Conv1D is a Linear whose weight is stored (in, out): its outputs are the weight's last dim.
+    weight = module.weight
+    out_features = weight.shape[-1] if is_transposed(module) else weight.shape[0]
+    return output.numel() // out_features * weight.numel()
+
+
+def measured_layers() -> tuple[type[nn.Module], ...]:
+    """The layers hooked and listed: Conv2d, Linear, and transformers' Conv1D where a model has loaded it (it is
+    never imported here)."""
+    return (nn.Conv2d, nn.Linear, *transposed_layers())
 
 
 def _measure_calls(model: nn.Module, input_shape: tuple[int, ...] | torch.Tensor) -> tuple[dict[nn.Module, int], Rows]:
-    """Dense MACs per Conv2d/Linear and input rows per directly-read matrix, from one forward pass on zeros (or on
-    the given batch-1 `input_shape` tensor, e.g. token ids), so output sizes are measured, not derived by hand."""
+    """Dense MACs per Conv2d/Linear/Conv1D and input rows per directly-read matrix, from one forward pass on zeros (or
+    on the given batch-1 `input_shape` tensor, e.g. token ids), so output sizes are measured, not derived by hand."""
     macs: dict[nn.Module, int] = {}
     rows: Rows = {}
 
@@ -52,7 +61,8 @@ def _measure_calls(model: nn.Module, input_shape: tuple[int, ...] | torch.Tensor
     else:
         x = torch.zeros((1, *input_shape), device=device,
                         dtype=first.dtype if first is not None and first.is_floating_point() else None)
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, MEASURED)]
+    measured = measured_layers()
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, measured)]
     handles += [m.register_forward_hook(holder_hook, with_kwargs=True) for m in model.modules()
                 if isinstance(m, HOLDERS)]
     try:
@@ -66,14 +76,15 @@ def _measure_calls(model: nn.Module, input_shape: tuple[int, ...] | torch.Tensor
 
 
 def layer_table(model: nn.Module, input_shape: tuple[int, ...] | torch.Tensor) -> list[dict]:
-    """One row per Conv2d/Linear, and per weight matrix of an LSTM/GRU/RNN or MultiheadAttention (named by its
-    parameter, e.g. `lstm.weight_ih_l0`), in module order (the `layers` list of results.json); `input_shape` has no
-    batch dim (or is one batch-1 input, DataInfo.example(1)). Counts cover the weight only. A layer the forward pass
-    never reaches reports 0 MACs."""
+    """One row per Conv2d/Linear (transformers' Conv1D too, its shape as stored: (in, out)), and per weight matrix of
+    an LSTM/GRU/RNN or MultiheadAttention (named by its parameter, e.g. `lstm.weight_ih_l0`), in module order (the
+    `layers` list of results.json); `input_shape` has no batch dim (or is one batch-1 input, DataInfo.example(1)).
+    Counts cover the weight only. A layer the forward pass never reaches reports 0 MACs."""
     macs, uses = _measure_calls(model, input_shape)
+    measured = measured_layers()
     rows = []
     for name, module in model.named_modules():
-        if isinstance(module, MEASURED):
+        if isinstance(module, measured):
             weight = module.weight.detach()  # the masked weight under torch.nn.utils.prune
             dense = macs.get(module, 0)
             # Theoretical: what a kernel that skips every zero weight would do. Exact in integers, because

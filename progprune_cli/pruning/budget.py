@@ -85,9 +85,6 @@ def find_budget(strategy: Strategy, model: nn.Module, info: DataInfo) -> BudgetF
         return None
     wanted = float(getattr(strategy.cfg.target, key))
     where = f"strategy.target.{key}={wanted:g}"
-    if key == "macs" and any(map(cg.is_conv1d, model.modules())):
-        raise UserError(f"{where}: the MACs of transformers' Conv1D layers (model=hf's GPT-2) are not counted; use "
-                        "strategy.target.params or strategy.target.latency_ms")
     channels = isinstance(strategy, ChannelStrategy)
     masks = strategy.initial_masks(model, info)
     if channels:

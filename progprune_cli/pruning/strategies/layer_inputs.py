@@ -119,8 +119,8 @@ class Calibrated(Strategy):
 
     def dense_notes(self, model: nn.Module) -> list[str]:
         left = [u for u in super().units(model) if not _weighable(model, u)]
-        return [f"left dense: {', '.join(left)} (not the weight of a Linear or Conv2d layer: {self.cfg.name} weighs "
-                "a weight by its input column)"] if left else []
+        return [f"left dense: {', '.join(left)} (not the weight of a Linear, Conv1D or Conv2d layer: {self.cfg.name} "
+                "weighs a weight by its input column)"] if left else []
 
     def check(self, model: nn.Module, info: DataInfo | None = None) -> None:
         super().check(model, info)
