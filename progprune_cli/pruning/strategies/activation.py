@@ -7,7 +7,7 @@ import torch
 from omegaconf import MISSING
 from torch import nn
 
-from progprune_cli.pruning.strategies import channel_graph as cg
+from progprune_cli.pruning.layout import is_transposed
 from progprune_cli.pruning.strategies.base import STRATEGIES, PruneContext
 from progprune_cli.pruning.strategies.calibration import batches, check_batches
 from progprune_cli.config.schema import choice
@@ -38,7 +38,7 @@ class Activation(ChannelStrategy):
         def record(name: str, module: nn.Module, output: torch.Tensor) -> None:
             # A linear layer's features are its output's last dim (a transformer's tokens come before them); a
             # convolution's or batch-norm's channels are dim 1. transformers' Conv1D is a linear layer.
-            channel = output.dim() - 1 if isinstance(module, nn.Linear) or cg.is_conv1d(module) else 1
+            channel = output.dim() - 1 if isinstance(module, nn.Linear) or is_transposed(module) else 1
             dims = [d for d in range(output.dim()) if d != channel]  # every dim but the channel one
             value = (torch.relu(output) > 0).float() if apoz else output.abs()
             totals[name] = totals.get(name, 0) + value.sum(dims).double().cpu()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -13,6 +12,7 @@ import torch
 from torch import nn
 
 from progprune_cli.errors import described
+from progprune_cli.pruning.layout import is_transposed, transposed_layers
 from progprune_cli.pruning.masks import Masks
 
 if TYPE_CHECKING:
@@ -44,25 +44,14 @@ class ChannelGraph:
     attention: bool = False  # the model has an attention layer (a transformer): only `hidden` roots are units
 
 
-def hf_conv1d() -> type | None:
-    """transformers' Conv1D (GPT-2's linear layer, its weight stored (in, out)) where transformers is loaded: a model
-    holding one was built by it, so core never imports it."""
-    return getattr(sys.modules.get("transformers.pytorch_utils"), "Conv1D", None)
-
-
-def is_conv1d(module: nn.Module) -> bool:
-    conv1d = hf_conv1d()
-    return conv1d is not None and isinstance(module, conv1d)
-
-
 def prunable(module: nn.Module) -> bool:
     """A conv/linear layer whose output channels can be units (transformers' Conv1D is a linear layer)."""
-    return isinstance(module, PRUNABLE) or is_conv1d(module)
+    return isinstance(module, PRUNABLE) or is_transposed(module)
 
 
 def out_major(module: nn.Module, tensor: torch.Tensor) -> torch.Tensor:
     """`tensor`, shaped like `module`'s weight, with one row per output channel (Conv1D stores its weight (in, out))."""
-    return tensor.t() if is_conv1d(module) else tensor
+    return tensor.t() if is_transposed(module) else tensor
 
 
 def has_attention(model: nn.Module) -> bool:
@@ -143,7 +132,7 @@ def _feeds_one_layer(group: tp.Group, layer: nn.Module) -> bool:
 
 
 def _linear(module: nn.Module) -> bool:
-    return isinstance(module, nn.Linear) or is_conv1d(module)
+    return isinstance(module, nn.Linear) or is_transposed(module)
 
 
 def _inexact(name: str, module: nn.Module) -> str | None:
@@ -284,9 +273,9 @@ def _dependency_graph(model: nn.Module, shape: Inputs) -> tp.DependencyGraph:
     import torch_pruning as tp
 
     example = batch(shape, 1, None, next(model.parameters()))
-    conv1d = hf_conv1d()
+    conv1d = next(iter(transposed_layers()), None)
     # torch-pruning knows no Conv1D: without a pruner of its own it sees only loose parameters, never a layer.
-    pruners = {conv1d: _conv1d_pruner()} if conv1d is not None and any(map(is_conv1d, model.modules())) else None
+    pruners = {conv1d: _conv1d_pruner()} if conv1d is not None and any(map(is_transposed, model.modules())) else None
     with torch.enable_grad():  # torch-pruning traces through autograd
         return tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False,
                                                      customized_pruners=pruners)
