@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from progprune_cli.config import RunConfig
-from progprune_cli.data import Batches
+from progprune_cli.pruning.strategies.calibration import calibration_loader
 from progprune_cli.pruning.strategies import PruneContext
 from progprune_cli.results.schema import PruningLog, PruningStep, StepLayer
 from progprune_cli.stages.base import STAGES, Produced, Pruned, RunContext, Stage, resume_loop, stage_seed
@@ -45,8 +45,8 @@ class Prune(Stage):
         model = copy.deepcopy(produced.original.model)  # the original stays as it was, for evaluation
         rewind_state = io.load("rewind")["model"] if cfg.schedule.rewind is not None else None
         # Scores are computed on un-augmented images: a random crop must not decide what is pruned.
-        ctx = PruneContext(Batches(parts.data.train_eval, cfg.prune.batch_size, device=parts.device), parts.loss_fn,
-                           parts.device, cfg.seed)
+        ctx = PruneContext(calibration_loader(parts.data.train_eval, cfg.prune.batch_size, cfg.seed, parts.device),
+                           parts.loss_fn, parts.device, cfg.seed)
         log: dict[str, Any] = {"unit_masks": strategy.initial_masks(model, parts.data.info), "steps": [],
                                "notes": [], "event_rows": [], "reference": None}
         # The step records are kept typed; the progress checkpoint holds them as plain values (weights_only).

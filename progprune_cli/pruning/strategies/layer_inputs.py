@@ -31,7 +31,7 @@ from progprune_cli.pruning.strategies.calibration import batches, check_batches
 
 @dataclass
 class CalibratedConfig(StrategyConfig):
-    batches: int = MISSING  # calibration batches of the training split (un-augmented, in order), as activation's
+    batches: int = MISSING  # calibration batches of the training split (un-augmented, seeded shuffle), as activation's
 
 
 class _Enough(Exception):
