@@ -202,6 +202,25 @@ def test_hugging_face_gpt2_loses_exactly_the_weakest_conv1d_mlp_neurons_and_comp
     assert small.model.transformer.wte.weight.shape == (11, E)
 
 
+def test_export_as_a_hugging_face_folder_takes_the_masked_model_for_cut_mlp_widths(monkeypatch) -> None:
+    # config.json has one MLP width for every layer: the compacted model's cut widths have no folder of their own.
+    from types import SimpleNamespace
+
+    import progprune_cli.export.saved as saved
+    from progprune_cli.errors import UserError
+    from progprune_cli.export.hf import hf_model
+
+    monkeypatch.setattr(saved, "read_checkpoint", lambda path, which: {})  # a channel strategy's compacted.pt
+    run = SimpleNamespace(checkpoint=lambda which: f"checkpoints/{which}.pt")
+    assert hf_model(run, "compacted", chosen=False) == "finetuned"  # type: ignore[arg-type]
+    assert hf_model(run, "pruned", chosen=True) == "pruned"  # type: ignore[arg-type]
+    with pytest.raises(UserError) as caught:
+        hf_model(run, "compacted", chosen=True)  # type: ignore[arg-type]
+    assert str(caught.value) == ("--model compacted: its MLP hidden neurons were cut out (a channel strategy), which "
+                                 "no config.json describes; export --model finetuned (the same model, its removed "
+                                 "neurons masked to zero)")
+
+
 # --- a run -----------------------------------------------------------------------------------------------------------
 
 def test_a_gpt_run_with_structured_pruning_ends_with_a_compacted_model(tmp_path: Path) -> None:

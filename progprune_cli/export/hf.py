@@ -27,16 +27,23 @@ def require_hf_run(run: RunFolder) -> None:
         raise UserError(f"--format hf: needs a model=hf run; {run.path} ran model={run.cfg.model.name}")
 
 
+# What a compacted model=hf run lost, by its strategy's granularity (the compacted checkpoint's): a config.json holds
+# one head count (each n_embd / n_head wide) and one MLP width for every layer, so no folder describes either cut.
+CUT = {"head": ("its attention heads were cut out (strategy=heads)", "its removed heads"),
+       "channel": ("its MLP hidden neurons were cut out (a channel strategy)", "its removed neurons")}
+
+
 def hf_model(run: RunFolder, which: str, chosen: bool) -> str:
-    """`which`, or finetuned in place of a default compacted model whose attention heads were cut (strategy=heads):
-    a config.json holds one head count for every layer, each n_embd / n_head wide, so no folder describes it."""
+    """`which`, or finetuned in place of a default compacted model (the same weights with the cut parts masked to
+    zero): a Hugging Face config cannot describe the compacted widths."""
     from progprune_cli.export.saved import read_checkpoint
 
-    if which != "compacted" or read_checkpoint(run.checkpoint(which), which).get("granularity") != "head":
+    if which != "compacted":
         return which
+    cut, removed = CUT[read_checkpoint(run.checkpoint(which), which).get("granularity", "channel")]
     if chosen:
-        raise UserError("--model compacted: its attention heads were cut out (strategy=heads), which no config.json "
-                        "describes; export --model finetuned (the same model, its removed heads masked to zero)")
+        raise UserError(f"--model compacted: {cut}, which no config.json describes; export --model finetuned (the "
+                        f"same model, {removed} masked to zero)")
     return "finetuned"
 
 
