@@ -189,3 +189,15 @@ def test_a_model_hf_run_with_its_own_tokenizer_trains_prunes_with_wanda_and_repo
     prefix = "model.transformer.h.0."
     assert {unit: layer["achieved"] for unit, layer in layers.items()} == {
         f"{prefix}{name}.weight": 0.5 for name in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")}
+    # Exported as a Hugging Face folder, it carries the tokenizer it was trained with: both load from it.
+    from progprune_cli.export import cli as export_cli
+
+    out = tmp_path / "exported"
+    assert export_cli.main([str(run), "--format", "hf", "--out", str(out)]) == 0
+    assert (out / "tokenizer.json").read_bytes() == (folder / "tokenizer.json").read_bytes()
+    files = [name for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+             if (folder / name).is_file()]
+    assert "tokenizer.json" in files and json.loads((out / "progprune.json").read_text())["tokenizer_files"] == files
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_file=str(out / "tokenizer.json"))
+    assert tokenizer(TEXT)["input_ids"] == transformers.PreTrainedTokenizerFast(
+        tokenizer_file=str(folder / "tokenizer.json"))(TEXT)["input_ids"]

@@ -114,11 +114,12 @@ def export_hf(run: RunFolder, which: str, model: nn.Module, info: Any, ids: torc
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
         inner.save_pretrained(tmp, safe_serialization=True)
+        copied = copy_tokenizer(run, tmp)
         diff = largest_diff(inner, tmp, ids)
         if not diff <= TOLERANCE:  # NaN too
             raise UserError(f"--format hf: the reloaded folder's logits differ from the run's {which} model by "
                             f"{diff:.3g} (> {TOLERANCE:g}) on {len(ids)} test windows; nothing written")
-        side = describe(run, which, info, inner, len(ids), diff)
+        side = {**describe(run, which, info, inner, len(ids), diff), "tokenizer_files": copied}
         (tmp / SIDECAR).write_text(json.dumps(side, indent=1) + "\n", encoding="utf-8")
         if out.is_dir():
             out.rmdir()  # empty (checked before): rename needs the name free
@@ -128,6 +129,27 @@ def export_hf(run: RunFolder, which: str, model: nn.Module, info: Any, ids: torc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return diff
+
+
+# What a fast tokenizer's save_pretrained writes: AutoTokenizer.from_pretrained(folder) loads the export with them.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def copy_tokenizer(run: RunFolder, folder: Path) -> list[str]:
+    """A dataset.tokenizer=hf run's tokenizer files (those that are plain files, never a link) copied into `folder`,
+    so the export is the model with the tokenizer it was trained and measured with; their names."""
+    from progprune_cli.data.hf_tokenizer import tokenizer_folder
+
+    if getattr(run.cfg.dataset, "tokenizer", None) != "hf":
+        return []
+    source = tokenizer_folder(run.cfg.dataset.tokenizer_path)
+    copied = []
+    for name in TOKENIZER_FILES:
+        path = source / name
+        if path.is_file() and not path.is_symlink():
+            shutil.copyfile(path, folder / name)
+            copied.append(name)
+    return copied
 
 
 def _versions() -> dict[str, str]:
