@@ -84,7 +84,7 @@ def test_defaults_are_a_dense_baseline() -> None:
                           compile=False),
         prune=StageConfig(epochs=5, batch_size=32, lr=None, lr_scheduler=constant),
         finetune=StageConfig(epochs=3, batch_size=32, lr=None, lr_scheduler=constant),
-        evaluate=EvaluateConfig(batch_size=256, latency_batch=1, warmup=3, repeats=10, min_repeats=5,
+        evaluate=EvaluateConfig(batch_size=256, latency_batch=1, warmup=1, repeats=10, min_repeats=5,
                                 target_spread=0.1, threads=1, dense_baseline=True, scratch_baseline=False,
                                 sparse_kernels=False, sparse_min_sparsity=0.9, timing_samples=256, train_samples=2048,
                                 backends=["torch"]),
