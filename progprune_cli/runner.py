@@ -13,6 +13,7 @@ from typing import Any, Callable
 import torch
 from rich.console import Console
 
+from progprune_cli.allocator import keep_freed_memory
 from progprune_cli.atomic import write_atomic
 from progprune_cli.checkpoints import load_checkpoint
 from progprune_cli.config import RunConfig
@@ -94,6 +95,7 @@ class _FollowerIO(StageIO):
 def _follow(cfg: RunConfig, run_dir: Path, scratch: Path, world: World) -> dict[str, Any]:
     """A rank other than 0: the same stages and evaluation as rank 0 (DDP and the all-reduces need every rank),
     with no lock, status, results or report, and the dense cache off as on rank 0."""
+    keep_freed_memory()
     torch.set_num_threads(resolve_threads(cfg.train.threads, world.local_world_size))
     parts = build_parts(cfg, world)
     io = _FollowerIO(scratch, Console(quiet=True), source=run_dir)
@@ -114,10 +116,12 @@ def _locked(cfg: RunConfig, overrides: list[str], attempt: Attempt, console: Con
     # (a rank that stopped alone elsewhere would leave the others waiting in a collective for ever).
     with attempt.running(agreed_stops=world.distributed):
         attempt.phase("build")
+        allocator = keep_freed_memory()  # before any batch: build_parts may time a latency budget's candidates
         torch.set_num_threads(resolve_threads(cfg.train.threads, world.local_world_size))
         stored = stored_search(run_dir, cfg)
         parts = build_parts(cfg, world, stored)
         io = StageIO(run_dir, console)
+        io.detail(allocator)
         keep_search(run_dir, parts.budget, stored is not None, io.log)
         trackers = Trackers(cfg.logger, io.log)
         io.on_metrics = trackers.rows

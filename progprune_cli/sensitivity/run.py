@@ -16,6 +16,7 @@ from rich.console import Console
 from progprune_cli.atomic import write_atomic
 from progprune_cli.config import RunConfig
 from progprune_cli.data import Batches
+from progprune_cli.allocator import keep_freed_memory
 from progprune_cli.device import resolve_threads
 from progprune_cli.parts import Parts, build_parts
 from progprune_cli.pruning.strategies import PruneContext
@@ -50,9 +51,11 @@ def run_sensitivity(cfg: RunConfig, config: dict[str, Any], overrides: list[str]
     try:
         with attempt.running():
             attempt.phase("build")
+            allocator = keep_freed_memory()
             torch.set_num_threads(resolve_threads(cfg.train.threads))
             parts = build_parts(cfg)
             io = StageIO(run_dir, console)
+            io.detail(allocator)
             attempt.phase("train")
             # Exactly the runner's train stage: the dense cache is shared with training runs and sweep jobs.
             dense = Train().resume_or_run(RunContext(parts, io, attempt.stop, cache_dir), Produced())
