@@ -73,12 +73,34 @@ def test_weight_run_writes_the_three_tables(workdir: Path) -> None:
     assert "mask-only: no kernel uses the zeros" in markdown
     log = (run / "run.log").read_text()
     assert "  conv1.weight: target 50.00%, achieved 50.00%, 144 kept" in log  # per-layer detail of the last step
+    assert "allocator: glibc malloc keeps freed blocks under 32 MiB" in log  # this machine's glibc (test_allocator)
     rows = (run / "metrics.csv").read_text().splitlines()
     assert rows[0] == ("stage,event,epoch,iteration,lr,train_loss,train_acc,val_loss,val_acc,"
                        "target_sparsity,achieved_sparsity")
     stages = [r.split(",")[0] for r in rows[1:]]
     assert stages.count("train") == 1 and stages.count("finetune") == 1
     assert sum(1 for r in rows[1:] if r.startswith("prune,prune,")) == 2  # cubic over 2 epochs: 2 steps
+    _val_figures_are_each_models_own(run, results)
+
+
+def _val_figures_are_each_models_own(run: Path, results: dict) -> None:
+    """The val figures each training stage's loop measured after its last epoch (which the evaluate stage reuses)
+    are exactly what a pass over the val split gives for the model in that stage's final checkpoint."""
+    import torch
+
+    from progprune_cli.checkpoints import load_checkpoint
+    from progprune_cli.config import load_run_config
+    from progprune_cli.distributed import World
+    from progprune_cli.parts import build_parts
+    from progprune_cli.stages.loop import evaluate
+
+    parts = build_parts(load_run_config(json.loads((run / "config.json").read_text())))
+    for name in ("original", "pruned", "finetuned", "dense_long"):
+        model = parts.make_model()
+        model.load_state_dict(load_checkpoint(run / "checkpoints" / f"{name}.pt")["model"])
+        accuracy, loss = evaluate(model, parts.data.val, parts.loss_fn, torch.device("cpu"), world=World())
+        record = results["models"][name]
+        assert (record["accuracy"]["val"], record["loss"]["val"]) == (accuracy, loss), name
 
 
 @pytest.mark.slow

@@ -69,7 +69,7 @@ class Evaluate(Stage):
             if row.stage is not None and row.model in produced:
                 stage = STAGES.get(row.stage)()
                 trained[row.model] = TrainedModel(stage.model_of(produced[row.model]), stage.epochs(cfg),
-                                                  stage.mask_only)
+                                                  stage.mask_only, run.io.final_val.get(row.stage))
         pruned, finetuned = produced.pruned, produced.get("finetuned")
         if pruned is not None and finetuned is not None and run.parts.strategy is not None:
             compacted = run.parts.strategy.compact(finetuned, pruned.unit_masks, run.parts.data.info)
@@ -79,6 +79,9 @@ class Evaluate(Stage):
                                run.parts.data.info, granularity=run.parts.strategy.granularity)
                 trained["compacted"] = TrainedModel(compacted, trained["finetuned"].epochs, mask_only=False)
         trained = {name: trained[name] for name in MODEL_ORDER if name in trained}
+        # Each rank skips the same val passes, or the accuracy passes' all-reduces would pair up wrongly.
+        run.world.same(sorted(name for name, t in trained.items() if t.val is not None),
+                       "the models whose val figures the training loop measured")
         return evaluate_models(run.parts, run.io, trained, pruned.pruning if pruned is not None else None,
                                produced.original.reused_from if produced.original is not None else None,
                                world=run.world)
@@ -91,6 +94,8 @@ class TrainedModel:
     model: nn.Module
     epochs: int
     mask_only: bool
+    val: tuple[float, float] | None = None  # (accuracy, loss) on the val split, when its stage's loop measured them
+
 
 
 @dataclass(frozen=True)
@@ -102,16 +107,21 @@ class Measured:
 
 
 def measure_model(parts: Parts, io: StageIO, name: str, model: nn.Module, epochs: int, dense_total: int,
-                  mask_only: bool, same_weights_as: Measured | None = None, *, world: World) -> Measured:
+                  mask_only: bool, same_weights_as: Measured | None = None, *, world: World,
+                  val: tuple[float, float] | None = None) -> Measured:
     """The MODEL record (docs/run-folder.md) of `model`, all but its latency (`time_models` times every model
     together), with its layer rows; `same_weights_as` (the same weights in another form) supplies the parameter,
-    MAC, size and layer figures instead of counting them again. Under torchrun (`world`) the ranks share the
-    accuracy passes."""
+    MAC, size and layer figures instead of counting them again; `val`, the val split's (accuracy, loss) that its
+    stage's loop measured on these weights with this same pass, instead of passing over the split again. Under
+    torchrun (`world`) the ranks share the accuracy passes."""
     data = parts.data
     model = model.to(parts.device).eval()
     accuracy, loss = {}, {}
     train = sample_of(data.train_eval, parts.cfg.evaluate.train_samples, parts.cfg.seed)
     for split, dataset in (("train", train), ("val", data.val), ("test", data.test)):
+        if split == "val" and val is not None:
+            accuracy[split], loss[split] = val
+            continue
         accuracy[split], loss[split] = accuracy_and_loss(model, dataset, parts.loss_fn, parts.device, world=world)
     # Perplexity is exp of the mean loss per token; only the loss itself is summed, so the two agree exactly.
     perplexity = Splits(**{k: _exp(v) for k, v in loss.items()}) if data.info.vocab else None
@@ -201,7 +211,8 @@ def evaluate_models(parts: Parts, io: StageIO, trained: dict[str, TrainedModel],
     measured, modules = {}, {}
     for name, t in trained.items():
         io.log(f"evaluate: {name}")
-        measured[name] = measure_model(parts, io, name, t.model, t.epochs, dense_total, t.mask_only, world=world)
+        measured[name] = measure_model(parts, io, name, t.model, t.epochs, dense_total, t.mask_only, world=world,
+                                       val=t.val)
         modules[name] = t.model
     notes: list[str] = []
     if parts.cfg.evaluate.sparse_kernels and "finetuned" in trained:

@@ -7,7 +7,7 @@ import io
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,9 @@ class StageIO:
     console: Console
     # Given metrics.csv's rows (as text) each time it is rewritten: the run's trackers (trackers/guard.py).
     on_metrics: Callable[[list[dict[str, str]]], None] | None = None
+    # (val accuracy, val loss) of each stage whose rows, as last written, end with an epoch: the loop measured them
+    # on the stage's final weights, so the evaluate stage need not pass over the val split again.
+    final_val: dict[str, tuple[float, float]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -95,6 +98,12 @@ class StageIO:
         that does not read as rows is left out here: each finished stage rewrites (or checks) its own when the run
         reaches it (restore_rows), so the last rebuild holds every stage."""
         write_atomic(self.run_dir / "logs" / f"{stage}.csv", _csv(rows))
+        last = rows[-1] if rows else {}
+        figures = (last.get("val_acc"), last.get("val_loss"))
+        if last.get("stage") == stage and last.get("event") == "epoch" and all(type(f) is float for f in figures):
+            self.final_val[stage] = figures  # type: ignore[assignment]
+        else:
+            self.final_val.pop(stage, None)
         merged: list[dict[str, Any]] = []
         for name in TRAINING_STAGES:
             merged += self.read_rows(name) or []
