@@ -119,7 +119,9 @@ def peak_memory(models: dict[str, nn.Module], inputs: torch.Tensor, batch_size: 
     return peaks
 
 
-PER_SAMPLE_INPUTS = 64  # batch1_ms is timed on the first this-many timing inputs
+# batch1_ms is timed on the first this-many timing inputs: each timed pass is their mean, so 32 calls give a steady
+# figure (spreads of 1-3% on issue 19's case) at half the cost of the 64 it was (README, Runner overhead).
+PER_SAMPLE_INPUTS = 32
 
 
 def per_sample_ms(models: dict[str, nn.Module], inputs: torch.Tensor, latency_batch: int, warmup: int, repeats: int,
@@ -152,8 +154,8 @@ def latency_reports(models: dict[str, nn.Module], inputs: torch.Tensor, eval_bat
     (`measure_interleaved`).
 
     `eval_runtime_s` times the whole evaluation tensor at `eval_batch_size` (`repeats` timed passes were made);
-    `batch1_ms` is milliseconds per sample over the first (up to) 64 samples fed `latency_batch` at a time
-    (`batch1_repeats` passes); `throughput_sps` uses the median runtime; `peak_memory_bytes` (on CUDA only; the
+    `batch1_ms` is milliseconds per sample over the first (up to) PER_SAMPLE_INPUTS samples fed `latency_batch` at a
+    time (`batch1_repeats` passes); `throughput_sps` uses the median runtime; `peak_memory_bytes` (on CUDA only; the
     results schema reads its absence as null) is `peak_memory` of the model.
     """
     settings = {"warmup": warmup, "repeats": repeats, "threads": threads, "device": device,
