@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from machine import cpu_name, load_average  # bench/machine.py (scripts run from bench/)
+from progprune_cli.allocator import keep_freed_memory
 from progprune_cli.catalog import *  # noqa: F401,F403  (registers every model's schema)
 from progprune_cli.config.load import load_component
 from progprune_cli.data import DataInfo
@@ -36,9 +37,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2048)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; the minimum is reported")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--malloc-defaults", action="store_true", help="leave glibc's malloc as it is (a run does "
+                        "not: progprune_cli/allocator.py)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"# {cpu_name()}, torch {torch.__version__}, {args.threads} threads, load {load_average()}")
+    allocator = "glibc defaults" if args.malloc_defaults else keep_freed_memory()
+    print(f"# {cpu_name()}, torch {torch.__version__}, {args.threads} threads, load {load_average()}; {allocator}")
     print(f"# min over {args.rounds} interleaved rounds of CPU ms per sample, {args.samples} random inputs")
     print("| model | " + " | ".join(f"batch {b}" for b in args.batches) + " | batch 512 / batch 128 |")
     print("|---|" + "---:|" * (len(args.batches) + 1))

@@ -31,8 +31,10 @@ from progprune_cli.stages.rng import capture_rng, restore_rng
 # Under torchrun the ranks agree on that flag and on a stop request in one all-reduce, as often.
 _CUDA_CHECK_EVERY = 50
 
-# Accuracy passes' batch: on a CPU a smaller batch keeps a conv net's activations in cache (bench/eval_batch.py: per
-# sample, two_conv_cnn 1.5× and resnet18 1.1× faster at 128 than at 512, an MLP 1.2× slower); a GPU wants it wide.
+# Accuracy passes' batch: on a CPU a smaller batch keeps a conv net's activations under glibc's 32 MiB mmap
+# threshold, so their memory is reused instead of mapped and faulted in anew (allocator.py). bench/eval_batch.py, CPU
+# time per sample: two_conv_cnn 1.64× and resnet18 1.18× faster at 128 than at 512 (an MLP is faster wide, by
+# microseconds). A GPU wants it wide.
 EVAL_BATCH = {"cpu": 128}
 EVAL_BATCH_ELSEWHERE = 512
 
