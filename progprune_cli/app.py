@@ -9,7 +9,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -36,9 +36,10 @@ def _torchrun_rank() -> tuple[int, int] | None:
     return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
 
 
-def train(args: list[str]) -> Any:
+def train(args: list[str], fits: dict[str, Any] | None = None) -> Any:
     """`progprune train ARGS` as the Hydra task. Under torchrun every rank runs it; a rank other than 0 gets a
-    rank-local scratch folder as its Hydra folder (and no .hydra/ in it), so it creates and writes nothing in runs/."""
+    rank-local scratch folder as its Hydra folder (and no .hydra/ in it), so it creates and writes nothing in runs/.
+    `fits`: MAC and parameter budgets preflight found (pruning.budget.budget_key → BudgetFit), for the jobs to reuse."""
     ranks = _torchrun_rank()
     if ranks is not None:
         if any(arg in ("-m", "--multirun") for arg in args):
@@ -50,7 +51,7 @@ def train(args: list[str]) -> Any:
             scratch = tempfile.mkdtemp(prefix=f"progprune-rank{ranks[0]}-")
             args = [*args, f"hydra.run.dir={scratch}", "hydra.output_subdir=null"]  # the last one wins in Hydra
     with hydra_argv("progprune train", args):
-        return _hydra_task()
+        return _hydra_task(fits or {})()
 
 
 def with_launcher_threads(cfg: RunConfig, launcher: Any) -> RunConfig:
@@ -62,8 +63,17 @@ def with_launcher_threads(cfg: RunConfig, launcher: Any) -> RunConfig:
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=cpus))
 
 
-@hydra.main(config_path="pkg://progprune_cli.conf", config_name="config", version_base="1.3")
-def _hydra_task(cfg: DictConfig) -> Any:
+def _hydra_task(fits: dict[str, Any]) -> Callable[[], Any]:
+    """The task Hydra runs for each job, holding `fits` (a launcher that starts jobs elsewhere pickles them along)."""
+
+    @hydra.main(config_path="pkg://progprune_cli.conf", config_name="config", version_base="1.3")
+    def task(cfg: DictConfig) -> Any:
+        return _task(cfg, fits)
+
+    return task
+
+
+def _task(cfg: DictConfig, fits: dict[str, Any]) -> Any:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
@@ -88,7 +98,7 @@ def _hydra_task(cfg: DictConfig) -> Any:
             runs_root = Path(hc.runtime.cwd) / "runs"
             sweep_dir = Path(hc.runtime.cwd, hc.sweep.dir) if multirun else None
             result = run(cfg_, container, list(hc.overrides.task), source, console, runs_root / ".cache", world=world,
-                         scratch=run_dir, runs_root=runs_root, sweep_dir=sweep_dir)
+                         scratch=run_dir, runs_root=runs_root, sweep_dir=sweep_dir, fits=fits)
             return returned(cfg_, result, sampled=_sampling(hc.sweeper)) if multirun else result["status"]
     finally:
         if world is not None:

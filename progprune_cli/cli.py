@@ -125,7 +125,8 @@ def _train(args: list[str]) -> int:
     # A torchrun rank other than 0 does not judge the folder: rank 0 does, holding its lock (maybe already, as
     # the ranks start at once), and the others stop with rank 0's verdict (runner.run).
     folder_check = (lambda run_dir, config: None) if _follower_rank() else check_folder
-    jobs = _preflight(args, lambda overrides, multirun: checked(overrides, multirun, folder_check))
+    fits: dict[str, Any] = {}  # the budgets preflight found: the jobs run in this process take them, not search again
+    jobs = _preflight(args, lambda overrides, multirun: checked(overrides, multirun, folder_check, fits))
     if jobs is None:
         return 2
     from progprune_cli.app import train
@@ -133,7 +134,7 @@ def _train(args: list[str]) -> int:
     with _holding(args, jobs, check_folder) as held:
         if not held:
             return 2
-        train(args)
+        train(args, fits)
     return 0
 
 

@@ -45,8 +45,10 @@ def check(overrides: list[str], multirun: bool,
 
 
 def checked(overrides: list[str], multirun: bool,
-            folder_check: Callable[[Path, dict[str, Any]], None] | None = None) -> list[Job]:
-    """`check`, with each job's composed config as a plain dict beside its RunConfig."""
+            folder_check: Callable[[Path, dict[str, Any]], None] | None = None,
+            fits: dict[str, Any] | None = None) -> list[Job]:
+    """`check`, with each job's composed config as a plain dict beside its RunConfig; `fits` (when given) gets the
+    MAC and parameter budgets found, by pruning.budget.budget_key, for the jobs to reuse rather than search again."""
     parsed = parse(overrides)
     ours = [o for o in parsed if not is_hydra(o)]
     _check_groups(ours)
@@ -90,7 +92,9 @@ def checked(overrides: list[str], multirun: bool,
 
         for dataset in _unique(c.dataset for c, _ in configs):
             prepare_data(dataset)
-        _check_models([c for c, _ in configs])
+        found = _check_models([c for c, _ in configs])
+        if fits is not None:
+            fits.update(found)
     return configs
 
 
@@ -270,20 +274,20 @@ def _check_groups(overrides: list[Override]) -> None:
                             f"+{override.input_line}")
 
 
-def _check_models(configs: list[RunConfig]) -> None:
+def _check_models(configs: list[RunConfig]) -> dict[str, Any]:
     """Each model built for its data with its model.weights loaded, and run once on it (a size it cannot take, a
     user's class or weights file that does not fit, is one line now), and the layer names a strategy is given
-    (strategy.layers, layers_from) checked against it: once per (data, model, train.epochs, strategy)."""
+    (strategy.layers, layers_from) checked against it: once per (data, model, train.epochs, strategy). Returns the
+    MAC and parameter budgets found, by budget_key."""
     from progprune_cli.data import build_data
     from progprune_cli.models.weights import source_of
     from progprune_cli.parts import check_forward, model_for_run, original_kind, plan_events
-    from progprune_cli.pruning.budget import BudgetFit, find_budget
+    from progprune_cli.pruning.budget import BudgetFit, budget_key, find_budget
     from progprune_cli.pruning.strategies import build_strategy
 
     fits: dict[str, BudgetFit | None] = {}
     for cfg in configs:
-        parts = [c for c in (cfg.dataset, cfg.model, cfg.strategy) if c is not None]
-        key = json.dumps([dataclasses.asdict(c) for c in parts] + [cfg.train.epochs], sort_keys=True, default=str)
+        key = budget_key(cfg)
         if key not in fits:
             fits[key] = None
             info = build_data(cfg.dataset, cfg.seed).info
@@ -299,6 +303,7 @@ def _check_models(configs: list[RunConfig]) -> None:
             # The schedule ramps to the sparsity found (stages/checks.py left it to here).
             plan_events(dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, sparsity=fit.sparsity)),
                         steps=1)
+    return {key: fit for key, fit in fits.items() if fit is not None}
 
 
 def _unique(datasets: Any) -> list[Any]:

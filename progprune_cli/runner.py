@@ -21,6 +21,7 @@ from progprune_cli.device import resolve_threads
 from progprune_cli.distributed import World, max_over_ranks
 from progprune_cli.errors import UserError
 from progprune_cli.parts import Parts, build_parts
+from progprune_cli.pruning.budget import BudgetFit, budget_key
 from progprune_cli.results.attempt import Attempt
 from progprune_cli.results.schema import ROWS, Results, RunInfo, Weights
 from progprune_cli.signals import Interrupted, StopRequest
@@ -43,11 +44,13 @@ def pipeline(cfg: RunConfig) -> list[Stage]:
 
 def run(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_dir: Path, console: Console,
         cache_dir: Path | None, world: World | None = None, scratch: Path | None = None,
-        runs_root: Path | None = None, sweep_dir: Path | None = None) -> dict[str, Any]:
+        runs_root: Path | None = None, sweep_dir: Path | None = None,
+        fits: dict[str, BudgetFit] | None = None) -> dict[str, Any]:
     """Run (or resume) the whole pipeline in `run_dir`, holding its lock; returns the results.json dict. Under
     torchrun (`world`) only rank 0 does that; every other rank trains alongside it, reading `run_dir` and writing
     only into its own `scratch` folder (see _follow). `runs_root` (default ./runs) is where a tracker's local store
-    goes; `sweep_dir`, the sweep of a sweep's job (a tracker nests its run under the sweep's)."""
+    goes; `sweep_dir`, the sweep of a sweep's job (a tracker nests its run under the sweep's); `fits`, MAC and
+    parameter budgets found already (by budget_key: preflight's), so the run does not search them again."""
     world = World() if world is None else world
     if not world.is_main:
         assert scratch is not None
@@ -64,7 +67,7 @@ def run(cfg: RunConfig, config_dict: dict[str, Any], overrides: list[str], run_d
     world.broadcast_object(None)
     try:
         return _locked(cfg, overrides, attempt, console, cache_dir, world,
-                       Path("runs").absolute() if runs_root is None else runs_root, sweep_dir)
+                       Path("runs").absolute() if runs_root is None else runs_root, sweep_dir, fits or {})
     finally:
         attempt.release()
 
@@ -110,7 +113,7 @@ def _follow(cfg: RunConfig, run_dir: Path, scratch: Path, world: World) -> dict[
 
 
 def _locked(cfg: RunConfig, overrides: list[str], attempt: Attempt, console: Console, cache_dir: Path | None,
-            world: World, runs_root: Path, sweep_dir: Path | None) -> dict[str, Any]:
+            world: World, runs_root: Path, sweep_dir: Path | None, fits: dict[str, BudgetFit]) -> dict[str, Any]:
     run_dir, started = attempt.run_dir, time.perf_counter()
     # Under torchrun a signal acts only inside the training loops, where the ranks agree on it in one all-reduce
     # (a rank that stopped alone elsewhere would leave the others waiting in a collective for ever).
@@ -119,7 +122,7 @@ def _locked(cfg: RunConfig, overrides: list[str], attempt: Attempt, console: Con
         allocator = keep_freed_memory()  # before any batch: build_parts may time a latency budget's candidates
         torch.set_num_threads(resolve_threads(cfg.train.threads, world.local_world_size))
         stored = stored_search(run_dir, cfg)
-        parts = build_parts(cfg, world, stored)
+        parts = build_parts(cfg, world, stored or fits.get(budget_key(cfg)))
         io = StageIO(run_dir, console)
         io.detail(allocator)
         keep_search(run_dir, parts.budget, stored is not None, io.log)

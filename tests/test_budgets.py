@@ -4,12 +4,14 @@ counts, on a toy model whose counts are worked out by hand here; infeasible or u
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import TINY, component, model_of, progprune, refused
+from conftest import TINY, component, model_of, refused
 from progprune_cli.data import DataInfo
 from progprune_cli.measure.macs import layer_table, macs_summary
 from progprune_cli.pruning.budget import BudgetFit, find_budget
@@ -143,11 +145,31 @@ def test_bad_budgets_are_refused_in_one_line_before_any_folder(
     assert list(tmp_path.iterdir()) == []
 
 
+# progprune's own main, with every budget search counted (stderr's last line).
+COUNTED = """
+import atexit, sys
+import progprune_cli.parts as parts, progprune_cli.pruning.budget as budget
+searched = []
+real = budget.find_budget
+def counted(*args):
+    fit = real(*args)
+    searched.append(fit is not None)
+    return fit
+budget.find_budget = parts.find_budget = counted
+atexit.register(lambda: print(f"budget searches: {sum(searched)}", file=sys.stderr))
+from progprune_cli.cli import main
+main(sys.argv[1:])
+"""
+
+
 def test_a_macs_target_run_compacts_to_that_speedup(tmp_path: Path) -> None:
     # initial_sparsity 0.52 is above strategy.sparsity's 0.5 but below the 0.55 found: the schedule ramps to 0.55.
-    done = progprune("train", *RUN, "+strategy=structured", "strategy.target.macs=2", "schedule.initial_sparsity=0.52",
-                     f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    done = subprocess.run([sys.executable, "-c", COUNTED, "train", *RUN, "+strategy=structured",
+                           "strategy.target.macs=2", "schedule.initial_sparsity=0.52",
+                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    # Searched once, before any folder (preflight); the run takes that fit rather than search again.
+    assert done.stderr.splitlines()[-1] == "budget searches: 1"
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     compacted = results["models"]["compacted"]["macs"]
     assert compacted["dense"] == macs(32, 14)

@@ -3,6 +3,8 @@ budget is searched by timing candidates: pruning/latency_budget.py)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -10,6 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from progprune_cli.config import RunConfig
 from progprune_cli.data import DataInfo
 from progprune_cli.errors import UserError
 from progprune_cli.measure.macs import layer_table, macs_summary
@@ -74,6 +77,13 @@ class BudgetFit:
         return (f"strategy.target.{self.key}={self.target:g}: strategy.sparsity {self.sparsity:g} gives "
                 f"{shown[self.key](self.achieved)} ({how}; counted before training"
                 f"{', theoretical' if self.key == 'macs' else ''}); it replaces strategy.sparsity")
+
+
+def budget_key(cfg: RunConfig) -> str:
+    """What a MAC or parameter budget's fit depends on (counts only: the data's shape, the model and its weights'
+    loading, the strategy), so the fit preflight found is the one a job of the same key would find."""
+    parts = [c for c in (cfg.dataset, cfg.model, cfg.strategy) if c is not None]
+    return json.dumps([dataclasses.asdict(c) for c in parts] + [cfg.train.epochs], sort_keys=True, default=str)
 
 
 def find_budget(strategy: Strategy, model: nn.Module, info: DataInfo) -> BudgetFit | None:
