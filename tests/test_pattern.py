@@ -18,7 +18,7 @@ from progprune_cli.measure import sparse_kernels
 from progprune_cli.pruning.pattern import converted, nm_mask
 from progprune_cli.pruning.schedules import build_events
 from progprune_cli.pruning.strategies import PruneContext, build_strategy
-from progprune_cli.stages import evaluate
+from progprune_cli.stages import sparse_rows
 
 CTX = PruneContext(loader=[], loss_fn=nn.functional.cross_entropy, device=torch.device("cpu"), seed=0)
 CPU_REASON = ("evaluate.sparse_kernels: no sparse-kernel row: torch's 2:4 semi-structured kernels need a CUDA GPU of "
@@ -196,7 +196,8 @@ def test_the_two_four_row_plumbing_with_a_stand_in_kernel(monkeypatch: pytest.Mo
     parts = SimpleNamespace(device=torch.device("cpu"), cfg=SimpleNamespace(
         strategy=component("strategy", "weight", pattern="2:4"),
         evaluate=SimpleNamespace(batch_size=16, warmup=0, repeats=1, threads=1, min_repeats=1, target_spread=None)))
-    sparse, note = evaluate._sparse_kernels(parts, SimpleNamespace(log=logged.append), model, torch.randn(20, 1, 8, 8))
+    sparse, note = sparse_rows.sparse_kernel_model(parts, SimpleNamespace(log=logged.append), model,
+                                                   torch.randn(20, 1, 8, 8))
     # 16 x 3 is below the 16 x 16 block cuSPARSELt takes in float16: that layer stays dense.
     assert [name for name, m in sparse.named_modules() if isinstance(m, sparse_kernels.SemiStructuredLinear)] == [
         "module.1", "module.3"]
