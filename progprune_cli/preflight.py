@@ -61,11 +61,17 @@ def checked(overrides: list[str], multirun: bool,
     job_lines = (candidates(ours) if sampled else jobs(ours)) if multirun else [[o.input_line for o in ours]]
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         hydra_given = [o.input_line for o in parsed if is_hydra(o)]
-        configs, sweeper = [], {}
+        # The first job is composed with Hydra's own node too: one composition (~0.4 s) checks Hydra's overrides and
+        # shows a preset's sweep.
+        first, hydra = _compose(job_lines[0], hydra_given, hydra_node=multirun or bool(hydra_given))
+        sweeper = _sweeper(hydra)
+        if multirun and not sampled and sweeper.get("params"):
+            # Hydra's basic sweeper sweeps a preset's hydra.sweeper.params (experiment=methods_at_budgets) with the
+            # command line's overrides, which win for a key both give: every job it will run is checked here.
+            job_lines, first = jobs(parse([*swept_params(sweeper["params"]), *(o.input_line for o in ours)])), None
+        configs = []
         for i, job in enumerate(job_lines):
-            # The first job is composed with Hydra's own overrides too: one composition (~0.4 s) checks both.
-            data, hydra = _compose(job, hydra_given if i == 0 else [])
-            sweeper = _sweeper(hydra) if i == 0 else sweeper
+            data = first if i == 0 and first is not None else _compose(job, [])[0]
             configs.append(_typed(data, here=not multirun))
         if multirun:
             _check_shared(ours)
@@ -133,6 +139,11 @@ def check_sweep_folder(sweep_dir: Path) -> None:
                     "was touched; choose a new or empty folder")
 
 
+def swept_params(params: dict[str, Any]) -> list[str]:
+    """hydra.sweeper.params as the override lines Hydra's basic sweeper makes of them (KEY=VALUES, in order)."""
+    return [f"{key}={value}" for key, value in params.items()]
+
+
 def _sweeper(hydra: dict[str, Any] | None) -> dict[str, Any]:
     """The sweeper's config (unresolved) from Hydra's composed node; {} when no Hydra override was given."""
     sweeper = (hydra or {}).get("sweeper")
@@ -189,15 +200,15 @@ def _typed(data: dict[str, Any], here: bool) -> Job:
     return cfg, data
 
 
-def _compose(job: list[str], hydra_overrides: list[str]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The composed config as a plain dict (resolved), and Hydra's own node (unresolved) when `hydra_overrides`
-    are given: an unknown key or group choice there is one line here, not a traceback from Hydra after the folder
-    exists. Hydra's and OmegaConf's errors in one line (config/load.describe)."""
+def _compose(job: list[str], hydra_overrides: list[str],
+             hydra_node: bool = False) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The composed config as a plain dict (resolved), and with `hydra_node` Hydra's own node (unresolved), with
+    `hydra_overrides` applied: an unknown key or group choice there is one line here, not a traceback from Hydra
+    after the folder exists. Hydra's and OmegaConf's errors in one line (config/load.describe)."""
     try:
-        cfg = compose(config_name="config", overrides=[*job, *hydra_overrides],
-                      return_hydra_config=bool(hydra_overrides))
+        cfg = compose(config_name="config", overrides=[*job, *hydra_overrides], return_hydra_config=hydra_node)
         hydra = None
-        if hydra_overrides:
+        if hydra_node:
             hydra = OmegaConf.to_container(cfg.hydra, resolve=False)
             with open_dict(cfg):
                 del cfg["hydra"]  # the job's config resolves without it, as composed without Hydra's node

@@ -166,6 +166,22 @@ def test_methods_at_budgets_sweeps_two_mac_targets_and_three_seeds_with_both_bas
     assert cfg.strategy.target.macs == 4.0
 
 
+def test_a_presets_own_sweep_is_checked_job_by_job_before_any_folder(tmp_path: Path) -> None:
+    """preflight expands hydra.sweeper.params as Hydra's basic sweeper will: the preset's keys in order, the command
+    line's overrides winning for a key both give."""
+    preset = ["experiment=methods_at_budgets", "+strategy=structured", "train.epochs=1"]
+    jobs = [(c.strategy.target.macs, c.seed) for c in check(preset, multirun=True)]
+    assert jobs == [(2.0, 0), (2.0, 1), (2.0, 2), (4.0, 0), (4.0, 1), (4.0, 2)]
+    assert [(c.strategy.target.macs, c.seed) for c in check([*preset, "seed=7"], multirun=True)] == [(2.0, 7),
+                                                                                                  (4.0, 7)]
+    # A budget the model cannot reach in one of those jobs refuses the sweep, as a command-line sweep is refused.
+    with pytest.raises(UserError) as refused:
+        check([*preset, "dataset=synthetic", "dataset.channels=3", "dataset.size=32",
+               f"hydra.sweep.dir={tmp_path / 'sweep'}"], multirun=True)
+    assert str(refused.value) == "strategy.target.macs=4: the most this model reaches is 3.39× (at sparsity 0.99)"
+    assert not (tmp_path / "sweep").exists()
+
+
 # --- load_run_config errors --------------------------------------------------------------------------------------
 
 def test_sparsity_one_is_refused() -> None:
