@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,16 @@ from progprune_cli.config.load import load_component
 
 PROGPRUNE = str(Path(sys.executable).parent / "progprune")
 CONF = Path(str(resources.files("progprune_cli.conf")))
+
+# `make test` runs the suite in pytest-xdist workers, one per core: each worker, and every progprune it starts
+# (which takes OMP_NUM_THREADS as its launcher's limit, as under joblib), gets its share of the cores, so the
+# workers' torch threads do not outnumber the cores and wait on each other.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    from progprune_cli.device import available_cores
+
+    _SHARE = str(max(available_cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]), 1))
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = _SHARE
+    torch.set_num_threads(int(_SHARE))
 
 # The real conf/ shrunk: synthetic data, one epoch per stage, few timing repeats.
 TINY = ["dataset=synthetic", "train.epochs=1", "prune.epochs=2", "finetune.epochs=1",
