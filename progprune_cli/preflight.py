@@ -145,7 +145,8 @@ def swept_params(params: dict[str, Any]) -> list[str]:
 
 
 def _sweeper(hydra: dict[str, Any] | None) -> dict[str, Any]:
-    """The sweeper's config (unresolved) from Hydra's composed node; {} when no Hydra override was given."""
+    """The sweeper's config (unresolved) from Hydra's composed node; {} when that node was not composed (a single
+    run given no hydra.* override)."""
     sweeper = (hydra or {}).get("sweeper")
     return sweeper if isinstance(sweeper, dict) else {}
 
