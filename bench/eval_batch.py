@@ -1,5 +1,5 @@
 """The batch size of accuracy passes on a CPU: CPU seconds per sample of the evaluate stage's accuracy pass
-(stages/loop.evaluate's forward, no gradients) at several batch sizes, for three of progprune's models."""
+(stages/accuracy.evaluate's forward, no gradients) at several batch sizes, for three of progprune's models."""
 
 from __future__ import annotations
 

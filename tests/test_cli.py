@@ -92,7 +92,7 @@ def _val_figures_are_each_models_own(run: Path, results: dict) -> None:
     from progprune_cli.config import load_run_config
     from progprune_cli.distributed import World
     from progprune_cli.parts import build_parts
-    from progprune_cli.stages.loop import evaluate
+    from progprune_cli.stages.accuracy import evaluate
 
     parts = build_parts(load_run_config(json.loads((run / "config.json").read_text())))
     for name in ("original", "pruned", "finetuned", "dense_long"):

@@ -27,7 +27,7 @@ from progprune_cli.export.cli import main as export_main
 from progprune_cli.models.from_torchvision import torchvision_ends
 from progprune_cli.optim.losses import build_loss
 from progprune_cli.parts import model_for_run, original_kind
-from progprune_cli.stages.loop import evaluate
+from progprune_cli.stages.accuracy import evaluate
 
 # What a user writes: the README's worked example, plus three things a user gets wrong.
 MYNET = '''\

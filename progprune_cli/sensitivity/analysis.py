@@ -17,7 +17,7 @@ from progprune_cli.optim.losses import LossFn
 from progprune_cli.pruning.masks import Masks, apply_masks
 from progprune_cli.pruning.select import Selection, select
 from progprune_cli.pruning.strategies import PruneContext, Strategy
-from progprune_cli.stages.loop import evaluate
+from progprune_cli.stages.accuracy import evaluate
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from progprune_cli.results.schema import (
 )
 from progprune_cli.stages.base import STAGES, Produced, RunContext, Stage
 from progprune_cli.stages.io import StageIO
-from progprune_cli.stages.loop import evaluate as accuracy_and_loss
+from progprune_cli.stages.accuracy import evaluate as accuracy_and_loss
 from progprune_cli.stages.sparse_rows import sparse_kernel_model
 
 ORT = "onnxruntime"  # the evaluate.backends entry, and its key in each MODEL's `backends`

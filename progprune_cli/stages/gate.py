@@ -8,7 +8,7 @@ from torch import nn
 
 from progprune_cli.distributed import World
 from progprune_cli.parts import Parts
-from progprune_cli.stages.loop import evaluate
+from progprune_cli.stages.accuracy import evaluate
 
 
 @dataclass
