@@ -191,12 +191,13 @@ def test_the_compacted_gpt2_computes_what_the_masked_one_does_and_rebuilds(gpt2_
                           TOKENS, granularity="head")
     assert output_gap(small, rebuild_compacted(load_checkpoint(path), path), TOKENS.example) == 0.0
     # `export --format hf`: no config.json describes heads cut out layer by layer; the masked finetuned model goes.
-    from progprune_cli.export.hf import hf_model
+    from progprune_cli.export.hf import fit_mlp_width, hf_model
 
+    assert fit_mlp_width(small.model) is None and small.model.config.n_inner is None  # no one width describes it
     run = SimpleNamespace(checkpoint=lambda which: path)
-    assert hf_model(run, "compacted", chosen=False) == "finetuned"  # type: ignore[arg-type]
+    assert hf_model(run, "compacted", chosen=False, described=False) == "finetuned"  # type: ignore[arg-type]
     with pytest.raises(UserError) as caught:
-        hf_model(run, "compacted", chosen=True)  # type: ignore[arg-type]
+        hf_model(run, "compacted", chosen=True, described=False)  # type: ignore[arg-type]
     assert str(caught.value) == ("--model compacted: its attention heads were cut out (strategy=heads), which no "
                                  "config.json describes; export --model finetuned (the same model, its removed heads "
                                  "masked to zero)")

@@ -214,6 +214,36 @@ def test_a_run_of_a_local_hf_model_is_pruned_exported_and_reloads_with_transform
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+def test_a_structured_run_exports_its_compacted_model_with_the_mlp_width_in_config_json(
+        folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from progprune_cli.export import cli as export_cli
+    from progprune_cli.export import load_model
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(" ".join(f"word{i % 37} and {i % 11}" for i in range(250)))
+    run = tmp_path / "run"
+    done = progprune("train", "dataset=text", "dataset.tokenizer=byte", f"dataset.root={corpus}",
+                     "dataset.block_size=16", "model=hf", f"model.path={folder}", "+strategy=structured",
+                     "strategy.sparsity=0.25", "train.epochs=1", "prune.epochs=1", "finetune.epochs=1",
+                     "evaluate.repeats=2", "evaluate.warmup=1", "evaluate.dense_baseline=false",
+                     f"hydra.run.dir={run}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    # The default model, compacted: its one MLP kept 48 of 64 neurons, which config.json's n_inner now says.
+    assert export_cli.main([str(run), "--format", "hf"]) == 0
+    out = run / "export" / "compacted-hf"
+    assert capsys.readouterr().out.startswith(f"wrote {out} (compacted hf, Hugging Face folder: config.json, "
+                                              "model.safetensors, progprune.json, config.json's n_inner set to 48)")
+    exported = reloaded(out)
+    assert exported.config.n_inner == 48
+    # 16 neurons gone, each 16 weights in, a bias and 16 weights out.
+    assert exported.num_parameters() == reloaded(folder).num_parameters() - 16 * (16 + 1 + 16)
+    ids = BYTES16.example(4, seed=2)
+    with torch.no_grad():
+        assert (exported(input_ids=ids).logits[..., :256] - load_model(run, "compacted")(ids)).abs().max() <= 1e-5
+    side = json.loads((out / "progprune.json").read_text())
+    assert (side["model"], side["config_changed"]) == ("compacted", {"n_inner": 48})
+
+
 def test_importing_the_models_does_not_import_transformers() -> None:
     import subprocess
 

@@ -202,8 +202,29 @@ def test_hugging_face_gpt2_loses_exactly_the_weakest_conv1d_mlp_neurons_and_comp
     assert small.model.transformer.wte.weight.shape == (11, E)
 
 
-def test_export_as_a_hugging_face_folder_takes_the_masked_model_for_cut_mlp_widths(monkeypatch) -> None:
-    # config.json has one MLP width for every layer: the compacted model's cut widths have no folder of their own.
+def test_mlps_cut_to_one_width_are_described_by_the_config_and_reload_with_transformers(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    from progprune_cli.export.hf import fit_mlp_width
+
+    model = hf_gpt2()
+    s = strategy("structured", sparsity=0.25)
+    masks, _ = step(s, model, TEXT, 0.25)
+    small = s.compact(model, masks, TEXT).model  # both layers keep HIDDEN - 8 neurons
+    assert fit_mlp_width(small) == {"n_inner": HIDDEN - 8} and small.config.n_inner == HIDDEN - 8
+    small.save_pretrained(tmp_path / "small", safe_serialization=True)
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "small", local_files_only=True).eval()
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8]])
+    with torch.no_grad():
+        assert torch.equal(reloaded(input_ids=ids).logits, small.eval()(input_ids=ids).logits)
+    assert fit_mlp_width(model.model) == {}  # nothing cut: the config describes it as it is
+
+    # Layer 0 keeps 24 neurons, layer 1 all 32: one width cannot describe both, and the config is left alone.
+    uneven = {unit: mask if "h.0." in unit else torch.ones_like(mask) for unit, mask in masks.items()}
+    assert fit_mlp_width(s.compact(hf_gpt2(), uneven, TEXT).model) is None
+    assert small.config.n_inner == HIDDEN - 8 and hf_gpt2().model.config.n_inner is None
+
+
+def test_export_as_a_hugging_face_folder_takes_the_masked_model_when_no_config_describes_the_cut(monkeypatch) -> None:
     from types import SimpleNamespace
 
     import progprune_cli.export.saved as saved
@@ -212,13 +233,14 @@ def test_export_as_a_hugging_face_folder_takes_the_masked_model_for_cut_mlp_widt
 
     monkeypatch.setattr(saved, "read_checkpoint", lambda path, which: {})  # a channel strategy's compacted.pt
     run = SimpleNamespace(checkpoint=lambda which: f"checkpoints/{which}.pt")
-    assert hf_model(run, "compacted", chosen=False) == "finetuned"  # type: ignore[arg-type]
-    assert hf_model(run, "pruned", chosen=True) == "pruned"  # type: ignore[arg-type]
+    assert hf_model(run, "compacted", chosen=False, described=False) == "finetuned"  # type: ignore[arg-type]
+    assert hf_model(run, "compacted", chosen=True, described=True) == "compacted"  # type: ignore[arg-type]
+    assert hf_model(run, "pruned", chosen=True, described=False) == "pruned"  # type: ignore[arg-type]
     with pytest.raises(UserError) as caught:
-        hf_model(run, "compacted", chosen=True)  # type: ignore[arg-type]
-    assert str(caught.value) == ("--model compacted: its MLP hidden neurons were cut out (a channel strategy), which "
-                                 "no config.json describes; export --model finetuned (the same model, its removed "
-                                 "neurons masked to zero)")
+        hf_model(run, "compacted", chosen=True, described=False)  # type: ignore[arg-type]
+    assert str(caught.value) == ("--model compacted: its MLP hidden neurons were cut out to widths that differ "
+                                 "between layers (a channel strategy), which no config.json describes; export --model "
+                                 "finetuned (the same model, its removed neurons masked to zero)")
 
 
 # --- a run -----------------------------------------------------------------------------------------------------------

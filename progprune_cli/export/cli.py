@@ -103,17 +103,27 @@ def run_export(args: argparse.Namespace) -> list[str]:
 def _export_hf(args: argparse.Namespace, run: RunFolder, which: str) -> list[str]:
     """--format hf: the run's model as a Hugging Face folder, reloaded and compared before it is in place."""
     from progprune_cli.data import build_data, inputs
-    from progprune_cli.export.hf import SIDECAR, TOLERANCE, export_hf, hf_model, out_folder
+    from progprune_cli.export.hf import SIDECAR, TOLERANCE, export_hf, fit_mlp_width, hf_model, out_folder
     from progprune_cli.export.saved import load_model
 
-    which = hf_model(run, which, chosen=args.model is not None)
-    out = out_folder(args.out, run, which)
+    if args.out is not None:
+        out_folder(args.out, run, which)  # a given --out is refused before any model is read
     data = build_data(run.cfg.dataset, run.cfg.seed)
     model = load_model(run.path, which, info=data.info, trust_targets=args.trust_targets)
+    changed: dict[str, int] | None = {}
+    if which == "compacted":
+        inner = getattr(model, "model", None)  # the transformers model inside progprune's wrapper, if it is one
+        changed = fit_mlp_width(inner) if hasattr(inner, "save_pretrained") else None
+    chosen = hf_model(run, which, chosen=args.model is not None, described=changed is not None)
+    if chosen != which:
+        which, changed = chosen, {}
+        model = load_model(run.path, which, info=data.info, trust_targets=args.trust_targets)
+    out = out_folder(args.out, run, which)
     ids = inputs(data.test, args.check_samples)
-    diff = export_hf(run, which, model, data.info, ids, out)
+    diff = export_hf(run, which, model, data.info, ids, out, changed or {})
+    described = "".join(f", config.json's {key} set to {value}" for key, value in (changed or {}).items())
     return [f"wrote {out} ({which} {run.cfg.model.name}, Hugging Face folder: config.json, model.safetensors, "
-            f"{SIDECAR})",
+            f"{SIDECAR}{described})",
             f"checked with AutoModelForCausalLM.from_pretrained on {len(ids)} test windows: max |diff| {diff:.2g} "
             f"(<= {TOLERANCE:g})"]
 

@@ -28,23 +28,61 @@ def require_hf_run(run: RunFolder) -> None:
 
 
 # What a compacted model=hf run lost, by its strategy's granularity (the compacted checkpoint's): a config.json holds
-# one head count (each n_embd / n_head wide) and one MLP width for every layer, so no folder describes either cut.
+# one head count (each n_embd / n_head wide) and one MLP width for every layer, so neither a cut that differs from
+# layer to layer nor removed heads can be described; MLPs cut to the same width in every layer can (fit_mlp_width).
 CUT = {"head": ("its attention heads were cut out (strategy=heads)", "its removed heads"),
-       "channel": ("its MLP hidden neurons were cut out (a channel strategy)", "its removed neurons")}
+       "channel": ("its MLP hidden neurons were cut out to widths that differ between layers (a channel strategy)",
+                   "its removed neurons")}
+
+# The config keys holding the one MLP hidden width of every layer: GPT-2's; Llama's, Mistral's, Qwen2's, GPT-NeoX's;
+# OPT's.
+WIDTH_KEYS = ("n_inner", "intermediate_size", "ffn_dim")
 
 
-def hf_model(run: RunFolder, which: str, chosen: bool) -> str:
-    """`which`, or finetuned in place of a default compacted model (the same weights with the cut parts masked to
-    zero): a Hugging Face config cannot describe the compacted widths."""
+def hf_model(run: RunFolder, which: str, chosen: bool, described: bool) -> str:
+    """`which`, or finetuned in place of a default compacted model that its config cannot be made to `described`
+    (the same weights with the cut parts masked to zero)."""
     from progprune_cli.export.saved import read_checkpoint
 
-    if which != "compacted":
+    if which != "compacted" or described:
         return which
     cut, removed = CUT[read_checkpoint(run.checkpoint(which), which).get("granularity", "channel")]
     if chosen:
         raise UserError(f"--model compacted: {cut}, which no config.json describes; export --model finetuned (the "
                         f"same model, {removed} masked to zero)")
     return "finetuned"
+
+
+def fit_mlp_width(inner: nn.Module) -> dict[str, int] | None:
+    """The config change that describes a compacted transformers model, made to `inner.config`: its one MLP width
+    key set to the width every layer kept ({} when nothing was cut), once a model built from that config (on the
+    meta device: shapes, no memory) has exactly `inner`'s tensor shapes. None, and the config untouched, when no
+    one width does (widths differ between layers, heads were cut, or the config has no such key)."""
+    import copy
+
+    shapes = _shapes(inner)
+    original = _shapes(inner, inner.config)
+    if original == shapes:
+        return {}
+    widths = {new for name, shape in shapes.items() for old, new in zip(original.get(name, ()), shape) if old != new}
+    key = next((k for k in WIDTH_KEYS if hasattr(inner.config, k)), None)
+    if key is None or len(widths) != 1:
+        return None
+    config = copy.deepcopy(inner.config)
+    setattr(config, key, widths.pop())
+    if _shapes(inner, config) != shapes:
+        return None
+    setattr(inner.config, key, getattr(config, key))
+    return {key: getattr(config, key)}
+
+
+def _shapes(model: nn.Module, config: Any = None) -> dict[str, tuple[int, ...]]:
+    """Every state-dict tensor's shape: of `model`, or of a model of its class built from `config` on the meta
+    device."""
+    if config is not None:
+        with torch.device("meta"):
+            model = type(model)(config)
+    return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
 
 
 def out_folder(given: str | None, run: RunFolder, which: str) -> Path:
@@ -83,7 +121,8 @@ def sparsity(model: nn.Module) -> dict[str, float | int]:
     return {"params": total, "nonzero": nonzero, "sparsity": 1.0 - nonzero / total if total else 0.0}
 
 
-def describe(run: RunFolder, which: str, info: Any, model: nn.Module, checked: int, diff: float) -> dict[str, Any]:
+def describe(run: RunFolder, which: str, info: Any, model: nn.Module, checked: int, diff: float,
+             config_changed: dict[str, int]) -> dict[str, Any]:
     from progprune_cli.models.weights import source_of
 
     dataset = run.cfg.dataset
@@ -91,6 +130,7 @@ def describe(run: RunFolder, which: str, info: Any, model: nn.Module, checked: i
         "format": "hf",
         "model": which,
         "source": source_of(run.cfg.model),
+        "config_changed": config_changed,  # the keys set to describe a compacted model's widths
         **sparsity(model),
         "run_id": run.id,
         "config_hash": config_hash(run.config),
@@ -104,9 +144,11 @@ def describe(run: RunFolder, which: str, info: Any, model: nn.Module, checked: i
     }
 
 
-def export_hf(run: RunFolder, which: str, model: nn.Module, info: Any, ids: torch.Tensor, out: Path) -> float:
-    """Write `model` (the run's `which`, wrapped) to `out` through a temporary sibling folder renamed into place
-    once its reload matches; the max |diff|. A mismatch leaves nothing behind."""
+def export_hf(run: RunFolder, which: str, model: nn.Module, info: Any, ids: torch.Tensor, out: Path,
+              config_changed: dict[str, int]) -> float:
+    """Write `model` (the run's `which`, wrapped; `config_changed` what fit_mlp_width set) to `out` through a
+    temporary sibling folder renamed into place once its reload matches; the max |diff|. A mismatch leaves nothing
+    behind."""
     import json
 
     inner = transformers_model(model, which).eval()
@@ -119,7 +161,7 @@ def export_hf(run: RunFolder, which: str, model: nn.Module, info: Any, ids: torc
         if not diff <= TOLERANCE:  # NaN too
             raise UserError(f"--format hf: the reloaded folder's logits differ from the run's {which} model by "
                             f"{diff:.3g} (> {TOLERANCE:g}) on {len(ids)} test windows; nothing written")
-        side = {**describe(run, which, info, inner, len(ids), diff), "tokenizer_files": copied}
+        side = {**describe(run, which, info, inner, len(ids), diff, config_changed), "tokenizer_files": copied}
         (tmp / SIDECAR).write_text(json.dumps(side, indent=1) + "\n", encoding="utf-8")
         if out.is_dir():
             out.rmdir()  # empty (checked before): rename needs the name free
