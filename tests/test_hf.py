@@ -166,20 +166,27 @@ def test_format_hf_needs_a_model_hf_run(tmp_path: Path, capsys: pytest.CaptureFi
                                        "model=gpt\n")
 
 
+def byte_run(folder: Path, tmp_path: Path, *strategy: str) -> Path:
+    """A finished run of the installed command: the GPT-2 in `folder` on about 3,000 bytes of text, one epoch a
+    stage, pruned by `strategy`."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(" ".join(f"word{i % 37} and {i % 11}" for i in range(250)))
+    run = tmp_path / "run"
+    done = progprune("train", "dataset=text", "dataset.tokenizer=byte", f"dataset.root={corpus}",
+                     "dataset.block_size=16", "model=hf", f"model.path={folder}", *strategy, "train.epochs=1",
+                     "prune.epochs=1", "finetune.epochs=1", "evaluate.repeats=2", "evaluate.warmup=1",
+                     "evaluate.dense_baseline=false", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    return run
+
+
 def test_a_run_of_a_local_hf_model_is_pruned_exported_and_reloads_with_transformers(
         folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     from progprune_cli.export import cli as export_cli
     from progprune_cli.export import hf as export_hf
     from progprune_cli.export import load_model
 
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text(" ".join(f"word{i % 37} and {i % 11}" for i in range(250)))  # about 3,000 bytes
-    run = tmp_path / "run"
-    done = progprune("train", "dataset=text", "dataset.tokenizer=byte", f"dataset.root={corpus}",
-                     "dataset.block_size=16", "model=hf", f"model.path={folder}", "+strategy=weight",
-                     "train.epochs=1", "prune.epochs=1", "finetune.epochs=1", "evaluate.repeats=2",
-                     "evaluate.warmup=1", "evaluate.dense_baseline=false", f"hydra.run.dir={run}", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    run = byte_run(folder, tmp_path, "+strategy=weight")
     results = json.loads((run / "results.json").read_text())
     assert results["run"]["model_source"] == f"hf:{folder.resolve()}"
     assert results["run"]["weights"]["file"] == str(folder.resolve() / "model.safetensors")
@@ -219,15 +226,7 @@ def test_a_structured_run_exports_its_compacted_model_with_the_mlp_width_in_conf
     from progprune_cli.export import cli as export_cli
     from progprune_cli.export import load_model
 
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text(" ".join(f"word{i % 37} and {i % 11}" for i in range(250)))
-    run = tmp_path / "run"
-    done = progprune("train", "dataset=text", "dataset.tokenizer=byte", f"dataset.root={corpus}",
-                     "dataset.block_size=16", "model=hf", f"model.path={folder}", "+strategy=structured",
-                     "strategy.sparsity=0.25", "train.epochs=1", "prune.epochs=1", "finetune.epochs=1",
-                     "evaluate.repeats=2", "evaluate.warmup=1", "evaluate.dense_baseline=false",
-                     f"hydra.run.dir={run}", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    run = byte_run(folder, tmp_path, "+strategy=structured", "strategy.sparsity=0.25")
     # The default model, compacted: its one MLP kept 48 of 64 neurons, which config.json's n_inner now says.
     assert export_cli.main([str(run), "--format", "hf"]) == 0
     out = run / "export" / "compacted-hf"
