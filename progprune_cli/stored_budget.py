@@ -13,7 +13,8 @@ from progprune_cli.config import RunConfig
 from progprune_cli.errors import UserError
 from progprune_cli.pruning.budget import BudgetFit, Probe
 from progprune_cli.reading import Unreadable, read_json
-from progprune_cli.results.schema import Budget, BudgetProbe, SchemaError
+from progprune_cli.results.record import SchemaError
+from progprune_cli.results.schema import Budget, BudgetProbe
 
 FILE = "budget.json"
 

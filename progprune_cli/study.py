@@ -13,7 +13,8 @@ from progprune_cli.config.search import parse_objectives
 from progprune_cli.errors import UserError
 from progprune_cli.reading import Unreadable, read_json
 from progprune_cli.results.objectives import objective_values
-from progprune_cli.results.schema import Results, SchemaError
+from progprune_cli.results.record import SchemaError
+from progprune_cli.results.schema import Results
 
 STUDY_FILE = "optuna.db"
 # The samplers hydra-optuna-sweeper's presets name (hydra/sweeper/sampler=...), by class: only these are built, each

@@ -14,7 +14,8 @@ from progprune_cli.report.console import print_summary
 from progprune_cli.report.markdown import render_markdown
 from progprune_cli.report.runs import check_status, process_gone
 from progprune_cli.report.terminal import reader_console
-from progprune_cli.results.schema import SCHEMA_VERSION, Results, SchemaError, UnknownVersion
+from progprune_cli.results.record import SchemaError, UnknownVersion
+from progprune_cli.results.schema import SCHEMA_VERSION, Results
 
 PROG = "progprune report"
 

@@ -14,7 +14,8 @@ from typing import Any
 from progprune_cli import reading
 from progprune_cli.errors import UserError
 from progprune_cli.reading import Unreadable
-from progprune_cli.results.schema import STATUSES, Results, SchemaError
+from progprune_cli.results.record import SchemaError
+from progprune_cli.results.schema import STATUSES, Results
 
 # Files only a run folder holds; any one of them is enough, so a half-written run is still found.
 _RUN_MARKERS = ("status.json", "results.json", ".hydra", "metrics.csv")

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import math
-import types
-import typing
-from dataclasses import dataclass, field, fields, replace
-from functools import cache
-from typing import Any, TypeVar, Union
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from progprune_cli.results.record import OMIT_DEFAULT, Record, UnknownVersion, strict_dumps
 
 # Bump when results.json changes shape (a key renamed, moved or retyped), and say what changed in
 # docs/run-folder.md; readers refuse other versions instead of misreading them.
 SCHEMA_VERSION = 1
+
 
 @dataclass(frozen=True)
 class Row:
@@ -58,137 +56,6 @@ STATUS_STAGES = ("build", *TRAINING_STAGES, "evaluate", "report")
 STATUSES = ("complete", "running", "failed", "interrupted")
 METRIC_COLUMNS = ("stage", "event", "epoch", "iteration", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
                   "target_sparsity", "achieved_sparsity")
-
-
-class SchemaError(ValueError):
-    """A document (or a record in it) does not hold what the schema says; the message names the key."""
-
-
-class UnknownVersion(SchemaError):
-    """results.json of another schema version (or none): reading it by this schema would misread it."""
-
-
-R = TypeVar("R", bound="Record")
-# A field left out of the JSON while it equals its default: a key only some entries have (held steps).
-_OMIT_DEFAULT = {"omit_default": True}
-
-
-class Record:
-    """Base of the records: to_json()/from_json() follow each field's type hint, so no field is listed twice."""
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain dicts, lists and scalars, keys in field order (what json.dumps writes)."""
-        out: dict[str, Any] = {}
-        for f in fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            if f.metadata.get("omit_default") and value == f.default:
-                continue
-            out[f.name] = _dump(value)
-        return out
-
-    @classmethod
-    def from_json(cls: type[R], data: Any, *, strict: bool = False, path: str = "") -> R:
-        """Read a plain dict. A missing key (an older or partial file) keeps the field's default, as does a null
-        record or list; a value of the wrong type is a SchemaError. `strict` (the writer's own dicts) also
-        refuses keys the schema does not know, so nothing a stage records is silently dropped."""
-        return _read(cls, data, strict, path)
-
-
-def _read(cls: type[R], data: Any, strict: bool, path: str) -> R:
-    where = path or cls.__name__
-    if not isinstance(data, dict):
-        raise SchemaError(f"{where}: expected an object, found {_kind(data)}")
-    hints = _hints(cls)
-    if strict:
-        unknown = [key for key in data if key not in hints]
-        if unknown:
-            raise SchemaError(f"{where}: unknown key {unknown[0]!r} (add it to progprune_cli/results/schema.py)")
-    values: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
-        if f.name not in data:
-            continue
-        hint, value = hints[f.name], data[f.name]
-        if value is None and not _optional(hint):
-            continue  # e.g. "layers": null reads as the default (empty), as the readers always took it
-        values[f.name] = _load(hint, value, f"{path}.{f.name}" if path else f.name, strict)
-    return cls(**values)
-
-
-@cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _optional(hint: Any) -> bool:
-    return typing.get_origin(hint) in (Union, types.UnionType) and type(None) in typing.get_args(hint)
-
-
-def _kind(value: Any) -> str:
-    """How an error message names a value it did not expect: its JSON type, and the value when it is short."""
-    if value is None or isinstance(value, bool):
-        return json.dumps(value)
-    if isinstance(value, (dict, list)):
-        return "an object" if isinstance(value, dict) else "a list"
-    return f"{'a string' if isinstance(value, str) else 'a number'} {value!r}"
-
-
-def _load(hint: Any, value: Any, path: str, strict: bool) -> Any:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        if value is None:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _load(inner, value, path, strict)
-    if isinstance(hint, type) and issubclass(hint, Record):
-        return hint.from_json(value, strict=strict, path=path)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise SchemaError(f"{path}: expected a list, found {_kind(value)}")
-        return tuple(_load(args[0], item, f"{path}[{i}]", strict) for i, item in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise SchemaError(f"{path}: expected an object, found {_kind(value)}")
-        return {k: _load(args[1], v, f"{path}.{k}", strict) for k, v in value.items()}
-    # bool is an int in Python but never a count or a figure here; an int is a fine float (JSON writes 0.0 as 0.0,
-    # but hand-written files say 0), kept as it is so a file reads back exactly.
-    ok = {bool: isinstance(value, bool), str: isinstance(value, str),
-          int: isinstance(value, int) and not isinstance(value, bool),
-          float: isinstance(value, (int, float)) and not isinstance(value, bool)}[hint]
-    if not ok:
-        expected = {bool: "a boolean", str: "a string", int: "an integer", float: "a number"}[hint]
-        raise SchemaError(f"{path}: expected {expected}, found {_kind(value)}")
-    return value
-
-
-def _dump(value: Any) -> Any:
-    if isinstance(value, Record):
-        return value.to_json()
-    if isinstance(value, (tuple, list)):
-        return [_dump(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _dump(v) for k, v in value.items()}
-    return value
-
-
-def strict_dumps(tree: Any) -> str:
-    """JSON text (indent 1, trailing newline) that never holds NaN or Infinity: a non-finite number is a
-    SchemaError naming its key, since strict JSON readers (jq, JavaScript, pandas' default) reject those."""
-    _check_finite(tree, "")
-    return json.dumps(tree, indent=1, allow_nan=False) + "\n"
-
-
-def _check_finite(value: Any, path: str) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise SchemaError(f"{path or 'value'} is {value}: results.json is strict JSON, which has no NaN or "
-                          "Infinity (a non-finite loss usually means training diverged)")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _check_finite(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check_finite(item, f"{path}[{i}]")
 
 
 # --- MODEL -----------------------------------------------------------------------------------------------------
@@ -279,10 +146,10 @@ class ModelRecord(Record):
     mask_only: bool | None = None
     # A language model's exp(mean loss per token) on each split (its `accuracy` is next-token accuracy). Left out of
     # the JSON for classifiers, so their files read the same.
-    perplexity: Splits | None = field(default=None, metadata=_OMIT_DEFAULT)
+    perplexity: Splits | None = field(default=None, metadata=OMIT_DEFAULT)
     # evaluate.backends beyond torch: backend name → the model timed there (`measured_speedup` is vs the original
     # in the same backend). Left out of the JSON when only torch timed the run, so older files read the same.
-    backends: dict[str, Latency] | None = field(default=None, metadata=_OMIT_DEFAULT)
+    backends: dict[str, Latency] | None = field(default=None, metadata=OMIT_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -322,11 +189,11 @@ class PruningStep(Record):
     achieved: float | None = None
     removed: int | None = None
     layers: dict[str, StepLayer] = field(default_factory=dict)
-    held: bool = field(default=False, metadata=_OMIT_DEFAULT)
-    val_acc: float | None = field(default=None, metadata=_OMIT_DEFAULT)
+    held: bool = field(default=False, metadata=OMIT_DEFAULT)
+    val_acc: float | None = field(default=None, metadata=OMIT_DEFAULT)
     # Wall time of the step itself (scoring, calibration passes, the weight update), not the training after it;
     # absent in files from before it was recorded and on held steps.
-    seconds: float | None = field(default=None, metadata=_OMIT_DEFAULT)
+    seconds: float | None = field(default=None, metadata=OMIT_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -355,8 +222,8 @@ class Budget(Record):
     sparsity: float | None = None
     achieved: float | None = None
     within: bool | None = None
-    setup: str | None = field(default=None, metadata=_OMIT_DEFAULT)
-    probes: tuple[BudgetProbe, ...] = field(default=(), metadata=_OMIT_DEFAULT)
+    setup: str | None = field(default=None, metadata=OMIT_DEFAULT)
+    probes: tuple[BudgetProbe, ...] = field(default=(), metadata=OMIT_DEFAULT)
 
 
 @dataclass(frozen=True)
@@ -372,7 +239,7 @@ class PruningLog(Record):
     achieved_sparsity: float | None = None
     notes: tuple[str, ...] = ()
     steps: tuple[PruningStep, ...] = ()
-    budget: Budget | None = field(default=None, metadata=_OMIT_DEFAULT)  # only when strategy.target was set
+    budget: Budget | None = field(default=None, metadata=OMIT_DEFAULT)  # only when strategy.target was set
 
 
 # --- the document ----------------------------------------------------------------------------------------------
@@ -407,7 +274,7 @@ class RunInfo(Record):
     dense_reused_from: str | None = None
     train_samples: int | None = None  # samples the run trained on (the training split, after val was carved out)
     # How many of them the train accuracy/loss figures were measured on (evaluate.train_samples); absent in older files.
-    train_eval_samples: int | None = field(default=None, metadata=_OMIT_DEFAULT)
+    train_eval_samples: int | None = field(default=None, metadata=OMIT_DEFAULT)
     # What built the model (progprune:NAME, torchvision:ARCH, timm:ARCH, custom:MODULE.CLASS), the weights it
     # started from (null: initialised at random), and what the original is: trained, loaded (model.weights with
     # train.epochs=0) or untrained (train.epochs=0 without weights).
@@ -429,15 +296,15 @@ class Results(Record):
     layers: tuple[LayerRow, ...] = ()
     # The evaluate stage's one-line notes (a row it could not build, a backend that could not time a model, and
     # why); left out of the JSON when there are none.
-    notes: tuple[str, ...] = field(default=(), metadata=_OMIT_DEFAULT)
+    notes: tuple[str, ...] = field(default=(), metadata=OMIT_DEFAULT)
 
     @classmethod
-    def from_json(cls: type[R], data: Any, *, strict: bool = False, path: str = "") -> R:
+    def from_json(cls, data: Any, *, strict: bool = False, path: str = "") -> Results:
         """Refuses another schema version (UnknownVersion) before reading anything by this one."""
         if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
             found = data.get("schema_version", "missing")
             raise UnknownVersion(f"schema_version {found!r}, this progprune reads {SCHEMA_VERSION}")
-        return _read(cls, data, strict, path)
+        return super().from_json(data, strict=strict, path=path)
 
     def with_run(self, run: RunInfo, config: dict[str, Any]) -> Results:
         """This record with what the runner adds once every stage is done: the run info and the config."""

@@ -17,7 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from progprune_cli.atomic import append_text, copy_atomically, open_nofollow, write_atomic
 from progprune_cli.checkpoints import NotACheckpoint, load_checkpoint, save_checkpoint
 from progprune_cli.errors import UserError
-from progprune_cli.results.schema import METRIC_COLUMNS, TRAINING_STAGES, strict_dumps
+from progprune_cli.results.record import strict_dumps
+from progprune_cli.results.schema import METRIC_COLUMNS, TRAINING_STAGES
 
 
 def write_json(path: Path, value: Any) -> None:
