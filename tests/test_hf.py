@@ -243,6 +243,30 @@ def test_a_structured_run_exports_its_compacted_model_with_the_mlp_width_in_conf
     assert (side["model"], side["config_changed"]) == ("compacted", {"n_inner": 48})
 
 
+def test_a_llama_runs_gated_mlps_are_cut_and_exported_with_intermediate_size(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from progprune_cli.export import cli as export_cli
+    from progprune_cli.export import load_model
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(vocab_size=300, hidden_size=16, intermediate_size=64, num_hidden_layers=1,
+                                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+    folder = tmp_path / "llama"
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder, safe_serialization=True)
+    run = byte_run(folder, tmp_path, "+strategy=structured", "strategy.sparsity=0.25")
+    assert export_cli.main([str(run), "--format", "hf"]) == 0
+    out = run / "export" / "compacted-hf"
+    assert capsys.readouterr().out.startswith(f"wrote {out} (compacted hf, Hugging Face folder: config.json, "
+                                              "model.safetensors, progprune.json, config.json's intermediate_size "
+                                              "set to 48)")
+    exported = reloaded(out)
+    # 16 neurons gone, each a row of gate_proj and of up_proj and a column of down_proj, 16 weights each.
+    assert exported.num_parameters() == reloaded(folder).num_parameters() - 16 * 3 * 16
+    ids = BYTES16.example(4, seed=2)
+    with torch.no_grad():
+        assert (exported(input_ids=ids).logits[..., :256] - load_model(run, "compacted")(ids)).abs().max() <= 1e-5
+
+
 def test_importing_the_models_does_not_import_transformers() -> None:
     import subprocess
 

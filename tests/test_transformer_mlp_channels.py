@@ -202,6 +202,59 @@ def test_hugging_face_gpt2_loses_exactly_the_weakest_conv1d_mlp_neurons_and_comp
     assert small.model.transformer.wte.weight.shape == (11, E)
 
 
+def hf_llama() -> nn.Module:
+    transformers = pytest.importorskip("transformers")
+    from progprune_cli.models.hf import CausalLM
+
+    config = transformers.LlamaConfig(vocab_size=11, hidden_size=E, intermediate_size=HIDDEN, num_hidden_layers=2,
+                                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=16)
+    torch.manual_seed(0)
+    return CausalLM(transformers.LlamaForCausalLM(config), 11)
+
+
+def test_a_gated_llama_mlp_loses_the_same_neurons_from_gate_up_and_down_and_compacts_exactly(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    from progprune_cli.export.hf import fit_mlp_width
+
+    model = hf_llama()
+    s = strategy("structured", sparsity=0.25)
+    masks, notes = step(s, model, TEXT, 0.25)
+    # Each layer's MLP is down(silu(gate(x)) * up(x)): a neuron is a row of gate_proj and of up_proj and a column of
+    # down_proj. Attention's q, k and v are coupled through attention ops, never a unit.
+    assert list(masks) == [f"model.model.layers.{i}.mlp.gate_proj" for i in range(2)] and notes == []
+    modules = dict(model.named_modules())
+    for unit, mask in masks.items():
+        gate, up = modules[unit].weight.detach(), modules[unit.replace("gate", "up")].weight.detach()
+        norms = (gate.abs().sum(1) + up.abs().sum(1)) / 2  # the unit's score: the mean of its two layers' L1 norms
+        assert set((~mask).nonzero().flatten().tolist()) == set(norms.argsort()[: round(0.25 * HIDDEN)].tolist())
+    params = s.to_param_masks(model, masks)
+    assert {name for name, m in params.items() if not m.all()} == {
+        f"model.model.layers.{i}.mlp.{p}.weight" for i in range(2) for p in ("gate_proj", "up_proj", "down_proj")}
+    small = s.compact(model, masks, TEXT)
+    masked = copy.deepcopy(model)
+    apply_masks(masked, params)
+    assert cg.output_gap(masked, small, TEXT.example) <= TOLERANCE
+    assert [(b.mlp.gate_proj.out_features, b.mlp.up_proj.out_features, b.mlp.down_proj.in_features)
+            for b in small.model.model.layers] == [(HIDDEN - 8,) * 3] * 2
+    assert sum(p.numel() for p in small.parameters()) == sum(p.numel() for p in model.parameters()) - 2 * 8 * 3 * E
+    # `export --format hf`: Llama's config says the one MLP width as intermediate_size.
+    assert fit_mlp_width(small.model) == {"intermediate_size": HIDDEN - 8}
+    small.model.save_pretrained(tmp_path / "small", safe_serialization=True)
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "small", local_files_only=True).eval()
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8]])
+    with torch.no_grad():
+        assert torch.equal(reloaded(input_ids=ids).logits, small.model.eval()(input_ids=ids).logits)
+
+
+def test_a_transformer_with_every_mlp_excluded_is_a_one_line_error() -> None:
+    excluded = [f"model.model.layers.{i}.mlp.gate_proj" for i in range(2)]
+    with pytest.raises(UserError) as error:
+        strategy("structured", exclude=excluded).check(hf_llama(), TEXT)
+    assert str(error.value) == ("strategy=structured: no MLP hidden layer left to prune in CausalLM: on a transformer "
+                                "only the hidden neurons of MLPs (a linear layer, elementwise ops, a linear layer; or "
+                                f"gated) are pruned; strategy.exclude={excluded}")
+
+
 def test_mlps_cut_to_one_width_are_described_by_the_config_and_reload_with_transformers(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
     from progprune_cli.export.hf import fit_mlp_width

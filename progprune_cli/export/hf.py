@@ -34,8 +34,8 @@ CUT = {"head": ("its attention heads were cut out (strategy=heads)", "its remove
        "channel": ("its MLP hidden neurons were cut out to widths that differ between layers (a channel strategy)",
                    "its removed neurons")}
 
-# The config keys holding the one MLP hidden width of every layer: GPT-2's (tested); those of Llama-style configs and
-# OPT's. Whichever the config has is tried; the meta-device shape check decides.
+# The config keys holding the one MLP hidden width of every layer: GPT-2's and Llama's (tested), OPT's. Whichever
+# the config has is tried; the meta-device shape check decides.
 WIDTH_KEYS = ("n_inner", "intermediate_size", "ffn_dim")
 
 

@@ -118,17 +118,28 @@ def trace(model: nn.Module, shape: Inputs) -> ChannelGraph:
                         has_attention(probe))
 
 
+# Autograd ops of attention, which torch-pruning follows as elementwise: q, k and v projections coupled through them
+# look like a gated MLP's two input projections, yet their channels are heads' dimensions, which cannot go one by one.
+_ATTENTION_OPS = ("Attention", "Softmax", "Bmm", "Transpose", "Baddbmm")
+
+
 def _feeds_one_layer(group: tp.Group, layer: nn.Module) -> bool:
     """Whether `group` (the output channels of the linear `layer`) is `layer`, elementwise ops (activation, bias,
     dropout, reshapes) and one other linear layer's inputs: nothing else (no norm, residual add, attention, split of
-    a fused q/k/v) sees them. Linear: nn.Linear or transformers' Conv1D."""
+    a fused q/k/v) sees them. A gated MLP (Llama's down(act(gate(x)) * up(x))) has a second linear layer whose
+    outputs are multiplied in: its channels go with these, and no attention op may be among those between.
+    Linear: nn.Linear or transformers' Conv1D."""
     import torch_pruning as tp
 
     between = {tp.ops.OPTYPE.ELEMENTWISE, tp.ops.OPTYPE.RESHAPE}
     others = {(dep.target, dep.handler.__name__) for dep, _ in group
               if dep.target.type not in between and dep.target.module is not layer}
-    return _linear(layer) and len(others) == 1 and all(
-        _linear(node.module) and how == "prune_in_channels" for node, how in others)
+    consumers = [node for node, how in others if how == "prune_in_channels"]
+    gated = len(others) > len(consumers)
+    attention = any(op in type(getattr(dep.target, "grad_fn", None)).__name__ for dep, _ in group
+                    if dep.target.type == tp.ops.OPTYPE.ELEMENTWISE for op in _ATTENTION_OPS)
+    return _linear(layer) and len(consumers) == 1 and not (gated and attention) and all(
+        _linear(node.module) and how in ("prune_in_channels", "prune_out_channels") for node, how in others)
 
 
 def _linear(module: nn.Module) -> bool:

@@ -174,8 +174,8 @@ class ChannelStrategy(Strategy):
         if not units and graph.attention:
             raise UserError(
                 f"strategy={name}: no MLP hidden layer left to prune in {type(model).__name__}: on a transformer only "
-                f"the hidden neurons of MLPs (a linear layer, elementwise ops, a linear layer) are pruned; strategy."
-                f"exclude={list(self.cfg.exclude)}")
+                f"the hidden neurons of MLPs (a linear layer, elementwise ops, a linear layer; or gated) are pruned; "
+                f"strategy.exclude={list(self.cfg.exclude)}")
         if not units:
             raise UserError(
                 f"strategy={name}: no layer left to prune: the classifier ({', '.join(sorted(graph.outputs))}) "
