@@ -203,13 +203,14 @@ def test_the_compacted_gpt2_computes_what_the_masked_one_does_and_rebuilds(gpt2_
                                  "masked to zero)")
 
 
-def llama(kv_heads: int) -> nn.Module:
+def llama(kv_heads: int, arch: str = "Llama", **config: object) -> nn.Module:
     transformers = pytest.importorskip("transformers")
     from progprune_cli.models.hf import CausalLM
 
     torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=kv_heads, vocab_size=300, max_position_embeddings=64)
+    cfg = getattr(transformers, f"{arch}Config")(hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                                 num_attention_heads=4, num_key_value_heads=kv_heads, vocab_size=300,
+                                                 max_position_embeddings=64, **config)
     return CausalLM(transformers.AutoModelForCausalLM.from_config(cfg).float(), TOKENS.vocab)
 
 
@@ -223,6 +224,43 @@ def test_a_compacted_llama_computes_what_the_masked_one_does() -> None:
     assert output_gap(model, small, TOKENS.example) > 1e-3
 
 
+@pytest.mark.parametrize("arch", ["Llama", "Mistral", "Qwen2"])
+def test_grouped_key_value_heads_go_with_their_query_heads(arch: str) -> None:
+    # 4 query heads share 2 key/value heads (dimension 4): a head of the strategy is a key/value head, its 4 rows of
+    # k and v, and its 2 query heads' 8 rows of q and 8 columns of o. Qwen2's q, k and v have biases.
+    model = llama(2, arch)
+    attn = model.model.model.layers[0].self_attn
+    assert type(attn).__name__ == f"{arch}Attention" and heads().initial_masks(model, TOKENS)[
+        "model.model.layers.0.self_attn"].shape == (2,)
+    masks = {"model.model.layers.0.self_attn": torch.tensor([False, True]),
+             "model.model.layers.1.self_attn": torch.tensor([True, False])}
+    entries = heads().to_param_masks(model, masks)
+    q_kept = torch.arange(16) >= 8
+    assert torch.equal(entries["model.model.layers.0.self_attn.q_proj.weight"], q_kept[:, None].expand(16, 16))
+    assert torch.equal(entries["model.model.layers.0.self_attn.k_proj.weight"], (torch.arange(8) >= 4)[:, None]
+                       .expand(8, 16))
+    assert torch.equal(entries["model.model.layers.0.self_attn.o_proj.weight"], q_kept[None, :].expand(16, 16))
+    bias = arch == "Qwen2"
+    assert ("model.model.layers.0.self_attn.q_proj.bias" in entries) == bias
+    small = heads().compact(model, masks, TOKENS)
+    for layer in small.model.model.layers:
+        cut = layer.self_attn
+        assert (cut.q_proj.out_features, cut.k_proj.out_features, cut.v_proj.out_features,
+                cut.o_proj.in_features) == (8, 4, 4, 8)
+    # Per layer: 8 rows of q, 4 of k and of v (16 weights each, and a bias each for Qwen2), 8 columns of o.
+    assert params(model) - params(small) == 2 * ((8 + 4 + 4) * (16 + bias) + 16 * 8)
+    assert output_gap(masked(model, masks), small, TOKENS.example) <= 1e-5
+    assert output_gap(model, small, TOKENS.example) > 1e-3
+    q, k = attn.q_proj.weight.detach().double(), attn.k_proj.weight.detach().double()
+    v, o = attn.v_proj.weight.detach().double(), attn.o_proj.weight.detach().double()
+    by_hand = q[8:].abs().sum() + k[4:].abs().sum() + v[4:].abs().sum() + o[:, 8:].abs().sum()
+    if bias:
+        by_hand += sum(layer.bias.detach().double()[rows].abs().sum() for layer, rows in
+                       ((attn.q_proj, slice(8, 16)), (attn.k_proj, slice(4, 8)), (attn.v_proj, slice(4, 8))))
+    l1 = heads().scores(model, heads().initial_masks(model, TOKENS), images_ctx(1))
+    torch.testing.assert_close(l1["model.model.layers.0.self_attn"][1], by_hand, rtol=1e-12, atol=0)
+
+
 class OtherAttention(nn.Module):
     """An attention module of a kind strategy=heads does not know (as another transformers architecture's)."""
 
@@ -232,9 +270,6 @@ class OtherAttention(nn.Module):
 
 
 @pytest.mark.parametrize("make, error", [
-    (lambda: llama(2), "strategy=heads: model.model.layers.0.self_attn (LlamaAttention) shares key/value heads (4 "
-                       "query heads, 2 key/value heads); strategy=heads removes a head only where each query head "
-                       "has its own key and value head"),
     (lambda: nn.Sequential(nn.MultiheadAttention(8, 2, kdim=4, vdim=4)),
      "strategy=heads: 0 (nn.MultiheadAttention) projects keys or values from another width (kdim/vdim); only "
      "packed q/k/v (in_proj_weight) is cut"),

@@ -267,6 +267,22 @@ def test_a_llama_runs_gated_mlps_are_cut_and_exported_with_intermediate_size(
         assert (exported(input_ids=ids).logits[..., :256] - load_model(run, "compacted")(ids)).abs().max() <= 1e-5
 
 
+def test_a_run_removes_grouped_key_value_heads_with_their_query_heads(tmp_path: Path) -> None:
+    from progprune_cli.export import load_model
+
+    torch.manual_seed(0)
+    config = transformers.MistralConfig(vocab_size=300, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    folder = tmp_path / "mistral"
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder, safe_serialization=True)
+    run = byte_run(folder, tmp_path, "+strategy=heads", "strategy.sparsity=0.5")
+    params = json.loads((run / "results.json").read_text())["models"]["compacted"]["params"]
+    # One of the 2 key/value heads goes with its 2 query heads: 8 rows of q, 4 of k and of v, 8 columns of o.
+    assert params["physical"] == params["total"] - (8 + 4 + 4) * 16 - 16 * 8
+    attn = load_model(run, "compacted").model.model.layers[0].self_attn  # rebuilt as `progprune export` reads it
+    assert (attn.q_proj.out_features, attn.k_proj.out_features, attn.o_proj.in_features) == (8, 4, 8)
+
+
 def test_importing_the_models_does_not_import_transformers() -> None:
     import subprocess
 

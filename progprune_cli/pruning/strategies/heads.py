@@ -1,6 +1,6 @@
 """`heads`: whole attention heads go (model=gpt's CausalSelfAttention, nn.MultiheadAttention as in model=vit,
-model=hf's GPT2 and Llama attention): the head's rows of q, k, v and columns of the output projection, masked while
-training and cut out of a compacted copy."""
+model=hf's GPT2, Llama, Mistral and Qwen2 attention, grouped key/value heads with their query heads): the head's
+rows of q, k, v and columns of the output projection, masked while training and cut out of a compacted copy."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from progprune_cli.models.gpt import CausalSelfAttention
 
 SUPPORTED = ("supported: model=gpt's CausalSelfAttention, nn.MultiheadAttention (model=vit), model=hf's "
-             "GPT2Attention and LlamaAttention")
+             "GPT2Attention and LlamaAttention, MistralAttention, Qwen2Attention")
 
 
 class PrunedMultiheadAttention(nn.Module):
@@ -166,22 +166,52 @@ class PrunedMHALayout(SeparateLayout):
 
 
 class LlamaLayout(SeparateLayout):
-    """transformers' LlamaAttention (reads its head count from q_proj's width at every call)."""
+    """transformers' LlamaAttention, and Mistral's and Qwen2's of the same make (q_proj, k_proj, v_proj, o_proj; they
+    read their head counts from q's and k's widths at every call). With grouped key/value heads (fewer key/value
+    heads than query heads) a head here is a key/value head with the query heads that share it: its rows of k and v,
+    its group's rows of q and columns of o, so every group keeps the query heads per key/value head its config says."""
 
     label = "LlamaAttention"
     names = ("q_proj", "k_proj", "v_proj", "o_proj")
+    classes = ("LlamaAttention", "MistralAttention", "Qwen2Attention")  # by name: transformers is optional
 
     @classmethod
     def matches(cls, module: nn.Module) -> bool:
-        return type(module).__name__ == "LlamaAttention"  # by name: transformers is optional
+        return type(module).__name__ in cls.classes
 
     @classmethod
-    def refusal(cls, module: nn.Module) -> str | None:
-        heads, kv = module.q_proj.out_features // module.head_dim, module.k_proj.out_features // module.head_dim
-        if heads != kv:
-            return (f"shares key/value heads ({heads} query heads, {kv} key/value heads); strategy=heads removes a "
-                    "head only where each query head has its own key and value head")
-        return None
+    def heads(cls, module: nn.Module) -> int:
+        return module.k_proj.out_features // cls.head_dim(module)
+
+    @classmethod
+    def group(cls, module: nn.Module) -> int:
+        """Query heads per key/value head."""
+        return module.q_proj.out_features // module.k_proj.out_features
+
+    @classmethod
+    def owners(cls, module: nn.Module) -> dict[str, torch.Tensor]:
+        heads, width = cls.heads(module), cls.head_dim(module)
+        kv_rows, q_rows = head_rows(heads, width), head_rows(heads, width * cls.group(module))
+        owners = {}
+        for name, rows in (("q_proj", q_rows), ("k_proj", kv_rows), ("v_proj", kv_rows)):
+            layer = getattr(module, name)
+            owners[f"{name}.weight"] = rows[:, None].expand(layer.weight.shape)
+            if layer.bias is not None:
+                owners[f"{name}.bias"] = rows
+        owners["o_proj.weight"] = q_rows[None, :].expand(module.o_proj.weight.shape)
+        return owners
+
+    @classmethod
+    def cut(cls, module: nn.Module, rows: torch.Tensor) -> nn.Module:
+        # `rows` are the kept heads' rows of k and v; q and o keep each kept head's group of query heads.
+        width, group = cls.head_dim(module), cls.group(module)
+        kept = rows[::width] // width
+        q_rows = (kept[:, None] * width * group + torch.arange(width * group)).flatten()
+        _narrow_linear(module.q_proj, q_rows, dim=0)
+        _narrow_linear(module.k_proj, rows, dim=0)
+        _narrow_linear(module.v_proj, rows, dim=0)
+        _narrow_linear(module.o_proj, q_rows, dim=1)
+        return module
 
 
 class MultiheadLayout(HeadLayout):
