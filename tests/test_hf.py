@@ -27,10 +27,22 @@ BYTES16 = DataInfo(channels=1, height=1, width=16, num_classes=256, vocab=256)  
 
 def tiny(folder: Path, **config: Any) -> Path:
     """A 1-layer GPT-2 of vocabulary 300 and 64 positions, initialised at random (seeded), saved as safetensors."""
+    return saved(folder, transformers.GPT2Config(**{"n_layer": 1, "n_head": 2, "n_embd": 16, "vocab_size": 300,
+                                                    "n_positions": 64, "bos_token_id": 0, "eos_token_id": 0,
+                                                    **config}))
+
+
+def tiny_decoder(folder: Path, arch: str, kv_heads: int) -> Path:
+    """A 1-layer `arch` (Llama, Mistral) of width 16, 4 query heads, MLP 64 wide, vocabulary 300, 64 positions."""
+    return saved(folder, getattr(transformers, f"{arch}Config")(
+        vocab_size=300, hidden_size=16, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+        num_key_value_heads=kv_heads, max_position_embeddings=64))
+
+
+def saved(folder: Path, config: Any) -> Path:
+    """A model of `config` initialised at random (seeded), saved in `folder` as safetensors."""
     torch.manual_seed(0)
-    cfg = transformers.GPT2Config(**{"n_layer": 1, "n_head": 2, "n_embd": 16, "vocab_size": 300, "n_positions": 64,
-                                     "bos_token_id": 0, "eos_token_id": 0, **config})
-    transformers.AutoModelForCausalLM.from_config(cfg).save_pretrained(folder, safe_serialization=True)
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder, safe_serialization=True)
     return folder
 
 
@@ -248,11 +260,7 @@ def test_a_llama_runs_gated_mlps_are_cut_and_exported_with_intermediate_size(
     from progprune_cli.export import cli as export_cli
     from progprune_cli.export import load_model
 
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(vocab_size=300, hidden_size=16, intermediate_size=64, num_hidden_layers=1,
-                                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
-    folder = tmp_path / "llama"
-    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder, safe_serialization=True)
+    folder = tiny_decoder(tmp_path / "llama", "Llama", kv_heads=4)
     run = byte_run(folder, tmp_path, "+strategy=structured", "strategy.sparsity=0.25")
     assert export_cli.main([str(run), "--format", "hf"]) == 0
     out = run / "export" / "compacted-hf"
@@ -270,11 +278,7 @@ def test_a_llama_runs_gated_mlps_are_cut_and_exported_with_intermediate_size(
 def test_a_run_removes_grouped_key_value_heads_with_their_query_heads(tmp_path: Path) -> None:
     from progprune_cli.export import load_model
 
-    torch.manual_seed(0)
-    config = transformers.MistralConfig(vocab_size=300, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-    folder = tmp_path / "mistral"
-    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder, safe_serialization=True)
+    folder = tiny_decoder(tmp_path / "mistral", "Mistral", kv_heads=2)
     run = byte_run(folder, tmp_path, "+strategy=heads", "strategy.sparsity=0.5")
     params = json.loads((run / "results.json").read_text())["models"]["compacted"]["params"]
     # One of the 2 key/value heads goes with its 2 query heads: 8 rows of q, 4 of k and of v, 8 columns of o.
