@@ -23,7 +23,7 @@ INFO = DataInfo(channels=1, height=1, width=4, num_classes=5, vocab=5)  # sequen
 # Per layer, the value every weight of a head's q/k/v rows and proj columns holds (k's negated: scores are |w|).
 SCALES = ([3.0, 1.0, 4.0, 2.0], [0.5, 5.0, 6.0, 7.0])
 SUPPORTED = ("supported: model=gpt's CausalSelfAttention, nn.MultiheadAttention (model=vit), model=hf's GPT2Attention "
-             "and LlamaAttention")
+             "and LlamaAttention, MistralAttention, Qwen2Attention")
 # A head holds 2 rows × 8 inputs of each of q, k, v and 8 × 2 columns of proj: 64 weights.
 L1 = [[64 * s for s in layer] for layer in SCALES]
 
