@@ -40,8 +40,8 @@ WIDTH_KEYS = ("n_inner", "intermediate_size", "ffn_dim")
 
 
 def hf_model(run: RunFolder, which: str, chosen: bool, described: bool) -> str:
-    """`which`, or finetuned in place of a default compacted model that its config cannot be made to `described`
-    (the same weights with the cut parts masked to zero)."""
+    """`which`, or finetuned in place of a default compacted model that no config describes (`described` False:
+    fit_mlp_width found no one width): the same weights with the cut parts masked to zero."""
     from progprune_cli.export.saved import read_checkpoint
 
     if which != "compacted" or described:

@@ -206,7 +206,7 @@ class LlamaLayout(SeparateLayout):
         # `rows` are the kept heads' rows of k and v; q and o keep each kept head's group of query heads.
         width, group = cls.head_dim(module), cls.group(module)
         kept = rows[::width] // width
-        q_rows = (kept[:, None] * width * group + torch.arange(width * group)).flatten()
+        q_rows = (kept[:, None] * width * group + torch.arange(width * group, device=rows.device)).flatten()
         _narrow_linear(module.q_proj, q_rows, dim=0)
         _narrow_linear(module.k_proj, rows, dim=0)
         _narrow_linear(module.v_proj, rows, dim=0)
